@@ -1,0 +1,5 @@
+import sys
+
+from dreamlab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``dreamlab`` subcommand; each defines ``register(subparsers)``."""
