@@ -127,15 +127,17 @@ def plot_curves(rows: list[dict[str, Any]], stem: Path, x: str = "real_steps", y
 
 
 def plot_openloop(result: dict[str, Any], stem: Path, title: str | None = None) -> list[Path]:
-    """result: {"horizon": [1..H], "model_nmse": [...], "copy_last_nmse": [...]} (eval-wm --json)."""
-    h = np.asarray(result["horizon"], float)
+    """result: the JSON of ``dreamlab eval-wm --json`` (``nmse`` and ``nmse_copy_last`` per horizon)."""
+    model = np.asarray(result["nmse"], float)
+    copy = np.asarray(result["nmse_copy_last"], float)
+    h = np.arange(1, len(model) + 1)
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
-    ax.plot(h, result["model_nmse"], "k-o", ms=4, label="world model")
-    ax.plot(h, result["copy_last_nmse"], "--s", color="0.45", ms=4, label="copy last observation")
+    ax.plot(h, model, "k-o", ms=4, label="world model")
+    ax.plot(h, copy, "--s", color="0.45", ms=4, label="copy last observation")
     ax.set_yscale("log")
     ax.set_xlabel("open-loop horizon (steps)")
-    ax.set_ylabel("normalised MSE")
-    ax.set_title(title or "Open-loop prediction error", fontsize=10)
+    ax.set_ylabel("normalised MSE (per dim / variance)")
+    ax.set_title(title or f"Open-loop error (context {result.get('context', '?')})", fontsize=10)
     ax.legend(fontsize=8)
     return _save(fig, stem)
 

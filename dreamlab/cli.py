@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; everything finished so far is kept", file=sys.stderr)
         return 130
-    except DreamlabError as exc:
+    except (DreamlabError, ValueError, FileNotFoundError) as exc:
+        # library errors are ValueError subclasses whose message names the file and field
         print(f"dreamlab {args.command}: error: {exc}", file=sys.stderr)
         return 1
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,7 +55,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, group_title: str
             inner = typing.get_args(hint)[0]
             kwargs["type"] = inner
             kwargs["nargs"] = "+"
-        elif origin is typing.Union or str(origin) == "types.UnionType":
+        elif origin in (typing.Union, types.UnionType):
             inner = [a for a in typing.get_args(hint) if a is not type(None)][0]
             kwargs["type"] = inner
         else:

@@ -1,0 +1,231 @@
+"""Issue 5 targets: GRPO trained only in dreams, scored by verifiers, measured in the real env.
+
+Tasks (each seed: collect logs -> train a world model -> GRPO in its dreams -> real episodes):
+
+* ``mcc``      MountainCarContinuous-v0 from noisy-heuristic logs (epsilon 0.85: the goal is
+               reached in a minority of episodes), goal verifier, with and without the MOPO
+               penalty / MOReL halt; target >= 90% real goal rate (median of seeds).
+* ``cartpole`` CartPole-v1 from 20k steps of the mediocre heuristic (epsilon 0.5; the offline
+               logs of Imagination I), upright verifier scored by steps upright; target >= 450
+               real return (median of seeds).
+* ``ablation`` forks vs. independent starts on the MCC dream: dream success per iteration,
+               imagined steps to reach a dream success of 0.5 / 0.8, real goal rate.
+
+    python -m benchmarks.grpo_targets --tasks mcc cartpole ablation --seeds 0 1 2
+
+Writes ``benchmarks/results/grpo_targets.json`` (merged per task, so tasks may run separately).
+World models and logs are cached under ``--work`` so a rerun skips what is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from data.behaviour import CARTPOLE_MEDIOCRE_EPSILON, MCC_MINORITY_EPSILON
+from data.collect import collect
+from data.sampling import SequenceSampler
+from data.store import EpisodeStore
+from imagination.grpo import GRPOConfig, GRPOTrainer, ObsActor, ObsActorPolicy, behaviour_clone, dream_env_factory
+from imagination.grpo_eval import evaluate_dream, evaluate_real, resolve_uncertainty
+from imagination.verifiers import get_verifier
+from worldmodel.config import preset
+from worldmodel.model import WorldModel
+
+RESULTS = Path(__file__).parent / "results" / "grpo_targets.json"
+
+TASKS: dict[str, dict[str, Any]] = {
+    "mcc": dict(env_id="MountainCarContinuous-v0", epsilon=MCC_MINORITY_EPSILON, log_steps=30_000,
+                wm=dict(deter=128, hidden=128, groups=8, classes=8, ensemble=3, lr=1e-3, warmup_steps=50),
+                wm_steps=1200,
+                grpo=dict(iterations=40, groups=16, group_size=8, horizon=250, lr=1e-3, hidden=64, layers=2),
+                variants={"no_penalty": dict(penalty=0.0, halt_threshold=None),
+                          "penalty": dict(penalty="auto", halt_threshold="auto")},
+                eval_episodes=20),
+    "cartpole": dict(env_id="CartPole-v1", epsilon=CARTPOLE_MEDIOCRE_EPSILON, log_steps=20_000,
+                     wm=dict(deter=128, hidden=128, groups=8, classes=8, ensemble=3, lr=1e-3, warmup_steps=50),
+                     wm_steps=1500,
+                     grpo=dict(iterations=40, groups=16, group_size=8, horizon=200, lr=1e-3, hidden=64,
+                               layers=2, score="reward", target_success=0.95),
+                     variants={"no_penalty": dict(penalty=0.0, halt_threshold=None)},
+                     eval_episodes=10),
+}
+
+
+def machine() -> dict[str, Any]:
+    return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "note": "CPU shared with other engineers' jobs while measured: timings are noisy"}
+
+
+def logs_for(task: dict[str, Any], seed: int, work: Path) -> EpisodeStore:
+    out = work / f"logs-{task['env_id']}-s{seed}"
+    if not (out / "metadata.json").exists() or EpisodeStore(out).num_steps < task["log_steps"]:
+        collect(task["env_id"], "heuristic", task["log_steps"], num_envs=4, seed=seed, out=out,
+                epsilon=task["epsilon"], progress=False)
+    return EpisodeStore(out)
+
+
+def world_model_for(task: dict[str, Any], store: EpisodeStore, seed: int, work: Path) -> tuple[WorldModel, dict[str, Any]]:
+    path = work / f"wm-{task['env_id']}-s{seed}.ckpt"
+    info_path = path.with_suffix(".json")
+    if path.exists() and info_path.exists():
+        return WorldModel.load(path).eval(), json.loads(info_path.read_text())
+    torch.manual_seed(seed)
+    cfg = preset("small", **task["wm"], seed=seed)
+    wm = WorldModel(cfg, store.observation_space, store.action_space)
+    sampler = SequenceSampler(store.episodes(), wm.codec, cfg.seq_len, seed=seed)
+    opt = torch.optim.Adam(wm.parameters(), lr=cfg.lr, eps=cfg.eps)
+    t0 = time.time()
+    metrics: dict[str, float] = {}
+    for step in range(task["wm_steps"]):
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
+        loss, m = wm.loss(sampler.sample(cfg.batch_size))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(wm.parameters(), cfg.grad_clip)
+        opt.step()
+        metrics = {k: float(v) for k, v in m.items()}
+    print(f"world model {task['env_id']} seed {seed}: {task['wm_steps']} steps in {time.time() - t0:.0f}s, "
+          f"loss {metrics.get('loss', float('nan')):.3f}", flush=True)
+    info = {"steps": task["wm_steps"], "seconds": time.time() - t0, "final_loss": metrics,
+            "config": cfg.to_dict()}
+    wm.save(path)
+    info_path.write_text(json.dumps(info, indent=1))
+    return wm.eval(), info
+
+
+def log_stats(store: EpisodeStore) -> dict[str, Any]:
+    eps = store.episodes()
+    return {"episodes": len(eps), "steps": int(sum(e.num_steps for e in eps)),
+            "terminated_fraction": float(np.mean([e.terminated for e in eps])),
+            "mean_return": float(np.mean([e.ret for e in eps])), "best_return": float(max(e.ret for e in eps))}
+
+
+def run_grpo(task: dict[str, Any], store: EpisodeStore, wm: WorldModel, seed: int, penalty: float | str,
+             halt_threshold: float | str | None, forked: bool = True, progress: bool = False) -> dict[str, Any]:
+    torch.manual_seed(seed)
+    env_id = task["env_id"]
+    verifier = get_verifier(env_id)
+    episodes = store.episodes()
+    cfg = GRPOConfig(**task["grpo"], forked=forked, seed=seed)
+    # "auto": on the model's own scale, from the disagreement measured on the logs' steps
+    penalty, halt_threshold, calib = resolve_uncertainty(wm, episodes, cfg.horizon, penalty, halt_threshold)
+    make = dream_env_factory(wm, episodes, verifier, cfg.horizon, penalty=penalty,
+                             halt_threshold=halt_threshold, seed=seed)
+    agent = ObsActor.from_episodes(episodes, store.observation_space, store.action_space, cfg.hidden, cfg.layers)
+    real_untrained = evaluate_real(env_id, agent, verifier, task["eval_episodes"], seed=10_000 + seed)
+    bc_nll = behaviour_clone(agent, episodes, cfg.bc_steps, seed=seed)
+    real_before = evaluate_real(env_id, agent, verifier, task["eval_episodes"], seed=10_000 + seed)
+    trainer = GRPOTrainer(make, agent, verifier, cfg)
+    t0 = time.time()
+    history = trainer.train(progress=progress)
+    seconds = time.time() - t0
+    dream_after = evaluate_dream(make, ObsActorPolicy(agent, greedy=True), verifier, 128, cfg.horizon, seed=999)
+    real = evaluate_real(env_id, agent, verifier, task["eval_episodes"], seed=10_000 + seed)
+    curve = [h.dream_success for h in history]
+    steps = [h.total_imagined_steps for h in history]
+
+    def steps_to(level: float) -> int | None:
+        hit = [s for c, s in zip(curve, steps) if c >= level]
+        return hit[0] if hit else None
+
+    return {"seed": seed, "penalty": penalty, "halt_threshold": halt_threshold, "calibration": calib, "forked": forked,
+            "halted_fraction_curve": [h.halted for h in history], "mean_penalty_curve": [h.penalty for h in history],
+            "config": dataclasses.asdict(cfg), "train_seconds": seconds,
+            "imagined_steps": trainer.total_steps, "imagined_steps_to_dream_success_0.5": steps_to(0.5),
+            "imagined_steps_to_dream_success_0.8": steps_to(0.8), "dream_success_curve": curve,
+            "kept_groups_curve": [h.kept_groups for h in history],
+            "dream_success_greedy": dream_after["success_rate"],
+            "bc_steps": cfg.bc_steps, "bc_nll": bc_nll,
+            "real_untrained": {k: real_untrained[k] for k in ("mean_return", "success_rate")},
+            "real_after_bc": {k: real_before[k] for k in ("mean_return", "success_rate")},
+            "real": {k: real[k] for k in ("mean_return", "success_rate", "returns")}}
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def task_main(name: str, seeds: list[int], work: Path, progress: bool,
+              reuse: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``reuse``: for the ablation, the mcc task's results (its forked no-penalty runs are reused)."""
+    base = "mcc" if name == "ablation" else name
+    task = TASKS[base]
+    out: dict[str, Any] = {"env_id": task["env_id"], "seeds": seeds, "runs": {}}
+    variants = ({"forked": dict(forked=True), "independent_starts": dict(forked=False)}
+                if name == "ablation" else task["variants"])
+    for seed in seeds:
+        store = logs_for(task, seed, work)
+        wm, wm_info = world_model_for(task, store, seed, work)
+        out.setdefault("logs", {})[seed] = log_stats(store)
+        out.setdefault("world_models", {})[seed] = {"seconds": wm_info["seconds"], "final_loss": wm_info["final_loss"]}
+        for vname, v in variants.items():
+            kw = dict(penalty=0.0, halt_threshold=None) if name == "ablation" else {}
+            prior = [r for r in (reuse or {}).get("runs", {}).get("no_penalty", []) if r["seed"] == seed]
+            if name == "ablation" and vname == "forked" and prior:
+                out["runs"].setdefault(vname, []).append({**prior[0], "reused_from": "mcc/no_penalty"})
+                continue
+            r = run_grpo(task, store, wm, seed, progress=progress, **{**kw, **v})
+            out["runs"].setdefault(vname, []).append(r)
+            print(f"[{name}] seed {seed} {vname}: real success {r['real']['success_rate']:.2f} "
+                  f"return {r['real']['mean_return']:.1f} imagined {r['imagined_steps']} ({r['train_seconds']:.0f}s)",
+                  flush=True)
+    summary = {}
+    for vname, runs in out["runs"].items():
+        s = {"median_real_success_rate": median([r["real"]["success_rate"] for r in runs]),
+             "median_real_return": median([r["real"]["mean_return"] for r in runs]),
+             "median_imagined_steps": median([r["imagined_steps"] for r in runs]),
+             "median_final_dream_success": median([r["dream_success_curve"][-1] for r in runs])}
+        for lvl in ("0.5", "0.8"):
+            vals = [r[f"imagined_steps_to_dream_success_{lvl}"] for r in runs]
+            s[f"imagined_steps_to_dream_success_{lvl}"] = vals
+        summary[vname] = s
+    out["summary"] = summary
+    if name == "mcc":
+        out["target"] = {"what": "median real goal rate >= 0.90, with and without penalty",
+                         "met": {k: v["median_real_success_rate"] >= 0.9 for k, v in summary.items()}}
+    elif name == "cartpole":
+        out["target"] = {"what": "median real return >= 450",
+                         "met": {k: v["median_real_return"] >= 450 for k, v in summary.items()}}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", nargs="+", default=["mcc", "cartpole", "ablation"], choices=["mcc", "cartpole", "ablation"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--work", type=Path, default=Path("/tmp/dreamlab-grpo-bench"))
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--progress", action="store_true")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    args.work.mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    results["machine"] = machine()
+    for name in args.tasks:
+        t0 = time.time()
+        results[name] = task_main(name, args.seeds, args.work, args.progress, reuse=results.get("mcc"))
+        results[name]["wall_seconds"] = time.time() - t0
+        results[name]["command"] = f"python -m benchmarks.grpo_targets --tasks {name} --seeds {' '.join(map(str, args.seeds))}"
+        merged = json.loads(args.out.read_text()) if args.out.exists() else {}  # other tasks may run in parallel
+        merged.update({"machine": results["machine"], name: results[name]})
+        args.out.write_text(json.dumps(merged, indent=1))
+        print(json.dumps({name: results[name].get("summary"), "target": results[name].get("target")}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

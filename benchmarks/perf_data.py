@@ -1,0 +1,151 @@
+"""Data-layer performance: collection steps/s vs raw gymnasium vector stepping, and batches/s.
+
+    python -m benchmarks.perf_data            # writes benchmarks/results/perf_data.json (~30 s)
+
+Collection: ``data.collect.collect`` with a random policy into a fresh EpisodeStore, against
+raw ``gymnasium.vector.SyncVectorEnv`` stepping with random actions (the same envs, same number
+of steps, no storage) in the same run, interleaved and best-of-``reps`` to damp the noise of a
+shared machine. Two envs bracket the cost of storage: CartPole-v1 under a random policy ends an
+episode every ~22 steps (one .npz archive each: the worst case), Pendulum-v1 every 200 steps.
+Both writers are measured (``inline``: archives written in the collecting thread; ``process``:
+by a forked writer process, see ``data.writers``). ``collector_excl_writes`` (inline writer) removes
+the time spent inside ``EpisodeStore.add_many``, isolating the collector's own per-step overhead.
+
+Sampling: ``SequenceSampler.sample(16)`` windows of length 64 over a store of ~20k CartPole steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from data.collect import collect
+from data.sampling import SequenceSampler
+from data.spaces import ActionCodec
+from data.store import EpisodeStore
+
+RESULTS = Path(__file__).resolve().parent / "results" / "perf_data.json"
+
+
+def raw_steps_per_second(env_id: str, num_envs: int, steps: int, seed: int) -> float:
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make(env_id) for _ in range(num_envs)])
+    envs.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    sp = envs.single_action_space
+    n = -(-steps // num_envs)
+    t = time.perf_counter()
+    for _ in range(n):
+        if isinstance(sp, gym.spaces.Discrete):
+            a = rng.integers(sp.start, sp.start + sp.n, size=num_envs)
+        else:
+            a = rng.uniform(sp.low, sp.high, size=(num_envs,) + sp.shape).astype(sp.dtype)
+        envs.step(a)
+    dt = time.perf_counter() - t
+    envs.close()
+    return n * num_envs / dt
+
+
+def bench_collection(env_id: str, num_envs: int, steps: int, reps: int, tmp: Path) -> dict:
+    raw: list[float] = []
+    ours: dict[str, list[float]] = {"inline": [], "process": []}
+    excl: list[float] = []
+    episodes = 0
+    for r in range(reps):
+        raw.append(raw_steps_per_second(env_id, num_envs, steps, seed=r))
+        for writer in ours:
+            out = tmp / f"{env_id}-{r}-{writer}"
+            s = collect(env_id, "random", steps=steps, num_envs=num_envs, seed=r, out=out, progress=False,
+                        writer=writer)
+            ours[writer].append(s.steps_per_second)
+            if writer == "inline":
+                excl.append(s.steps_taken / max(s.seconds - s.write_seconds, 1e-9))
+            episodes = s.episodes_stored
+            shutil.rmtree(out)
+    best_raw = max(raw)
+    return {
+        "env": env_id, "num_envs": num_envs, "steps": steps, "reps": reps,
+        "episodes_per_run": episodes, "mean_episode_steps": steps / max(episodes, 1),
+        "raw_steps_per_s": best_raw,
+        "collector_inline_steps_per_s": max(ours["inline"]),
+        "collector_process_steps_per_s": max(ours["process"]),
+        "collector_excl_writes_steps_per_s": max(excl),
+        "ratio_inline": max(ours["inline"]) / best_raw,
+        "ratio_process": max(ours["process"]) / best_raw,
+        "ratio": max(max(ours["inline"]), max(ours["process"])) / best_raw,
+        "ratio_excl_writes": max(excl) / best_raw,
+        "all_raw": raw, "all_collector": ours,
+    }
+
+
+def bench_sampling(tmp: Path, seconds: float = 3.0) -> dict:
+    out = tmp / "cartpole-20k"
+    collect("CartPole-v1", "heuristic", steps=20_000, num_envs=8, seed=0, out=out, epsilon=0.75, progress=False)
+    t = time.perf_counter()
+    store = EpisodeStore(out)
+    episodes = store.episodes()
+    load_s = time.perf_counter() - t
+    sampler = SequenceSampler(episodes, ActionCodec(store.action_space), length=64, seed=0)
+    sampler.sample(16)
+    n, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        b = sampler.sample(16)
+        n += 1
+    dt = time.perf_counter() - t
+    assert b["obs"].shape == (16, 64, 4)
+    return {"store_steps": store.num_steps, "store_episodes": len(store), "load_seconds": load_s,
+            "batch_size": 16, "seq_len": 64, "batches_per_s": n / dt,
+            "steps_per_s": n * 16 * 64 / dt}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=20_000)
+    p.add_argument("--num-envs", type=int, default=8)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    tmp = Path(tempfile.mkdtemp(prefix="perf_data-"))
+    try:
+        t0 = time.perf_counter()
+        collection = [bench_collection(e, args.num_envs, args.steps, args.reps, tmp)
+                      for e in ("CartPole-v1", "Pendulum-v1")]
+        sampling = bench_sampling(tmp)
+        total = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    result = {
+        "benchmark": "perf_data",
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "processor": platform.processor(), "note": "shared machine: timings are noisy"},
+        "goal_ratio": 0.8,
+        "collection": collection,
+        "sampling": sampling,
+        "seconds": total,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    for c in collection:
+        print(f"{c['env']:12s} raw {c['raw_steps_per_s']:8.0f}/s  collector inline "
+              f"{c['collector_inline_steps_per_s']:8.0f}/s ({c['ratio_inline']:.2f}x)  process writer "
+              f"{c['collector_process_steps_per_s']:8.0f}/s ({c['ratio_process']:.2f}x)  excluding store writes "
+              f"{c['ratio_excl_writes']:.2f}x  ({c['mean_episode_steps']:.0f} steps/episode)")
+    print(f"sampling: {sampling['batches_per_s']:.0f} batches/s of 16x64 over {sampling['store_steps']} steps "
+          f"(store load {sampling['load_seconds']:.2f} s)")
+    print(f"wrote {args.out} in {total:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

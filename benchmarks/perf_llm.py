@@ -1,0 +1,93 @@
+"""Performance of the LLM policy and of distillation (CPU; JSON into benchmarks/results/).
+
+* ``actions_per_s``: LLMPolicy.act on batches of CartPole observations (one batched forward pass
+  scoring every valid action string per call), for several batch sizes.
+* ``labelled_tokens_per_s``: teacher-labelled action tokens per second of distillation (rollout +
+  teacher + update) for OPSD (reverse KL) and SFT, with the CartPole heuristic teacher in the real
+  env. The student is the default base-LLM architecture (``BaseLLMConfig``), or ``--student DIR``.
+
+    python -m benchmarks.perf_llm [--student DIR] [--out benchmarks/results/perf_llm.json]
+
+Timings on a shared machine are noisy; the JSON records the machine and torch threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from data.behaviour import make_behaviour
+from policy.base_llm import BaseLLMConfig, build_model, char_tokenizer
+from policy.distill import DistillConfig, Distiller
+from policy.llm import ActionVocab, LLMPolicy
+from policy.render import get_renderer
+from policy.teachers import ActorTeacher
+
+ENV = "CartPole-v1"
+
+
+def make_student(path: Path | None) -> LLMPolicy:
+    if path is not None:
+        return LLMPolicy.from_pretrained(path)
+    tok = char_tokenizer()
+    model = build_model(BaseLLMConfig(), len(tok), tok.pad_token_id, tok.eos_token_id).eval()
+    vocab = ActionVocab.for_space(gym.make(ENV).action_space, ENV)
+    return LLMPolicy(model, tok, get_renderer(ENV), vocab, renderer_name="CartPole")
+
+
+def actions_per_s(student: LLMPolicy, batch: int, seconds: float = 3.0) -> float:
+    obs = np.random.default_rng(0).normal(0, 0.1, (batch, 4)).astype(np.float32)
+    student.act(obs)  # warm-up
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        student.act(obs)
+        n += batch
+    return n / (time.perf_counter() - t0)
+
+
+def tokens_per_s(student_path: Path | None, method: str, updates: int) -> dict[str, float]:
+    student = make_student(student_path)
+    env = gym.make_vec(ENV, num_envs=8, vectorization_mode="sync")
+    teacher = ActorTeacher.for_student(make_behaviour(ENV, env.single_action_space, 0.0), student)
+    cfg = DistillConfig(method=method, max_updates=updates, max_labelled_tokens=10**9, progress=False)
+    t0 = time.perf_counter()
+    state = Distiller(student, teacher, env, cfg).run()
+    wall = time.perf_counter() - t0
+    return {"labelled_tokens": state.labelled_tokens, "updates": state.updates, "seconds": wall,
+            "labelled_tokens_per_s": state.labelled_tokens / wall}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--student", type=Path, default=None)
+    ap.add_argument("--updates", type=int, default=6)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "perf_llm.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    student = make_student(args.student)
+    res = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "torch": torch.__version__, "note": "shared CPU: other jobs ran at the same time"},
+        "student": str(args.student) if args.student else "untrained default BaseLLMConfig architecture",
+        "parameters": int(sum(p.numel() for p in student.model.parameters())),
+        "env": ENV,
+        "actions_per_s": {str(b): actions_per_s(student, b) for b in (1, 8, 64)},
+        "distillation": {m: tokens_per_s(args.student, m, args.updates) for m in ("opsd", "sft")},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1))
+    print(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()

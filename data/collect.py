@@ -1,0 +1,232 @@
+"""Collect episodes from any gymnasium env into an EpisodeStore, over a vector env.
+
+**Autoreset.** The vector env is built with ``AutoresetMode.SAME_STEP``: the step that ends an
+episode returns the *reset* observation of the next one, and the true final observation comes
+in ``info["final_obs"]``. The collector stores the final observation as the episode's last step
+and starts the next episode at the reset observation, so no phantom transition (final obs ->
+reset obs) is ever stored, and no env step is wasted on a reset.
+
+**Budget.** ``steps`` counts environment transitions (``Episode.num_steps``) *stored*. The
+collector steps the ``num_envs`` envs until the finished episodes hold at least ``steps``
+transitions, then stops; the episodes still in flight at that moment are dropped (they are
+unfinished, and storing them as truncated would bias the logs toward short episodes). Every
+stored episode therefore ended naturally: terminated (``is_terminal``), or truncated by the
+env's time limit (``is_last`` only). The summary reports transitions taken, stored and dropped.
+
+**Durability.** Finished episodes are appended to the store in small batches: at the first
+episode end at least 0.25 s after the previous batch (one disk flush and one index update per
+batch; per-episode fsyncs would cost more than stepping CartPole). By default a forked writer
+process compresses and writes them (``data.writers``), so storage runs on another core. On
+Ctrl-C, SIGTERM or an error every finished episode is written before returning; a hard kill
+(SIGKILL, power loss) loses at most the last 0.25 s of episodes. A second run into the same
+directory appends (the env id and spaces must match).
+"""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Optional
+
+import gymnasium as gym
+import numpy as np
+from tqdm import tqdm
+
+from data.behaviour import load_policy
+from data.episodes import Episode
+from data.store import EpisodeStore
+from data.writers import make_writer
+from policy.protocol import Policy
+
+
+class EnvSpecError(ValueError):
+    """An ``--env`` that cannot be made."""
+
+
+@dataclass
+class CollectConfig:
+    """Collection settings (CLI: ``dreamlab collect``)."""
+    steps: int = 5000                 # transitions to store (at least)
+    num_envs: int = 4                 # parallel envs in the SyncVectorEnv
+    seed: int = 0                     # env reset seed (env i gets seed + i) and policy seed
+    epsilon: float = 0.0              # heuristic policy: probability of a random action per step
+    max_episode_steps: Optional[int] = None  # override the env's time limit (None: the env's own)
+    writer: str = "process"           # process: archives are written by a child process; inline
+
+
+@dataclass
+class CollectSummary:
+    out: str
+    env_id: str
+    steps_taken: int
+    steps_stored: int
+    episodes_stored: int
+    steps_dropped: int
+    store_steps_total: int
+    seconds: float
+    write_seconds: float = 0.0
+    returns: list[float] = field(default_factory=list)
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps_taken / max(self.seconds, 1e-9)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["steps_per_second"] = self.steps_per_second
+        r = np.asarray(self.returns)
+        d["return_mean"] = float(r.mean()) if len(r) else None
+        d["return_max"] = float(r.max()) if len(r) else None
+        del d["returns"]
+        return d
+
+
+def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
+    """``gym.make(env_id)``, or ``module:Class`` / ``module:factory`` called with no arguments."""
+    if env_id in gym.registry:
+        return gym.make(env_id, max_episode_steps=max_episode_steps)
+    if ":" in env_id:
+        module_name, _, attr = env_id.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise EnvSpecError(f"--env '{env_id}': cannot import module '{module_name}': {exc}") from None
+        target = getattr(module, attr, None)
+        if target is None:
+            if attr in gym.registry:  # gymnasium's own "module:EnvId" form
+                return gym.make(attr, max_episode_steps=max_episode_steps)
+            raise EnvSpecError(f"--env '{env_id}': module '{module_name}' has no attribute '{attr}'")
+        env = target()
+        if not isinstance(env, gym.Env):
+            raise EnvSpecError(f"--env '{env_id}': {attr}() returned {type(env).__name__}, not a gymnasium.Env")
+        if max_episode_steps is not None:
+            env = gym.wrappers.TimeLimit(env, max_episode_steps)
+        return env
+    try:
+        return gym.make(env_id, max_episode_steps=max_episode_steps)
+    except gym.error.Error as exc:
+        raise EnvSpecError(f"--env '{env_id}': not a registered gymnasium id or module:Class ({exc})") from None
+
+
+def make_vector_env(env_id: str, num_envs: int, max_episode_steps: int | None = None) -> gym.vector.SyncVectorEnv:
+    return gym.vector.SyncVectorEnv([partial(make_env, env_id, max_episode_steps)] * num_envs,
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+@contextmanager
+def _sigterm_as_exit():
+    """Turn SIGTERM into SystemExit while collecting, so ``finally`` writes finished episodes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def collect(env_id: str, policy: Policy | str, steps: int, num_envs: int = 4, seed: int = 0,
+            out: str | Path = "logs", epsilon: float = 0.0, max_episode_steps: int | None = None,
+            progress: bool = True, writer: str = "process") -> CollectSummary:
+    """Collect at least ``steps`` transitions into the store at ``out`` (see the module docstring)."""
+    if steps < 1 or num_envs < 1:
+        raise ValueError(f"steps and num_envs must be >= 1, got steps={steps}, num_envs={num_envs}")
+    envs = make_vector_env(env_id, num_envs, max_episode_steps)
+    obs_space, act_space = envs.single_observation_space, envs.single_action_space
+    if isinstance(policy, str):
+        probe = make_env(env_id, max_episode_steps)
+        policy = load_policy(policy, probe, epsilon=epsilon, seed=seed,
+                             env_id=env_id if env_id in gym.registry else None)
+        probe.close()
+    store = EpisodeStore.create(out, env_id, obs_space, act_space)
+
+    K = num_envs
+    cap = 512
+    obs_shape, act_shape = tuple(obs_space.shape or ()), tuple(act_space.shape or ())
+    # The envs step in lockstep, so one time index T serves them all (basic slicing per step,
+    # no per-env fancy indexing); each env's current episode spans [start[i], T].
+    obs_buf = np.zeros((K, cap + 1) + obs_shape, obs_space.dtype)  # (env, time, *obs)
+    act_buf = np.zeros((K, cap) + act_shape, act_space.dtype)      # (env, time, *act)
+    rew_buf = np.zeros((K, cap), np.float64)                        # (env, time)
+    start = np.zeros(K, np.int64)                                   # first step of each env's episode
+    T = 0
+
+    obs, _ = envs.reset(seed=seed)
+    obs_buf[:, 0] = obs
+    policy.reset(K)
+    first = np.ones(K, bool)
+    taken = submitted = episodes = 0
+    returns: list[float] = []
+    recent: deque[float] = deque(maxlen=20)
+    t0 = last_post = time.perf_counter()
+    sink = make_writer(store, writer)
+    bar = tqdm(total=steps, unit="step", desc=f"collect {env_id}", disable=not progress, smoothing=0.1)
+    with _sigterm_as_exit():
+        try:
+            while submitted < steps:
+                actions = policy.act(obs, first)  # (K, *act)
+                obs, reward, term, trunc, info = envs.step(actions)
+                act_buf[:, T] = actions
+                rew_buf[:, T] = reward
+                T += 1
+                obs_buf[:, T] = obs  # for envs that just finished: replaced by final_obs below
+                taken += K
+                first = term | trunc
+                if first.any():
+                    final = info["final_obs"]
+                    for i in np.flatnonzero(first):
+                        s = int(start[i])
+                        obs_buf[i, T] = final[i]
+                        ep = Episode.from_transitions(obs_buf[i, s : T + 1].copy(), act_buf[i, s:T].copy(),
+                                                      rew_buf[i, s:T], bool(term[i]), action_space=act_space)
+                        sink.submit(ep)
+                        n = T - s
+                        submitted += n
+                        episodes += 1
+                        returns.append(ep.ret)
+                        recent.append(ep.ret)
+                        bar.update(n)
+                        obs_buf[i, T] = obs[i]  # the reset obs starts the next episode
+                        start[i] = T
+                    now = time.perf_counter()
+                    if progress and now - last_post > 0.5:
+                        bar.set_postfix(env_steps_s=f"{taken / (now - t0):.0f}", episodes=episodes,
+                                        ret=f"{np.mean(recent):.1f}", refresh=False)
+                        last_post = now
+                if T >= cap:  # drop finished history; grow if the episodes in flight fill the buffer
+                    m = int(start.min())
+                    obs_buf[:, : T + 1 - m] = obs_buf[:, m : T + 1].copy()
+                    act_buf[:, : T - m] = act_buf[:, m:T].copy()
+                    rew_buf[:, : T - m] = rew_buf[:, m:T].copy()
+                    start -= m
+                    T -= m
+                    if T > cap // 2:
+                        cap *= 2
+                        obs_buf, act_buf, rew_buf = _grow(obs_buf, cap + 1), _grow(act_buf, cap), _grow(rew_buf, cap)
+        finally:
+            bar.close()
+            envs.close()
+            sink.close()
+    seconds = time.perf_counter() - t0
+    store.refresh()
+    return CollectSummary(out=str(out), env_id=env_id, steps_taken=taken, steps_stored=sink.written_steps,
+                          episodes_stored=sink.written_episodes, steps_dropped=taken - sink.written_steps,
+                          store_steps_total=store.num_steps, seconds=seconds,
+                          write_seconds=sink.seconds, returns=returns)
+
+
+def _grow(buf: np.ndarray, length: int) -> np.ndarray:
+    new = np.zeros((buf.shape[0], length) + buf.shape[2:], buf.dtype)
+    new[:, : buf.shape[1]] = buf
+    return new

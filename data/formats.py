@@ -1,0 +1,400 @@
+"""Importers and exporters: JSONL deployment logs, Minari datasets, lists of gymnasium transitions.
+
+JSONL deployment logs
+---------------------
+One JSON object per line. Each *step line* is one environment transition: the agent saw ``obs``,
+took ``action`` and got ``reward``; ``terminated`` / ``truncated`` say whether that transition
+ended the episode. Fields:
+
+=============  ========  ==============================================================
+key            required  meaning
+=============  ========  ==============================================================
+``episode``    yes       episode id (string or integer); lines of different episodes may
+                         interleave, lines of one episode are in time order
+``obs``        yes       the observation the action was taken at (number or nested list)
+``action``     yes       the action taken (integer for Discrete spaces, list for Box)
+``reward``     yes       the reward for this transition (number)
+``terminated`` yes       bool: the task ended with this transition (no value beyond it)
+``truncated``  yes       bool: the episode was cut off after this transition
+``feedback``   no        user feedback on this transition: +1 / -1 or a score (default 0 =
+                         none); it lands on the step after the action, like the reward
+``info``       no        an object; accepted and ignored
+``next_obs``   no        the observation that followed. Give it on the last line of an
+                         episode, which is the only way to carry the final observation. On
+                         other lines it must equal the next line's ``obs``.
+=============  ========  ==============================================================
+
+An optional *header* on the first line, ``{"schema": "dreamlab-jsonl", "version": 1, "env_id":
+..., "observation_space": {...}, "action_space": {...}}`` (spaces as in ``data.spaces``), gives the
+env and spaces; :func:`write_jsonl` always writes one. Without it the spaces come from ``--env``
+(``gym.make``) or are inferred: observations ``Box(-inf, inf)`` float32, actions ``Discrete(max + 1)``
+when every action is a scalar integer, else ``Box(-inf, inf)`` float32.
+
+**The final observation.** If the last line of an episode has ``next_obs``, that is the final
+observation (exact round trip). If it has none: when the episode *terminated*, the final
+observation repeats the last line's ``obs`` (so the terminal flag, reward and feedback are kept;
+the decoder sees one approximate step); when it was *truncated* or never ended (the log was cut
+off), the last line's outcome is unknown, so that line is dropped and the episode is stored as
+truncated. An episode left with no transition is skipped. An episode without a ``terminated`` /
+``truncated`` line is stored as truncated. The import summary counts each case.
+
+Minari
+------
+:func:`export_minari` writes a local dataset with ``minari.create_dataset_from_buffers`` (feedback
+goes into ``infos["feedback"]``, one value per step); :func:`read_minari` reads a local dataset by
+id (under ``MINARI_DATASETS_PATH``) or by directory. Both preserve every array exactly. ``minari``
+is an optional extra (``dreamlab[offline]``) and is imported only inside these functions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import gymnasium as gym
+import numpy as np
+
+from data.episodes import Episode, EpisodeError
+from data.spaces import SpaceError, space_from_json, space_to_json
+
+SCHEMA = "dreamlab-jsonl"
+STEP_KEYS = ("episode", "obs", "action", "reward", "terminated", "truncated")
+
+
+class FormatError(ValueError):
+    """Input in a log format that cannot be read; the message names the file and line or field."""
+
+
+@dataclass
+class Logs:
+    """Episodes read from some format, with the env id and spaces they belong to."""
+    episodes: list[Episode]
+    env_id: str | None
+    observation_space: gym.Space
+    action_space: gym.Space
+    notes: dict[str, int] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------- gymnasium transitions
+def _get(tr: Any, key: str, pos: int) -> Any:
+    if isinstance(tr, dict):
+        return tr.get(key)
+    names = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
+    return tr[names.index(key)] if key in names and names.index(key) < len(tr) else None
+
+
+def episodes_from_transitions(transitions: Iterable[Any], action_space: gym.Space | None = None,
+                              source: str = "<transitions>") -> list[Episode]:
+    """Group gymnasium transitions into episodes.
+
+    Each transition is a tuple ``(obs, action, reward, next_obs, terminated, truncated)`` or a dict
+    with those keys (plus optional ``feedback``). An episode ends at a terminated or truncated
+    transition; consecutive transitions of one episode must chain (``next_obs`` of one equals
+    ``obs`` of the next), which catches phantom autoreset transitions. A trailing unfinished
+    episode is kept as truncated.
+    """
+    episodes: list[Episode] = []
+    obs: list[Any] = []
+    acts: list[Any] = []
+    rews: list[float] = []
+    fbs: list[float] = []
+    for i, tr in enumerate(transitions):
+        o, a, r, o2 = _get(tr, "obs", 0), _get(tr, "action", 1), _get(tr, "reward", 2), _get(tr, "next_obs", 3)
+        term, trunc = bool(_get(tr, "terminated", 4)), bool(_get(tr, "truncated", 5))
+        if o is None or a is None or r is None or o2 is None:
+            raise FormatError(f"{source}: transition {i}: needs obs, action, reward, next_obs, terminated, truncated")
+        if obs and not np.allclose(np.asarray(obs[-1], np.float64), np.asarray(o, np.float64), rtol=1e-6, atol=1e-7):
+            raise FormatError(f"{source}: transition {i}: obs does not equal the previous transition's next_obs "
+                              "(a phantom autoreset transition, or a missing terminated/truncated flag)")
+        if not obs:
+            obs.append(o)
+        acts.append(a)
+        rews.append(float(r))
+        fbs.append(float((tr.get("feedback") if isinstance(tr, dict) else None) or 0.0))
+        obs.append(o2)
+        if term or trunc:
+            episodes.append(Episode.from_transitions(np.asarray(obs), np.asarray(acts), rews, term, fbs, action_space))
+            obs, acts, rews, fbs = [], [], [], []
+    if acts:
+        episodes.append(Episode.from_transitions(np.asarray(obs), np.asarray(acts), rews, False, fbs, action_space))
+    return episodes
+
+
+def episode_to_transitions(ep: Episode) -> list[dict[str, Any]]:
+    """The inverse of :func:`episodes_from_transitions` for one episode (dicts in gymnasium order)."""
+    n = ep.num_steps
+    return [{"obs": ep.obs[t], "action": ep.action[t], "reward": float(ep.reward[t + 1]),
+             "next_obs": ep.obs[t + 1], "terminated": bool(ep.is_terminal[t + 1]),
+             "truncated": bool(ep.is_last[t + 1] and not ep.is_terminal[t + 1]),
+             "feedback": float(ep.feedback[t + 1])} for t in range(n)]
+
+
+# ------------------------------------------------------------------------------------- JSONL
+def _to_json(x: np.ndarray) -> Any:
+    return np.asarray(x).tolist()
+
+
+def write_jsonl(episodes: Iterable[Episode], path: str | Path, env_id: str | None,
+                observation_space: gym.Space, action_space: gym.Space) -> int:
+    """Write episodes as JSONL (header + one line per transition, ``next_obs`` on each episode's
+    last line); returns the number of step lines. Floats round-trip exactly."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    lines = 0
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps({"schema": SCHEMA, "version": 1, "env_id": env_id,
+                             "observation_space": space_to_json(observation_space),
+                             "action_space": space_to_json(action_space)}) + "\n")
+        for e, ep in enumerate(episodes):
+            n = ep.num_steps
+            for t in range(n):
+                last = t == n - 1
+                rec: dict[str, Any] = {
+                    "episode": e, "obs": _to_json(ep.obs[t]), "action": _to_json(ep.action[t]),
+                    "reward": float(ep.reward[t + 1]),
+                    "terminated": bool(last and ep.is_terminal[-1]),
+                    "truncated": bool(last and not ep.is_terminal[-1]),
+                }
+                if ep.feedback[t + 1] != 0:
+                    rec["feedback"] = float(ep.feedback[t + 1])
+                if last:
+                    rec["next_obs"] = _to_json(ep.obs[t + 1])
+                fh.write(json.dumps(rec) + "\n")
+                lines += 1
+    os.replace(tmp, path)
+    return lines
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_line(rec: Any, path: Path, lineno: int) -> None:
+    def bad(msg: str) -> FormatError:
+        return FormatError(f"{path}:{lineno}: {msg}")
+    if not isinstance(rec, dict):
+        raise bad(f"expected a JSON object, got {type(rec).__name__}")
+    missing = [k for k in STEP_KEYS if k not in rec]
+    if missing:
+        raise bad(f"missing field(s) {missing}; each line needs {list(STEP_KEYS)}")
+    if not isinstance(rec["episode"], (str, int)) or isinstance(rec["episode"], bool):
+        raise bad(f"field 'episode' must be a string or integer, got {rec['episode']!r}")
+    if not _number(rec["reward"]) or not math.isfinite(rec["reward"]):
+        raise bad(f"field 'reward' must be a finite number, got {rec['reward']!r}")
+    for k in ("terminated", "truncated"):
+        if not isinstance(rec[k], bool):
+            raise bad(f"field '{k}' must be true or false, got {rec[k]!r}")
+    fb = rec.get("feedback")
+    if fb is not None and (not _number(fb) or not math.isfinite(fb)):
+        raise bad(f"field 'feedback' must be a finite number (+1/-1 or a score), got {fb!r}")
+    if "info" in rec and not isinstance(rec["info"], dict):
+        raise bad(f"field 'info' must be an object, got {type(rec['info']).__name__}")
+
+
+def _array(value: Any, dtype: Any, path: Path, lineno: int, key: str, shape: tuple[int, ...] | None) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"{path}:{lineno}: field '{key}' is not a numeric array: {exc}") from None
+    if arr.dtype == object:
+        raise FormatError(f"{path}:{lineno}: field '{key}' is ragged or non-numeric")
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        raise FormatError(f"{path}:{lineno}: field '{key}' contains NaN or inf")
+    if shape is not None and arr.shape != shape:
+        raise FormatError(f"{path}:{lineno}: field '{key}' has shape {arr.shape}, expected {shape}")
+    return arr
+
+
+def read_jsonl(path: str | Path, env_id: str | None = None) -> Logs:
+    """Read JSONL deployment logs (schema in the module docstring). Errors name the file and line."""
+    path = Path(path)
+    if not path.exists():
+        raise FormatError(f"{path}: file not found")
+    header: dict[str, Any] | None = None
+    order: list[Any] = []
+    eps: dict[Any, list[tuple[int, dict[str, Any]]]] = {}
+    ended: set[Any] = set()
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise FormatError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            if lineno == 1 and isinstance(rec, dict) and rec.get("schema") == SCHEMA:
+                header = rec
+                continue
+            _check_line(rec, path, lineno)
+            key = rec["episode"]
+            if key in ended:
+                raise FormatError(f"{path}:{lineno}: episode {key!r} continues after a line that ended it")
+            if key not in eps:
+                eps[key] = []
+                order.append(key)
+            eps[key].append((lineno, rec))
+            if rec["terminated"] or rec["truncated"]:
+                ended.add(key)
+    if not order:
+        raise FormatError(f"{path}: no step lines found")
+    obs_space, act_space, env_id = _jsonl_spaces(path, header, env_id, eps)
+    obs_shape, act_shape = tuple(obs_space.shape or ()), tuple(act_space.shape or ())
+    obs_dtype = obs_space.dtype or np.float32
+    act_dtype = act_space.dtype or np.float32
+    notes = {"final_obs_given": 0, "final_obs_repeated": 0, "last_line_dropped": 0, "unfinished": 0,
+             "skipped_empty": 0}
+    episodes: list[Episode] = []
+    for key in order:
+        lines = eps[key]
+        obs = [_array(r["obs"], obs_dtype, path, n, "obs", obs_shape) for n, r in lines]
+        acts = [_array(r["action"], act_dtype, path, n, "action", act_shape) for n, r in lines]
+        rews = [float(r["reward"]) for _, r in lines]
+        fbs = [float(r.get("feedback") or 0.0) for _, r in lines]
+        for i, (n, r) in enumerate(lines[:-1]):
+            if "next_obs" in r:
+                nxt = _array(r["next_obs"], obs_dtype, path, n, "next_obs", obs_shape)
+                if not np.allclose(nxt, obs[i + 1], rtol=1e-6, atol=1e-7):
+                    raise FormatError(f"{path}:{n}: field 'next_obs' differs from the next line's obs "
+                                      f"(line {lines[i + 1][0]}) of episode {key!r}")
+        last_no, last = lines[-1]
+        terminated = bool(last["terminated"])
+        if not (last["terminated"] or last["truncated"]):
+            notes["unfinished"] += 1
+        if "next_obs" in last:
+            obs.append(_array(last["next_obs"], obs_dtype, path, last_no, "next_obs", obs_shape))
+            notes["final_obs_given"] += 1
+        elif terminated:
+            obs.append(obs[-1].copy())
+            notes["final_obs_repeated"] += 1
+        else:
+            acts, rews, fbs = acts[:-1], rews[:-1], fbs[:-1]
+            notes["last_line_dropped"] += 1
+        if not acts:
+            notes["skipped_empty"] += 1
+            continue
+        src = f"{path}:{lines[0][0]} (episode {key!r})"
+        try:
+            ep = Episode.from_transitions(np.stack(obs), np.stack(acts), rews, terminated, fbs, act_space)
+            ep.validate(obs_space, act_space, source=src)
+        except EpisodeError as exc:
+            raise FormatError(str(exc)) from None
+        episodes.append(ep)
+    return Logs(episodes, env_id, obs_space, act_space, notes)
+
+
+def _jsonl_spaces(path: Path, header: dict[str, Any] | None, env_id: str | None,
+                  eps: dict[Any, list[tuple[int, dict[str, Any]]]]) -> tuple[gym.Space, gym.Space, str | None]:
+    if header is not None:
+        try:
+            obs_space = space_from_json(header["observation_space"])
+            act_space = space_from_json(header["action_space"])
+        except (KeyError, SpaceError) as exc:
+            raise FormatError(f"{path}:1: header field 'observation_space'/'action_space' invalid: {exc}") from None
+        hid = header.get("env_id")
+        if env_id is not None and hid is not None and hid != env_id:
+            raise FormatError(f"{path}:1: header env_id '{hid}' differs from the requested env '{env_id}'")
+        return obs_space, act_space, env_id or hid
+    if env_id is not None:
+        from data.collect import make_env  # local: collect imports this module's peers
+        env = make_env(env_id)
+        spaces = env.observation_space, env.action_space
+        env.close()
+        return spaces[0], spaces[1], env_id
+    first_no, first = next(iter(eps.values()))[0]
+    obs0 = _array(first["obs"], np.float32, path, first_no, "obs", None)
+    obs_space = gym.spaces.Box(-np.inf, np.inf, obs0.shape, np.float32)
+    actions = [r["action"] for lines in eps.values() for _, r in lines]
+    if all(isinstance(a, int) and not isinstance(a, bool) for a in actions):
+        if min(actions) < 0:
+            raise FormatError(f"{path}: integer actions must be >= 0 to infer a Discrete space (give --env)")
+        return obs_space, gym.spaces.Discrete(max(actions) + 1), None
+    a0 = _array(first["action"], np.float32, path, first_no, "action", None)
+    return obs_space, gym.spaces.Box(-np.inf, np.inf, a0.shape, np.float32), None
+
+
+# ------------------------------------------------------------------------------------ Minari
+def _minari() -> Any:
+    try:
+        import minari  # noqa: PLC0415 - optional extra, imported lazily
+    except ImportError as exc:
+        raise FormatError("Minari support needs the optional extra: pip install 'dreamlab[offline]' "
+                          f"(import failed: {exc})") from None
+    return minari
+
+
+def export_minari(episodes: Iterable[Episode], dataset_id: str, env_id: str | None,
+                  observation_space: gym.Space, action_space: gym.Space,
+                  algorithm_name: str = "dreamlab") -> Path:
+    """Write a local Minari dataset (under ``MINARI_DATASETS_PATH``); returns its directory."""
+    minari = _minari()
+    from minari.data_collector import EpisodeBuffer  # noqa: PLC0415
+
+    buffers = []
+    for i, ep in enumerate(episodes):
+        n = ep.num_steps
+        term = np.zeros(n, bool)
+        trunc = np.zeros(n, bool)
+        if n:
+            term[-1] = ep.is_terminal[-1]
+            trunc[-1] = not ep.is_terminal[-1]
+        buffers.append(EpisodeBuffer(
+            id=i, observations=ep.obs, actions=ep.action[:n], rewards=ep.reward[1:].astype(np.float32),
+            terminations=term, truncations=trunc, infos={"feedback": ep.feedback.astype(np.float32)}))
+    env: Any = None
+    if env_id is not None and env_id in gym.registry:
+        env = gym.spec(env_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ds = minari.create_dataset_from_buffers(
+                dataset_id, buffers, env=env, observation_space=observation_space, action_space=action_space,
+                algorithm_name=algorithm_name, description=f"exported by dreamlab from logs of {env_id}")
+        except (ValueError, TypeError) as exc:
+            raise FormatError(f"Minari dataset '{dataset_id}': cannot create: {exc}") from None
+    return Path(ds.storage.data_path).parent
+
+
+def read_minari(src: str | Path, env_id: str | None = None) -> Logs:
+    """Read a local Minari dataset given by id (under ``MINARI_DATASETS_PATH``) or directory."""
+    minari = _minari()
+    path = Path(src)
+    try:
+        if path.exists():
+            data = path / "data" if (path / "data").is_dir() else path
+            ds = minari.MinariDataset(data)
+        else:
+            ds = minari.load_dataset(str(src), download=False)
+    except Exception as exc:  # minari raises assorted types for missing/corrupt datasets
+        raise FormatError(f"{src}: not a readable local Minari dataset: {exc}") from None
+    obs_space, act_space = ds.observation_space, ds.action_space
+    try:
+        space_to_json(obs_space), space_to_json(act_space)
+    except SpaceError as exc:
+        raise FormatError(f"{src}: {exc}") from None
+    spec_id = ds.spec.env_spec.id if getattr(ds.spec, "env_spec", None) is not None else None
+    episodes = []
+    for mep in ds.iterate_episodes():
+        where = f"{src} (episode {mep.id})"
+        term = np.asarray(mep.terminations, bool)
+        trunc = np.asarray(mep.truncations, bool)
+        n = len(mep.rewards)
+        if n and (term[:-1].any() or trunc[:-1].any()):
+            raise FormatError(f"{where}: field 'terminations'/'truncations' set before the last step")
+        fb = None
+        if isinstance(mep.infos, dict) and "feedback" in mep.infos:
+            full = np.asarray(mep.infos["feedback"], np.float32)
+            fb = full[1:] if len(full) == n + 1 else full[:n]
+        try:
+            ep = Episode.from_transitions(np.asarray(mep.observations), np.asarray(mep.actions),
+                                          np.asarray(mep.rewards, np.float32), bool(n and term[-1]), fb, act_space)
+            ep.validate(obs_space, act_space, source=where)
+        except EpisodeError as exc:
+            raise FormatError(str(exc)) from None
+        episodes.append(ep)
+    return Logs(episodes, env_id or spec_id, obs_space, act_space, {})

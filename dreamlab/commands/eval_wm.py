@@ -1,0 +1,83 @@
+"""``dreamlab eval-wm``: open-loop evaluation of a world model on held-out real episodes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval-wm", help="evaluate a world model open-loop on held-out episodes",
+        description="Filter CONTEXT real steps, then imagine HORIZON steps under the real actions; "
+                    "report per-horizon normalised MSE, reward MAE and termination accuracy beside "
+                    "a copy-last-observation baseline.")
+    p.add_argument("--wm", type=Path, required=True, help="world-model checkpoint (OUT/world_model.ckpt)")
+    p.add_argument("--logs", type=Path, required=True, help="EpisodeStore directory")
+    p.add_argument("--horizon", type=int, default=15, help="imagined steps (default: 15)")
+    p.add_argument("--context", type=int, default=8, help="real steps filtered first (default: 8)")
+    p.add_argument("--episodes", choices=("held-out", "all"), default="held-out",
+                   help="held-out: the validation split the model's training used (by its seed and "
+                        "val_fraction); all: every episode (for fresh logs). Default: held-out")
+    p.add_argument("--max-windows", type=int, default=1024, help="windows evaluated at most (default: 1024)")
+    p.add_argument("--mode", action="store_true", help="use the latents' modes instead of samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument("--plot", type=Path, default=None, help="write error-vs-horizon plot (PNG)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from data.sampling import split_names
+    from worldmodel.evaluate import evaluate, plot
+    from worldmodel.model import WorldModel
+    from worldmodel.train import open_logs
+
+    torch.set_num_threads(max(1, args.threads))
+    try:
+        model = WorldModel.load(args.wm)
+        store = open_logs(args.logs)
+        model.check_spaces(store.observation_space, store.action_space, Path(args.logs) / "metadata.json")
+        names = store.names()
+        if args.episodes == "held-out":
+            _, held = split_names(names, model.cfg.val_fraction, model.cfg.seed)
+            if not held:
+                print("note: no held-out split (val_fraction 0 or one episode); using all episodes",
+                      file=sys.stderr)
+                held = names
+            names = held
+        result = evaluate(model, store.episodes(names), context=args.context, horizon=args.horizon,
+                          max_windows=args.max_windows, seed=args.seed, sample=not args.mode)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"dreamlab eval-wm: error: {exc}", file=sys.stderr)
+        return 1
+    result.update({"wm": str(args.wm), "logs": str(args.logs), "split": args.episodes})
+    if args.plot is not None:
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        plot(result, str(args.plot), title=f"{store.env_id or args.logs}")
+        result["plot"] = str(args.plot)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        _print_table(result)
+    return 0
+
+
+def _print_table(r: dict) -> None:
+    print(f"{r['episodes']} episodes, {r['windows']} windows, context {r['context']}, "
+          f"reward source {r['reward_source']}")
+    print(f"{'h':>3} {'nmse':>10} {'copy-last':>10} {'rew MAE':>9} {'copy MAE':>9} {'term acc':>9}")
+    for h in range(r["horizon"]):
+        print(f"{h + 1:>3} {r['nmse'][h]:>10.4f} {r['nmse_copy_last'][h]:>10.4f} {r['reward_mae'][h]:>9.4f} "
+              f"{r['reward_mae_copy_last'][h]:>9.4f} {r['term_acc'][h]:>9.3f}")
+    s, o = r["summary"], r["one_step"]
+    print(f"horizon {r['horizon']}: copy-last / model = {s['ratio_copy_last_over_model_at_horizon']:.2f}x")
+    bal = o["term_balanced_acc"]
+    print(f"one step ahead: termination balanced accuracy "
+          f"{'n/a (no terminals)' if bal is None else f'{bal:.3f}'} over {o['steps']} steps "
+          f"({o['terminals']} terminal), reward MAE {o['reward_mae']:.4f}")

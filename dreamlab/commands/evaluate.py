@@ -1,0 +1,53 @@
+"""``dreamlab evaluate``: an agent's real return, its return inside its own dream, and the gap."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="real vs dream return of a dreamer agent",
+        description="Run the agent for N episodes in the real env and, from the same real start "
+                    "states, inside its world model's dream; report mean/std of each and the gap.")
+    p.add_argument("--agent", type=Path, required=True, help="agent directory (or a train RUN directory)")
+    p.add_argument("--env", default=None, help="gymnasium env id (default: the agent's own)")
+    p.add_argument("--episodes", type=int, default=10, help="episodes (default: 10)")
+    p.add_argument("--seed", type=int, default=0, help="first env seed (default: 0)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from imagination.agent import DreamerAgent
+    from imagination.evaluate import dream_vs_real
+
+    torch.set_num_threads(max(1, args.threads))
+    path = args.agent
+    if not (path / "agent.json").exists() and (path / "agent" / "agent.json").exists():
+        path = path / "agent"
+    try:
+        agent = DreamerAgent.load(path)
+        env_id = args.env or agent.env_id
+        if env_id is None:
+            raise ValueError(f"{path / 'agent.json'}: field 'env_id' is empty; pass --env")
+        if args.episodes < 1:
+            raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+        res = dream_vs_real(agent, env_id, args.episodes, args.seed)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"dreamlab evaluate: error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(res, indent=1))
+    else:
+        print(f"{env_id}, {args.episodes} episodes, agent {path}")
+        print(f"  real   return {res['real']['mean']:9.2f} +- {res['real']['std']:.2f}")
+        print(f"  dream  return {res['dream']['mean']:9.2f} +- {res['dream']['std']:.2f}")
+        print(f"  gap (dream - real) {res['gap']:+.2f}  ({100 * res['gap_relative']:.1f}% of real)")
+    return 0

@@ -1,0 +1,276 @@
+"""The two training loops: offline dreaming from fixed logs, and online Dreamer training.
+
+**Offline** (:func:`dream_offline`, ``dreamlab dream``): a trained world model and fixed logs;
+each update replays a batch of real sequences, filters them into posterior states, imagines
+from there and updates the actor-critic. No real env is touched. The world model is frozen.
+
+**Online** (:func:`train_online`, ``dreamlab train``): collect with the current agent (random
+during ``prefill``), store finished episodes in ``RUN/replay`` (an EpisodeStore), train the
+world model on replayed sequences, dream, act. ``replay_ratio`` is the number of replayed
+time steps (``batch_size * seq_len`` per update) per real env step: with 16 x 64 batches a
+ratio of 64 means one world-model + actor-critic update every 16 env steps.
+
+Both write their agent directory (see :mod:`imagination.agent`) plus ``train_state.pt`` (all
+weights, optimiser states, counters; ``torch.load(weights_only=True)``) every ``save_every``
+updates/steps, and resume from it when started again with the same output directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data.episodes import Episode
+from data.sampling import SequenceSampler
+from data.store import EpisodeStore
+from imagination.agent import DreamerAgent
+from imagination.dreamer import DreamerConfig, DreamerLearner
+
+
+class LoopError(ValueError):
+    """Bad inputs to a training loop (names the file or field)."""
+
+
+@dataclass
+class OfflineConfig:
+    steps: int = 1500           # actor-critic updates
+    batch_size: int = 16        # replayed sequences per update (start states come from these)
+    seq_len: int = 64
+    save_every: int = 250
+    seed: int = 0
+
+
+@dataclass
+class OnlineConfig:
+    steps: int = 10_000         # real env steps
+    preset: str = "small"       # world-model preset
+    prefill: int = 1000         # random-policy steps before learning starts
+    pretrain: int = 100         # world-model + actor-critic updates right after prefill
+    replay_ratio: float = 64.0  # replayed steps per env step
+    batch_size: int = 16
+    seq_len: int = 64
+    eval_every: int = 2500      # env steps between real evaluations (0 = never)
+    eval_episodes: int = 5
+    save_every: int = 2000      # env steps
+    seed: int = 0
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _load_state(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise LoopError(f"{path}: cannot resume from this training state ({exc}); delete it to start over") from None
+
+
+def _rng_to_json(rng: np.random.Generator) -> str:
+    return json.dumps(rng.bit_generator.state)
+
+
+def _rng_from_json(text: str) -> np.random.Generator:
+    rng = np.random.default_rng()
+    rng.bit_generator.state = json.loads(text)
+    return rng
+
+
+# ====================================================================================== offline
+def dream_offline(wm: Any, logs: str | Path, out: str | Path, cfg: OfflineConfig | None = None,
+                  dcfg: DreamerConfig | None = None, wm_path: str | Path | None = None,
+                  progress: bool = True, callback: Callable[[int, dict[str, float]], None] | None = None
+                  ) -> DreamerAgent:
+    """Train an actor-critic in the dreams of a frozen world model, starting from ``logs``."""
+    cfg, dcfg = cfg or OfflineConfig(), dcfg or DreamerConfig()
+    out = Path(out)
+    store = EpisodeStore(logs)
+    if len(store) == 0:
+        raise LoopError(f"{logs}: the store is empty (no episodes to dream from)")
+    if hasattr(wm, "check_spaces"):
+        wm.check_spaces(store.observation_space, store.action_space, logs)
+    torch.manual_seed(cfg.seed)
+    sampler = SequenceSampler(store.episodes(), wm.codec, cfg.seq_len, seed=cfg.seed, source=str(logs))
+    learner = DreamerLearner(wm.feature_dim, wm.action_space, dcfg)
+    wm.eval()
+    start = 0
+    blob = _load_state(out / "train_state.pt")
+    if blob is not None:
+        learner.load_full_state(blob["learner"])
+        start = int(blob["step"])
+        sampler.rng = _rng_from_json(blob["sampler_rng"])
+        torch.set_rng_state(blob["torch_rng"])
+    agent = DreamerAgent(wm, learner.actor, env_id=store.env_id, dreamer_config=dcfg)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save(step: int) -> None:
+        agent.save(out, wm_path=wm_path)
+        _atomic_torch_save({"learner": learner.full_state(), "step": step, "sampler_rng": _rng_to_json(sampler.rng),
+                            "torch_rng": torch.get_rng_state()}, out / "train_state.pt")
+
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="dream", disable=not progress,
+               unit="upd", dynamic_ncols=True)
+    t0 = time.time()
+    for step in bar:
+        batch = sampler.sample(cfg.batch_size)
+        starts, cont = learner.starts_from_batch(wm, batch)
+        m = learner.train_step(wm, starts, cont)
+        if callback is not None:
+            callback(step + 1, m)
+        bar.set_postfix(ret=f"{m['return']:.2f}", ent=f"{m['entropy']:.2f}", closs=f"{m['critic_loss']:.2f}",
+                        ups=f"{(step + 1 - start) / max(1e-9, time.time() - t0):.1f}")
+        if (step + 1) % cfg.save_every == 0:
+            save(step + 1)
+    save(cfg.steps)
+    return agent
+
+
+# ====================================================================================== online
+def _prefill_policy(space: gym.Space, rng: np.random.Generator) -> Callable[[np.ndarray], np.ndarray]:
+    def act(obs: np.ndarray) -> np.ndarray:
+        if isinstance(space, gym.spaces.Discrete):
+            return rng.integers(space.start, space.start + space.n, size=obs.shape[0])
+        return rng.uniform(space.low, space.high, size=(obs.shape[0],) + space.shape).astype(space.dtype)
+    return act
+
+
+def train_online(env_id: str, out: str | Path, cfg: OnlineConfig | None = None,
+                 dcfg: DreamerConfig | None = None, wm_overrides: dict[str, Any] | None = None,
+                 progress: bool = True, log: Callable[[dict[str, Any]], None] | None = None) -> DreamerAgent:
+    """Collect -> train the world model -> dream -> act, for ``cfg.steps`` real env steps."""
+    from imagination.evaluate import evaluate_real  # noqa: PLC0415 (avoid a cycle at import)
+    from worldmodel.config import preset
+    from worldmodel.model import WorldModel
+
+    cfg, dcfg = cfg or OnlineConfig(), dcfg or DreamerConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = gym.make(env_id)
+    torch.manual_seed(cfg.seed)
+    wcfg = preset(cfg.preset, **(wm_overrides or {}))
+    wm = WorldModel(wcfg, env.observation_space, env.action_space)
+    opt_conf = wm.configure_optimizers()
+    wm_opt, wm_sched = opt_conf["optimizer"], opt_conf["lr_scheduler"]["scheduler"]
+    learner = DreamerLearner(wm.feature_dim, wm.action_space, dcfg)
+    replay_dir = out / "replay"
+    store = EpisodeStore(replay_dir) if (replay_dir / "metadata.json").exists() else \
+        EpisodeStore.create(replay_dir, env_id, env.observation_space, env.action_space)
+    episodes = store.episodes()
+    rng = np.random.default_rng(cfg.seed)
+    env_steps, updates, credit = sum(ep.num_steps for ep in episodes), 0, 0.0
+    blob = _load_state(out / "train_state.pt")
+    if blob is not None:
+        wm.load_state_dict(blob["wm"])
+        wm_opt.load_state_dict(blob["wm_opt"])
+        wm_sched.load_state_dict(blob["wm_sched"])
+        learner.load_full_state(blob["learner"])
+        updates, credit = int(blob["updates"]), float(blob["credit"])
+        rng = _rng_from_json(blob["rng"])
+    agent = DreamerAgent(wm, learner.actor, greedy=False, env_id=env_id, dreamer_config=dcfg, seed=cfg.seed)
+    random_act = _prefill_policy(env.action_space, rng)
+    per_update = cfg.batch_size * cfg.seq_len
+    sampler: SequenceSampler | None = None
+    metrics_path = out / "metrics.jsonl"
+
+    def save() -> None:
+        agent.save(out / "agent")
+        _atomic_torch_save({"wm": wm.state_dict(), "wm_opt": wm_opt.state_dict(), "wm_sched": wm_sched.state_dict(),
+                            "learner": learner.full_state(), "updates": updates, "credit": credit,
+                            "env_steps": env_steps, "rng": _rng_to_json(rng)}, out / "train_state.pt")
+
+    def record(row: dict[str, Any]) -> None:
+        with open(metrics_path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        if log is not None:
+            log(row)
+
+    def update() -> dict[str, float]:
+        nonlocal sampler, updates
+        if updates == 0 and blob is None and hasattr(wm, "set_obs_stats"):
+            wm.set_obs_stats(np.concatenate([ep.obs for ep in episodes]))  # fixed from the prefill data
+        if sampler is None:
+            sampler = SequenceSampler(episodes, wm.codec, cfg.seq_len, seed=int(rng.integers(2**31)))
+        batch = sampler.sample(cfg.batch_size)
+        wm.train()
+        loss, wm_m = wm.loss(batch)
+        wm_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(wm.parameters(), wcfg.grad_clip)
+        wm_opt.step()
+        wm_sched.step()
+        wm.eval()
+        starts, cont = learner.starts_from_batch(wm, batch)
+        m = learner.train_step(wm, starts, cont)
+        updates += 1
+        m.update({f"wm_{k}": float(v) for k, v in wm_m.items()})
+        return m
+
+    bar = tqdm(total=cfg.steps, initial=min(env_steps, cfg.steps), desc=f"train {env_id}", disable=not progress,
+               unit="step", dynamic_ncols=True)
+    obs, _ = env.reset(seed=int(rng.integers(2**31)))
+    ep_obs, ep_act, ep_rew = [obs], [], []
+    agent.reset(1)
+    first = True
+    last_m: dict[str, float] = {}
+    next_eval = (env_steps // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else None
+    next_save = (env_steps // cfg.save_every + 1) * cfg.save_every
+    t0, s0 = time.time(), env_steps
+    try:
+        while env_steps < cfg.steps:
+            if env_steps < cfg.prefill:
+                action = random_act(obs[None])[0]
+            else:
+                action = agent.act(obs[None], np.array([first]))[0]
+            first = False
+            obs, rew, term, trunc, _ = env.step(action)
+            ep_obs.append(obs)
+            ep_act.append(action)
+            ep_rew.append(float(rew))
+            env_steps += 1
+            bar.update(1)
+            if term or trunc:
+                ep = Episode.from_transitions(ep_obs, ep_act, ep_rew, bool(term), action_space=env.action_space)
+                store.add(ep)
+                episodes.append(ep)
+                sampler = None
+                record({"env_steps": env_steps, "episode_return": ep.ret, "updates": updates})
+                bar.set_postfix(ret=f"{ep.ret:.1f}", upd=updates, sps=f"{(env_steps - s0) / (time.time() - t0):.1f}",
+                                **({"wm": f"{last_m.get('wm_loss', 0):.2f}"} if last_m else {}))
+                obs, _ = env.reset(seed=int(rng.integers(2**31)))
+                ep_obs, ep_act, ep_rew = [obs], [], []
+                first = True
+            if env_steps >= cfg.prefill and sum(e.length for e in episodes) >= cfg.seq_len:
+                if updates == 0 and cfg.pretrain > 0:
+                    for _ in range(cfg.pretrain):
+                        last_m = update()
+                credit += cfg.replay_ratio / per_update
+                while credit >= 1.0:
+                    credit -= 1.0
+                    last_m = update()
+            if next_eval is not None and env_steps >= next_eval:
+                next_eval += cfg.eval_every
+                rets = evaluate_real(DreamerAgent(wm, learner.actor, greedy=True), env_id, cfg.eval_episodes,
+                                     seed=10_000 + env_steps)
+                record({"env_steps": env_steps, "eval_mean": float(rets.mean()), "eval_std": float(rets.std()),
+                        "updates": updates, "minutes": (time.time() - t0) / 60, **last_m})
+            if env_steps >= next_save:
+                next_save += cfg.save_every
+                save()
+    finally:
+        bar.close()
+    save()
+    return DreamerAgent(wm, learner.actor, greedy=True, env_id=env_id, dreamer_config=dcfg)

@@ -1,0 +1,99 @@
+"""The actor-critic's maths: lambda-returns, two-hot critic, percentile normaliser, actor heads."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from imagination.dreamer import DreamerConfig, PercentileNormaliser, lambda_returns
+from policy.actor_critic import Actor, ActorCriticNetConfig, Critic, symexp, symlog, twohot
+
+
+def test_lambda_returns_match_the_recursion_by_hand():
+    gamma, lam = 0.9, 0.5
+    reward = torch.tensor([[1.0], [2.0], [3.0]])  # (H=3, N=1): r_1..r_3
+    cont = torch.tensor([[1.0], [0.5], [1.0]])
+    value = torch.tensor([[10.0], [20.0], [30.0], [40.0]])  # v_0..v_3
+    r3 = 40.0
+    r2 = 3.0 + gamma * 1.0 * ((1 - lam) * 40.0 + lam * r3)
+    r1 = 2.0 + gamma * 0.5 * ((1 - lam) * 30.0 + lam * r2)
+    r0 = 1.0 + gamma * 1.0 * ((1 - lam) * 20.0 + lam * r1)
+    out = lambda_returns(reward, cont, value, gamma, lam)
+    assert torch.allclose(out[:, 0], torch.tensor([r0, r1, r2]))
+
+
+def test_lambda_one_is_discounted_monte_carlo_and_zero_is_td():
+    reward, cont = torch.ones(4, 2), torch.ones(4, 2)
+    value = torch.zeros(5, 2)
+    mc = lambda_returns(reward, cont, value, 0.5, 1.0)
+    assert torch.allclose(mc[0], torch.full((2,), 1 + 0.5 + 0.25 + 0.125))
+    td = lambda_returns(reward, cont, torch.full((5, 2), 7.0), 0.5, 0.0)
+    assert torch.allclose(td, torch.full((4, 2), 1 + 0.5 * 7.0))
+
+
+def test_default_discount_comes_from_an_effective_horizon():
+    assert abs(DreamerConfig().gamma - (1 - 1 / 333)) < 1e-12
+    assert abs(DreamerConfig(discount_horizon=100).gamma - 0.99) < 1e-12
+
+
+def test_twohot_round_trips_and_puts_mass_on_two_neighbours():
+    bins = torch.linspace(-20, 20, 255)
+    x = torch.tensor([-3.3, 0.0, 0.01, 7.77, 19.9])
+    enc = twohot(x, bins)
+    assert torch.allclose(enc.sum(-1), torch.ones(5))
+    assert ((enc > 0).sum(-1) <= 2).all()
+    assert torch.allclose((enc * bins).sum(-1), x, atol=1e-5)
+    assert torch.allclose(twohot(torch.tensor([99.0]), bins)[0, -1], torch.tensor(1.0))
+
+
+def test_critic_learns_a_target_value_in_symexp_space():
+    torch.manual_seed(0)
+    critic = Critic(3, ActorCriticNetConfig(hidden=32))
+    feat = torch.randn(64, 3)
+    assert torch.allclose(critic.value(feat), torch.zeros(64), atol=1e-5)  # zero-initialised output
+    target = torch.full((64,), 250.0)
+    opt = torch.optim.Adam(critic.parameters(), lr=1e-2)
+    for _ in range(200):
+        loss = critic.loss(critic.logits(feat), target).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert abs(float(critic.value(feat).mean()) - 250.0) < 10.0
+    assert torch.allclose(symexp(symlog(torch.tensor([-5.0, 250.0]))), torch.tensor([-5.0, 250.0]))
+
+
+def test_percentile_normaliser_tracks_the_5_95_range_with_a_floor_of_one():
+    norm = PercentileNormaliser(5, 95, decay=0.0)
+    x = torch.arange(0, 1001, dtype=torch.float32)
+    norm.update(x)
+    assert abs(float(norm.scale) - 900.0) < 1.0
+    norm.update(torch.full((100,), 0.3))
+    assert float(norm.scale) == 1.0  # tiny returns are not blown up
+    ema = PercentileNormaliser(5, 95, decay=0.5)
+    ema.update(x)
+    ema.update(x * 0)
+    assert abs(float(ema.high - ema.low) - 450.0) < 1.0
+
+
+def test_discrete_actor_mixes_in_one_percent_uniform_and_scores_its_samples():
+    torch.manual_seed(0)
+    actor = Actor(4, gym.spaces.Discrete(3))
+    with torch.no_grad():
+        actor.net[-1].bias.copy_(torch.tensor([100.0, 0.0, 0.0]))
+    p = actor.probs(torch.zeros(2, 4))
+    assert torch.all(p >= 0.01 / 3 - 1e-7) and torch.allclose(p.sum(-1), torch.ones(2))
+    act, logp, _ = actor.sample(torch.zeros(5, 4))
+    assert torch.allclose(logp, actor.log_prob(torch.zeros(5, 4), act))
+
+
+def test_continuous_actor_is_bounded_and_reparameterised():
+    torch.manual_seed(0)
+    space = gym.spaces.Box(np.array([-2.0], np.float32), np.array([2.0], np.float32))
+    actor = Actor(4, space)
+    feat = torch.randn(256, 4, requires_grad=True)
+    act, logp, ent = actor.sample(feat)
+    assert act.shape == (256, 1) and float(act.min()) >= -2.0 and float(act.max()) <= 2.0
+    act.sum().backward()
+    assert feat.grad is not None and float(feat.grad.abs().sum()) > 0  # gradient flows through the sample
+    assert torch.allclose(logp, actor.log_prob(feat.detach(), act.detach()), atol=1e-3)

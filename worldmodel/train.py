@@ -1,0 +1,122 @@
+"""Training the world model from an EpisodeStore with a Lightning Trainer.
+
+``OUT/`` receives ``last.ckpt`` (resume point, refreshed every ``ckpt_every`` steps and at the
+end), ``step=N.ckpt`` (the latest periodic one), ``logs/`` (CSV), ``tb/`` (TensorBoard) and
+``world_model.ckpt``: a compact copy of the final weights that downstream commands take as
+``--wm``. A run whose ``OUT`` already holds ``last.ckpt`` resumes from it (``ckpt_path="last"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from data.sampling import EpisodeDataModule, split_names
+from data.store import EpisodeStore, StoreError
+from worldmodel.checkpoint import read_checkpoint
+from worldmodel.config import WorldModelConfig
+from worldmodel.model import WorldModel
+
+FINAL_NAME = "world_model.ckpt"
+
+
+class StepsProgressBar(TQDMProgressBar):
+    """The default bar plus the global step (the bar itself shows it/s = steps/s)."""
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        items["step"] = trainer.global_step
+        return items
+
+
+def open_logs(logs: str | Path) -> EpisodeStore:
+    """Open an EpisodeStore for training/evaluation; an empty store is an error."""
+    store = EpisodeStore(logs)
+    if len(store) == 0:
+        raise StoreError(f"{Path(logs) / 'metadata.json'}: the store is empty (no episodes); "
+                         "collect some first with `dreamlab collect`")
+    return store
+
+
+def build_trainer(out: Path, max_steps: int, max_minutes: float | None = None, strategy: str = "auto",
+                  devices: int | str = 1, accelerator: str = "auto", ckpt_every: int = 500,
+                  progress: bool = True, log_every: int = 10, val_every_epochs: int = 1,
+                  grad_clip: float = 100.0) -> L.Trainer:
+    ckpt = ModelCheckpoint(dirpath=out, filename="{step}", save_last=True, save_top_k=1,
+                           every_n_train_steps=ckpt_every, save_on_train_epoch_end=True)
+    loggers = [CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tb")]
+    callbacks: list[Any] = [ckpt]
+    if progress:
+        callbacks.append(StepsProgressBar(refresh_rate=10))
+    return L.Trainer(
+        max_steps=max_steps, max_epochs=-1,
+        max_time=timedelta(minutes=max_minutes) if max_minutes else None,
+        strategy=strategy, devices=devices, accelerator=accelerator,
+        gradient_clip_val=grad_clip if grad_clip > 0 else None, gradient_clip_algorithm="norm",
+        callbacks=callbacks, logger=loggers,
+        log_every_n_steps=log_every, enable_progress_bar=progress, enable_model_summary=False,
+        num_sanity_val_steps=0, check_val_every_n_epoch=val_every_epochs, default_root_dir=out,
+    )
+
+
+def train(logs: str | Path, out: str | Path, cfg: WorldModelConfig, max_steps: int = 5000,
+          max_minutes: float | None = None, strategy: str = "auto", devices: int | str = 1,
+          accelerator: str = "auto", ckpt_every: int = 500, progress: bool = True,
+          resume: bool = True, log: Any = None) -> Path:
+    """Train (or resume) a world model on ``logs``; returns the path of ``OUT/world_model.ckpt``."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    out = Path(out)
+    cfg = cfg.validate()
+    store = open_logs(logs)
+    last = out / "last.ckpt"
+    resuming = resume and last.is_file()
+    if resuming:
+        ckpt = read_checkpoint(last)
+        model = WorldModel(ckpt["hyper_parameters"]["cfg"], ckpt["hyper_parameters"]["obs_space"],
+                           ckpt["hyper_parameters"]["action_space"])
+        model.check_spaces(store.observation_space, store.action_space, Path(logs) / "metadata.json")
+        ignored = {k: v for k, v in cfg.to_dict().items() if model.cfg.to_dict()[k] != v}
+        if ignored:
+            log(f"resuming from {last}: its config is kept; ignoring differing values {sorted(ignored)}")
+        cfg = model.cfg
+        del ckpt
+    else:
+        model = WorldModel(cfg, store.observation_space, store.action_space)
+        train_names, _ = split_names(store.names(), cfg.val_fraction, cfg.seed)
+        model.set_obs_stats(np.concatenate([ep.obs for ep in store.episodes(train_names)]))
+    dm = EpisodeDataModule(logs, batch_size=cfg.batch_size, seq_len=cfg.seq_len,
+                           val_fraction=cfg.val_fraction, batches_per_epoch=cfg.batches_per_epoch,
+                           seed=cfg.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    trainer = build_trainer(out, max_steps, max_minutes, strategy, devices, accelerator, ckpt_every,
+                            progress, grad_clip=cfg.grad_clip)
+    if resuming:
+        log(f"resuming from {last}")
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=dm, ckpt_path="last" if resuming else None)
+    wall = time.perf_counter() - start
+    final = out / FINAL_NAME
+    trainer.save_checkpoint(last, weights_only=False)  # every rank calls it; rank 0 writes the final resume point
+    if trainer.is_global_zero:
+        model.save(final)  # the stable copy downstream commands take as --wm
+        summary = {"global_step": int(trainer.global_step), "wall_s": wall, "resumed": resuming,
+                   "interrupted": bool(trainer.interrupted), "logs": str(logs), "config": cfg.to_dict(),
+                   "world_model": str(final)}
+        (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
+    return final
+
+
+def config_summary(cfg: WorldModelConfig) -> str:
+    return ", ".join(f"{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(cfg))
