@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--log-steps", type=int, default=20_000)
     ap.add_argument("--wm-steps", type=int, default=3000)
     ap.add_argument("--wm-minutes", type=float, default=10.0)
-    ap.add_argument("--dream-steps", type=int, default=600)
+    ap.add_argument("--dream-steps", type=int, default=300)
     ap.add_argument("--online-steps", type=int, default=10_000)
     ap.add_argument("--dreamer", default="", help="JSON of DreamerConfig overrides")
     ap.add_argument("--work", type=Path, default=Path("/tmp/dreamer_targets"))

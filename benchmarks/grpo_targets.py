@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from data.behaviour import CARTPOLE_MEDIOCRE_EPSILON, MCC_MINORITY_EPSILON
+from data.behaviour import CARTPOLE_MEDIOCRE_EPSILON, MCC_MINORITY_EPSILON, make_behaviour
 from data.collect import collect
 from data.sampling import SequenceSampler
 from data.store import EpisodeStore
@@ -61,6 +61,8 @@ TASKS: dict[str, dict[str, Any]] = {
                      eval_episodes=10),
 }
 
+TASKS_DEFAULT_WM_STEPS = {t["env_id"]: t["wm_steps"] for t in TASKS.values()}
+
 
 def machine() -> dict[str, Any]:
     return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
@@ -77,13 +79,17 @@ def logs_for(task: dict[str, Any], seed: int, work: Path) -> EpisodeStore:
 
 
 def world_model_for(task: dict[str, Any], store: EpisodeStore, seed: int, work: Path) -> tuple[WorldModel, dict[str, Any]]:
-    path = work / f"wm-{task['env_id']}-s{seed}.ckpt"
+    suffix = "" if task["wm_steps"] == TASKS_DEFAULT_WM_STEPS[task["env_id"]] else f"-n{task['wm_steps']}"
+    path = work / f"wm-{task['env_id']}-s{seed}{suffix}.ckpt"
     info_path = path.with_suffix(".json")
     if path.exists() and info_path.exists():
         return WorldModel.load(path).eval(), json.loads(info_path.read_text())
     torch.manual_seed(seed)
     cfg = preset("small", **task["wm"], seed=seed)
     wm = WorldModel(cfg, store.observation_space, store.action_space)
+    obs_stats = hasattr(wm, "set_obs_stats")
+    if obs_stats:  # per-dimension standardisation from the logs (MountainCar's velocity is ~0.07)
+        wm.set_obs_stats(np.concatenate([e.obs for e in store.episodes()]))
     sampler = SequenceSampler(store.episodes(), wm.codec, cfg.seq_len, seed=seed)
     opt = torch.optim.Adam(wm.parameters(), lr=cfg.lr, eps=cfg.eps)
     t0 = time.time()
@@ -99,7 +105,7 @@ def world_model_for(task: dict[str, Any], store: EpisodeStore, seed: int, work: 
         metrics = {k: float(v) for k, v in m.items()}
     print(f"world model {task['env_id']} seed {seed}: {task['wm_steps']} steps in {time.time() - t0:.0f}s, "
           f"loss {metrics.get('loss', float('nan')):.3f}", flush=True)
-    info = {"steps": task["wm_steps"], "seconds": time.time() - t0, "final_loss": metrics,
+    info = {"steps": task["wm_steps"], "obs_stats_from_logs": obs_stats, "seconds": time.time() - t0, "final_loss": metrics,
             "config": cfg.to_dict()}
     wm.save(path)
     info_path.write_text(json.dumps(info, indent=1))
@@ -154,28 +160,40 @@ def run_grpo(task: dict[str, Any], store: EpisodeStore, wm: WorldModel, seed: in
             "real": {k: real[k] for k in ("mean_return", "success_rate", "returns")}}
 
 
+def dream_check(task: dict[str, Any], store: EpisodeStore, wm: WorldModel) -> dict[str, Any]:
+    """How good is the dream itself? The heuristic that wrote the logs (without its noise) succeeds
+    in every real episode; its verifier success inside the dream bounds what any policy can show there."""
+    verifier = get_verifier(task["env_id"])
+    horizon = task["grpo"]["horizon"]
+    make = dream_env_factory(wm, store.episodes(), verifier, horizon, seed=0)
+    heur = make_behaviour(task["env_id"], store.action_space, 0.0, seed=0)
+    r = evaluate_dream(make, heur, verifier, 64, horizon, seed=1)
+    return {"heuristic_dream_success": r["success_rate"], "horizon": horizon, "envs": 64}
+
+
 def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
 def task_main(name: str, seeds: list[int], work: Path, progress: bool,
-              reuse: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``reuse``: for the ablation, the mcc task's results (its forked no-penalty runs are reused)."""
-    base = "mcc" if name == "ablation" else name
+              reuse: dict[str, Any] | None = None, ablation_task: str = "cartpole") -> dict[str, Any]:
+    """``reuse``: for the ablation, the base task's results (its forked no-penalty runs are reused)."""
+    base = ablation_task if name == "ablation" else name
     task = TASKS[base]
-    out: dict[str, Any] = {"env_id": task["env_id"], "seeds": seeds, "runs": {}}
+    out: dict[str, Any] = {"env_id": task["env_id"], "seeds": seeds, "runs": {}, "wm_steps": task["wm_steps"]}
     variants = ({"forked": dict(forked=True), "independent_starts": dict(forked=False)}
                 if name == "ablation" else task["variants"])
     for seed in seeds:
         store = logs_for(task, seed, work)
         wm, wm_info = world_model_for(task, store, seed, work)
         out.setdefault("logs", {})[seed] = log_stats(store)
-        out.setdefault("world_models", {})[seed] = {"seconds": wm_info["seconds"], "final_loss": wm_info["final_loss"]}
+        out.setdefault("dream_check", {})[seed] = dream_check(task, store, wm)
+        out.setdefault("world_models", {})[seed] = {k: wm_info.get(k) for k in ("steps", "seconds", "final_loss", "obs_stats_from_logs")}
         for vname, v in variants.items():
             kw = dict(penalty=0.0, halt_threshold=None) if name == "ablation" else {}
             prior = [r for r in (reuse or {}).get("runs", {}).get("no_penalty", []) if r["seed"] == seed]
             if name == "ablation" and vname == "forked" and prior:
-                out["runs"].setdefault(vname, []).append({**prior[0], "reused_from": "mcc/no_penalty"})
+                out["runs"].setdefault(vname, []).append({**prior[0], "reused_from": f"{base}/no_penalty"})
                 continue
             r = run_grpo(task, store, wm, seed, progress=progress, **{**kw, **v})
             out["runs"].setdefault(vname, []).append(r)
@@ -209,17 +227,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=Path("/tmp/dreamlab-grpo-bench"))
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--ablation-task", choices=["mcc", "cartpole"], default="cartpole",
+                   help="which task's dream the forking ablation runs in (default: cartpole)")
+    p.add_argument("--wm-steps", type=int, default=None, help="override the world-model training steps")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     results["machine"] = machine()
+    if args.wm_steps is not None:
+        for t in TASKS.values():
+            t["wm_steps"] = args.wm_steps
     for name in args.tasks:
         t0 = time.time()
-        results[name] = task_main(name, args.seeds, args.work, args.progress, reuse=results.get("mcc"))
+        results[name] = task_main(name, args.seeds, args.work, args.progress,
+                                  reuse=results.get(args.ablation_task), ablation_task=args.ablation_task)
+        if name == "ablation":
+            results[name]["base_task"] = args.ablation_task
         results[name]["wall_seconds"] = time.time() - t0
-        results[name]["command"] = f"python -m benchmarks.grpo_targets --tasks {name} --seeds {' '.join(map(str, args.seeds))}"
+        extra = (f" --ablation-task {args.ablation_task}" if name == "ablation" else "") + \
+            (f" --wm-steps {args.wm_steps}" if args.wm_steps is not None else "")
+        results[name]["command"] = (f"python -m benchmarks.grpo_targets --tasks {name} --seeds "
+                                    f"{' '.join(map(str, args.seeds))}{extra}")
         merged = json.loads(args.out.read_text()) if args.out.exists() else {}  # other tasks may run in parallel
         merged.update({"machine": results["machine"], name: results[name]})
         args.out.write_text(json.dumps(merged, indent=1))

@@ -27,12 +27,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
-import numpy as np
+import lightning as L
 import torch
 
-from data.behaviour import make_behaviour
-from data.episodes import Episode
+from data.behaviour import CARTPOLE_MEDIOCRE_EPSILON
+from data.collect import collect
 from data.sampling import split_names
 from data.store import EpisodeStore
 from worldmodel.config import preset
@@ -41,37 +40,31 @@ from worldmodel.model import WorldModel
 from worldmodel.train import train
 
 RESULTS = Path(__file__).resolve().parent / "results"
-EPSILON = {"CartPole-v1": 0.75, "Pendulum-v1": 0.3}
+EPSILON = {"CartPole-v1": CARTPOLE_MEDIOCRE_EPSILON, "Pendulum-v1": 0.3}
 
 
 def collect_logs(env_id: str, steps: int, epsilon: float, seed: int, out: Path) -> EpisodeStore:
-    """Single-env loop over the heuristic behaviour (data.collect may replace this)."""
-    env = gym.make(env_id)
-    store = EpisodeStore.create(out, env_id, env.observation_space, env.action_space)
-    pol = make_behaviour(env_id, env.action_space, epsilon, seed)
-    done, i = 0, 0
-    batch: list[Episode] = []
-    while done < steps:
-        obs, _ = env.reset(seed=seed + i)
-        pol.reset(1)
-        observations, actions, rewards = [obs], [], []
-        term = trunc = False
-        while not (term or trunc) and done + len(actions) < steps:
-            a = pol.act(obs[None])[0]
-            obs, r, term, trunc, _ = env.step(a)
-            observations.append(obs)
-            actions.append(a)
-            rewards.append(r)
-        if actions:
-            batch.append(Episode.from_transitions(np.asarray(observations), np.asarray(actions), rewards, term,
-                                                  action_space=env.action_space))
-            done += len(actions)
-        i += 1
-    if hasattr(store, "add_many"):
-        store.add_many(batch)
-    else:
-        store.extend(batch)
-    return store
+    """The noisy heuristic behaviour through the data layer's collector."""
+    collect(env_id, "heuristic", steps, num_envs=4, seed=seed, out=out, epsilon=epsilon, progress=False)
+    return EpisodeStore(out)
+
+
+class CpuBudget(L.Callback):
+    """Stop training once this process has used ``minutes`` of CPU time (one thread: what a
+    dedicated core gives in that many wall-clock minutes; robust to other jobs on a shared CPU)."""
+
+    def __init__(self, minutes: float):
+        self.limit = minutes * 60.0
+        self.start = 0.0
+        self.used = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start = time.process_time()
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self.used = time.process_time() - self.start
+        if self.used >= self.limit:
+            trainer.should_stop = True
 
 
 def run_env(env_id: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -83,13 +76,16 @@ def run_env(env_id: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
     store = EpisodeStore(logs)
     overrides = dict(kv.split("=", 1) for kv in args.set)
     cfg = preset(args.preset)
-    typed = {k: type(getattr(cfg, k))(v) for k, v in overrides.items()}
+    typed = {k: (v.lower() in ("1", "true", "yes")) if isinstance(getattr(cfg, k), bool)
+             else type(getattr(cfg, k))(v) for k, v in overrides.items()}
     cfg = preset(args.preset, seed=args.seed, **typed)
     out = work / f"{env_id}-wm"
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    final = train(logs, out, cfg, max_steps=args.max_steps, max_minutes=args.minutes,
-                  accelerator="cpu", progress=False, ckpt_every=10 ** 9)
+    budget = CpuBudget(args.minutes) if args.budget == "cpu" else None
+    final = train(logs, out, cfg, max_steps=args.max_steps,
+                  max_minutes=args.minutes if args.budget == "wall" else args.wall_cap, accelerator="cpu",
+                  progress=False, ckpt_every=10 ** 9, callbacks=[budget] if budget else None)
     train_s = time.perf_counter() - t0
     summary = json.loads((out / "train_summary.json").read_text())
     model = WorldModel.load(final)
@@ -97,16 +93,19 @@ def run_env(env_id: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
     t0 = time.perf_counter()
     res = evaluate(model, store.episodes(held), context=8, horizon=15, max_windows=args.windows, seed=args.seed)
     eval_s = time.perf_counter() - t0
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(res, str(RESULTS / f"wm_targets_{env_id}.png"), title=f"{env_id}, {args.preset}")
+    plot_path = args.out.parent / f"wm_targets_{env_id}.png"
+    plot_path.parent.mkdir(parents=True, exist_ok=True)
+    plot(res, str(plot_path), title=f"{env_id}, {args.preset}")
     stats = store.stats()
     row: dict[str, Any] = {
         "env": env_id, "log_steps": stats.steps, "log_episodes": stats.episodes,
         "behaviour_epsilon": EPSILON.get(env_id, 0.3), "log_return_mean": float(stats.returns.mean()),
         "held_out_episodes": len(held), "preset": args.preset, "overrides": typed,
-        "train_minutes_budget": args.minutes, "train_wall_s": train_s, "train_steps": summary["global_step"],
+        "train_minutes_budget": args.minutes, "budget_kind": args.budget,
+        "train_cpu_s": budget.used if budget else None, "train_wall_s": train_s,
+        "train_steps": summary["global_step"],
         "steps_per_s": summary["global_step"] / max(summary["wall_s"], 1e-9), "eval_wall_s": eval_s,
-        "eval": res, "plot": str(RESULTS / f"wm_targets_{env_id}.png"),
+        "eval": res, "plot": str(plot_path),
     }
     s, o = res["summary"], res["one_step"]
     if env_id.startswith("CartPole"):
@@ -130,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=20000, help="logged transitions per env")
     p.add_argument("--minutes", type=float, default=10.0, help="training budget per env (wall clock)")
     p.add_argument("--max-steps", type=int, default=100000, help="training-step cap (time usually binds)")
+    p.add_argument("--budget", choices=("wall", "cpu"), default="wall",
+                   help="wall: Lightning max_time; cpu: this process's CPU time (for a shared CPU)")
+    p.add_argument("--wall-cap", type=float, default=45.0, help="with --budget cpu: wall-clock cap (minutes)")
+    p.add_argument("--merge", nargs="+", type=Path, default=None,
+                   help="only combine result files of separate runs (e.g. one per env) into --out")
     p.add_argument("--preset", default="small")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     p.add_argument("--windows", type=int, default=1024, help="evaluation windows at most")
@@ -138,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=None, help="keep logs/checkpoints here (default: temp dir)")
     p.add_argument("--out", type=Path, default=RESULTS / "wm_targets.json")
     args = p.parse_args(argv)
+    if args.merge:
+        parts = [json.loads(p.read_text()) for p in args.merge]
+        merged = dict(parts[0], results=[r for part in parts for r in part["results"]],
+                      commands=[part["command"] for part in parts], merged_from=[str(p) for p in args.merge])
+        args.out.write_text(json.dumps(merged, indent=1))
+        print(f"wrote {args.out}")
+        return 0
     torch.set_num_threads(args.threads)
     work = args.work or Path(tempfile.mkdtemp(prefix="wm_targets_"))
     work.mkdir(parents=True, exist_ok=True)

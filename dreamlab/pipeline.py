@@ -226,7 +226,7 @@ def _distill(cfg: QuickstartConfig, out: Path, logs: Path, wm_ckpt: Path, agent_
     state = Distiller(student, teacher, dream, dcfg, out=student_dir, eval_fn=real_return, env_id=cfg.env_id).run()
     final = real_return(LLMPolicy.from_pretrained(student_dir))
     rows = [{"method": "opsd", "seed": cfg.seed, "labelled_tokens": 0, "real_return": base_return}]
-    rows += [{"method": "opsd", "seed": cfg.seed, "labelled_tokens": int(p["tokens"]), "real_return": p["return"]}
+    rows += [{"method": "opsd", "seed": cfg.seed, "labelled_tokens": int(p["labelled_tokens"]), "real_return": p["return"]}
              for p in state.curve]
     rows.append({"method": "opsd", "seed": cfg.seed, "labelled_tokens": state.labelled_tokens, "real_return": final})
     rows.append({"method": "ref:base LLM", "seed": cfg.seed, "labelled_tokens": 0, "real_return": base_return})

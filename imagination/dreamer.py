@@ -49,8 +49,8 @@ class DreamerConfig:
     horizon: int = 15
     discount_horizon: float = 333.0  # gamma = 1 - 1 / discount_horizon
     lam: float = 0.95
-    actor_lr: float = 1e-4
-    critic_lr: float = 1e-4
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
     adam_eps: float = 1e-5
     grad_clip: float = 100.0
     entropy: float = 3e-4
@@ -59,7 +59,7 @@ class DreamerConfig:
     retnorm_decay: float = 0.99
     retnorm_low: float = 5.0
     retnorm_high: float = 95.0
-    max_starts: int = 1024  # start states per update (random subset of B * L)
+    max_starts: int = 256  # start states per update (random subset of B * L; DreamerV3 uses all 1024)
     hidden: int = 256
     layers: int = 2
     unimix: float = 0.01

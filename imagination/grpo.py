@@ -1,5 +1,9 @@
 """GRPO in dreams: RLVR on a forkable DreamEnv, scored by a verifier.
 
+Before the first iteration the policy may be behaviour-cloned on the logs (``bc_steps``; the
+"SFT" start that RLVR usually fine-tunes, and the reference of the optional KL term). It uses
+only the logs: nothing is learned from the real env.
+
 One iteration (:meth:`GRPOTrainer.iteration`):
 
 1. **Starts.** ``DreamEnv.reset`` draws ``P = groups`` start states from the real logs; with

@@ -43,7 +43,7 @@ class LoopError(ValueError):
 
 @dataclass
 class OfflineConfig:
-    steps: int = 1500           # actor-critic updates
+    steps: int = 300            # actor-critic updates
     batch_size: int = 16        # replayed sequences per update (start states come from these)
     seq_len: int = 64
     save_every: int = 250
@@ -55,7 +55,7 @@ class OnlineConfig:
     steps: int = 10_000         # real env steps
     preset: str = "small"       # world-model preset
     prefill: int = 1000         # random-policy steps before learning starts
-    pretrain: int = 100         # world-model + actor-critic updates right after prefill
+    pretrain: int = 200         # world-model-only updates right after prefill (covers its lr warm-up)
     replay_ratio: float = 64.0  # replayed steps per env step
     batch_size: int = 16
     seq_len: int = 64
@@ -198,7 +198,7 @@ def train_online(env_id: str, out: str | Path, cfg: OnlineConfig | None = None,
         if log is not None:
             log(row)
 
-    def update() -> dict[str, float]:
+    def update(actor_critic: bool = True) -> dict[str, float]:
         nonlocal sampler, updates
         if updates == 0 and blob is None and hasattr(wm, "set_obs_stats"):
             wm.set_obs_stats(np.concatenate([ep.obs for ep in episodes]))  # fixed from the prefill data
@@ -213,8 +213,10 @@ def train_online(env_id: str, out: str | Path, cfg: OnlineConfig | None = None,
         wm_opt.step()
         wm_sched.step()
         wm.eval()
-        starts, cont = learner.starts_from_batch(wm, batch)
-        m = learner.train_step(wm, starts, cont)
+        m: dict[str, float] = {}
+        if actor_critic:
+            starts, cont = learner.starts_from_batch(wm, batch)
+            m = learner.train_step(wm, starts, cont)
         updates += 1
         m.update({f"wm_{k}": float(v) for k, v in wm_m.items()})
         return m
@@ -256,7 +258,7 @@ def train_online(env_id: str, out: str | Path, cfg: OnlineConfig | None = None,
             if env_steps >= cfg.prefill and sum(e.length for e in episodes) >= cfg.seq_len:
                 if updates == 0 and cfg.pretrain > 0:
                     for _ in range(cfg.pretrain):
-                        last_m = update()
+                        last_m = update(actor_critic=False)
                 credit += cfg.replay_ratio / per_update
                 while credit >= 1.0:
                     credit -= 1.0

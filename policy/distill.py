@@ -6,6 +6,11 @@ continue across rollouts), sampling its action strings with ``temperature``. The
 every token of every action the student wrote (:mod:`policy.teachers`), and the student is
 trained on the chosen token-level loss (:mod:`policy.losses`) over the full vocabulary.
 
+``teacher_mix`` (DAgger's beta, default 0 = purely on-policy) lets each row execute the teacher's
+greedy action with that probability (decaying to 0 over ``teacher_mix_tokens``); the teacher still
+labels the tokens the *student* sampled, so the loss stays on the student's own outputs while the
+visited states are less dominated by the student's current bias.
+
 **SFT.** The teacher acts (greedy on its action distribution by default) and the student is
 trained by cross-entropy on the teacher's action tokens (off-policy).
 
@@ -65,7 +70,7 @@ class DistillConfig:
     max_grad_norm: float = 1.0
     teacher_mix: float = 0.0  # OPSD: chance that a row executes the teacher's action instead (DAgger's beta)
     teacher_mix_tokens: int = 0  # ... decaying linearly to 0 over this many labelled tokens (0 = constant)
-    replay: int = 4  # also train on the decisions of this many previous rollouts (DAgger-style aggregation)
+    replay: int = 8  # also train on the decisions of this many previous rollouts (DAgger-style aggregation)
     max_labelled_tokens: int = 20_000
     max_updates: int = 0  # 0 = no limit besides the token budget
     teacher_smoothing: float = 1e-3  # ActorTeacher: uniform floor mixed into the token targets

@@ -32,7 +32,7 @@ from low to high (the product grid for several dimensions), each written with fi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 

@@ -23,7 +23,7 @@ vocabulary should the next token follow? They return log-probabilities ``(B, Lc,
 from __future__ import annotations
 
 import copy
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch

@@ -1,7 +1,7 @@
 """World-model configuration: one dataclass and four size presets.
 
-``tiny`` is for tests, ``small`` is the 2-core CPU default, ``medium`` and ``large`` are GPU
-sizes. Every field can be overridden from the command line (``--deter 512``) or a YAML file
+``tiny`` is for tests, ``small`` is the 2-core CPU default (the dataclass defaults; sized and
+tuned with ``benchmarks/wm_targets.py`` on CartPole logs), ``medium`` and ``large`` are GPU sizes. Every field can be overridden from the command line (``--deter 512``) or a YAML file
 (see :mod:`dreamlab.config`); a preset only changes the defaults it names.
 """
 
@@ -21,8 +21,8 @@ class ConfigError(ValueError):
 @dataclass
 class WorldModelConfig:
     # --- sizes
-    deter: int = 256                # GRU state size D
-    hidden: int = 256               # width of every MLP / input layer
+    deter: int = 128                # GRU state size D
+    hidden: int = 128               # width of every MLP / input layer
     groups: int = 16                # stochastic latent: G categorical groups ...
     classes: int = 16               # ... of C classes each
     gru_blocks: int = 1             # block-diagonal GRU: number of blocks (1 = dense)
@@ -32,6 +32,7 @@ class WorldModelConfig:
     reward_bins: int = 255          # two-hot bins, symexp-spaced over [-bin_range, bin_range] in symlog
     bin_range: float = 20.0
     obs_norm: bool = True           # standardise vector obs per dimension (stats from the logs)
+    symlog_obs: bool = False        # symlog vector obs on top of obs_norm (inputs and targets)
     # --- latent distribution and losses
     unimix: float = 0.01
     free_bits: float = 1.0
@@ -50,7 +51,7 @@ class WorldModelConfig:
     grad_clip: float = 100.0
     warmup_steps: int = 200
     batch_size: int = 16
-    seq_len: int = 64
+    seq_len: int = 32
     # --- data
     val_fraction: float = 0.1
     batches_per_epoch: int = 200

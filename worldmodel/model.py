@@ -94,7 +94,8 @@ class WorldModel(L.LightningModule):
     def _obs_vec(self, obs: torch.Tensor) -> torch.Tensor:
         """(..., *obs_shape) env units -> (..., obs_dim) symlog of the standardised vector."""
         flat = obs.float().reshape(*obs.shape[: obs.dim() - len(self.obs_shape)], self.obs_dim)
-        return symlog((flat - self.obs_loc) / self.obs_scale)
+        z = (flat - self.obs_loc) / self.obs_scale
+        return symlog(z) if self.cfg.symlog_obs else z
 
     def _obs_in(self, obs: torch.Tensor) -> torch.Tensor:
         """(..., *obs_shape) env units -> (..., E) embedding."""
@@ -150,7 +151,7 @@ class WorldModel(L.LightningModule):
         out = self.decoder(self.features(state))
         if self.image:
             return ((out + 0.5) * 255.0).clamp(0, 255)
-        vec = symexp(out) * self.obs_scale + self.obs_loc
+        vec = (symexp(out) if self.cfg.symlog_obs else out) * self.obs_scale + self.obs_loc
         return vec.reshape(*out.shape[:-1], *self.obs_shape)
 
     def reward(self, state: State) -> torch.Tensor:

@@ -52,11 +52,11 @@ def open_logs(logs: str | Path) -> EpisodeStore:
 def build_trainer(out: Path, max_steps: int, max_minutes: float | None = None, strategy: str = "auto",
                   devices: int | str = 1, accelerator: str = "auto", ckpt_every: int = 500,
                   progress: bool = True, log_every: int = 10, val_every_epochs: int = 1,
-                  grad_clip: float = 100.0) -> L.Trainer:
+                  grad_clip: float = 100.0, extra_callbacks: list[Any] | None = None) -> L.Trainer:
     ckpt = ModelCheckpoint(dirpath=out, filename="{step}", save_last=True, save_top_k=1,
                            every_n_train_steps=ckpt_every, save_on_train_epoch_end=True)
     loggers = [CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tb")]
-    callbacks: list[Any] = [ckpt]
+    callbacks: list[Any] = [ckpt, *(extra_callbacks or [])]
     if progress:
         callbacks.append(StepsProgressBar(refresh_rate=10))
     return L.Trainer(
@@ -73,7 +73,7 @@ def build_trainer(out: Path, max_steps: int, max_minutes: float | None = None, s
 def train(logs: str | Path, out: str | Path, cfg: WorldModelConfig, max_steps: int = 5000,
           max_minutes: float | None = None, strategy: str = "auto", devices: int | str = 1,
           accelerator: str = "auto", ckpt_every: int = 500, progress: bool = True,
-          resume: bool = True, log: Any = None) -> Path:
+          resume: bool = True, log: Any = None, callbacks: list[Any] | None = None) -> Path:
     """Train (or resume) a world model on ``logs``; returns the path of ``OUT/world_model.ckpt``."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     out = Path(out)
@@ -101,7 +101,7 @@ def train(logs: str | Path, out: str | Path, cfg: WorldModelConfig, max_steps: i
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     trainer = build_trainer(out, max_steps, max_minutes, strategy, devices, accelerator, ckpt_every,
-                            progress, grad_clip=cfg.grad_clip)
+                            progress, grad_clip=cfg.grad_clip, extra_callbacks=callbacks)
     if resuming:
         log(f"resuming from {last}")
     start = time.perf_counter()

@@ -97,3 +97,22 @@ def test_continuous_actor_is_bounded_and_reparameterised():
     act.sum().backward()
     assert feat.grad is not None and float(feat.grad.abs().sum()) > 0  # gradient flows through the sample
     assert torch.allclose(logp, actor.log_prob(feat.detach(), act.detach()), atol=1e-3)
+
+
+def test_continuous_update_backpropagates_through_the_frozen_world_model():
+    from worldmodel.config import preset
+    from worldmodel.model import WorldModel
+
+    from imagination.dreamer import DreamerLearner
+
+    torch.manual_seed(0)
+    env = gym.make("Pendulum-v1")
+    wm = WorldModel(preset("tiny"), env.observation_space, env.action_space).eval()
+    before = {k: v.clone() for k, v in wm.state_dict().items()}
+    learner = DreamerLearner(wm.feature_dim, wm.action_space, DreamerConfig(hidden=32, horizon=5))
+    actor_before = [p.clone() for p in learner.actor.parameters()]
+    m = learner.train_step(wm, wm.initial(16), torch.ones(16))
+    assert m["actor_grad"] > 0 and np.isfinite(m["actor_loss"])
+    assert any(not torch.equal(a, b) for a, b in zip(actor_before, learner.actor.parameters()))
+    assert all(torch.equal(before[k], v) for k, v in wm.state_dict().items())  # the model did not move
+    assert all(p.requires_grad for p in wm.parameters())  # and is trainable again afterwards

@@ -94,3 +94,23 @@ def test_cli_make_base_llm_then_distill_round_trip(cartpole_logs, tmp_path, caps
     assert main(["distill", "--teacher", "context", "--student", str(base), "--env", "CartPole-v1",
                  "--out", str(tmp_path / "c"), "--no-progress"]) == 1  # context needs --logs or --lessons
     assert "needs --logs" in capsys.readouterr().err
+
+
+def test_cli_distills_inside_a_dream_env(cartpole_logs, base_dir, tmp_path) -> None:
+    """`--env dream:WM_CKPT`: OPSD runs in a DreamEnv (an untrained tiny world model: the point is the
+    plumbing: policy/ never imports imagination, the DreamEnv is just a gymnasium VectorEnv)."""
+    from worldmodel.config import PRESETS, WorldModelConfig
+    from worldmodel.model import WorldModel
+
+    store = EpisodeStore(cartpole_logs)
+    wm = WorldModel(WorldModelConfig.from_dict(PRESETS["tiny"]), store.observation_space, store.action_space)
+    wm.save(tmp_path / "wm.ckpt")
+    out = tmp_path / "dream_student"
+    rc = main(["distill", "--teacher", "heuristic", "--student", str(base_dir), "--env",
+               f"dream:{tmp_path / 'wm.ckpt'}", "--logs", str(cartpole_logs), "--num-envs", "2",
+               "--max-steps", "20", "--steps-per-rollout", "8", "--max-labelled-tokens", "100",
+               "--out", str(out), "--no-progress"])
+    assert rc == 0
+    report = json.loads((out / "distill.json").read_text())
+    assert report["labelled_tokens"] >= 100 and report["config"]["method"] == "opsd"
+    assert LLMPolicy.from_pretrained(out).vocab.strings == ["left", "right"]

@@ -5,7 +5,6 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
 from policy.distill import DistillConfig, DistillError, Distiller
 from policy.llm import LLMPolicy, evaluate
@@ -76,6 +75,20 @@ def test_checkpoint_resume_lora_and_plain_reload(tmp_path, base_dir) -> None:
     assert len(rets) == 2 and min(rets) >= 1
     summary = json.loads((tmp_path / "distill.json").read_text())
     assert summary["updates"] == 3
+
+
+def test_teacher_mix_decays_with_labelled_tokens(base_dir) -> None:
+    st = load_student(base_dir)
+    cfg = DistillConfig(teacher_mix=0.5, teacher_mix_tokens=1000, progress=False)
+    d = Distiller(st, ActorTeacher.for_student(ConstantProbs([0.0, 1.0]), st), gym.make_vec("CartPole-v1", num_envs=4), cfg)
+    assert d.mix_beta() == 0.5
+    d.state.labelled_tokens = 500
+    assert d.mix_beta() == 0.25
+    d.state.labelled_tokens = 2000
+    assert d.mix_beta() == 0.0
+    d.cfg.teacher_mix, d.cfg.teacher_mix_tokens, d.state.labelled_tokens = 1.0, 0, 0
+    batch = d.rollout()  # every row executes the teacher's "right"; the student's own samples are labelled
+    assert np.all(batch.probs.argmax(-1) == 1) and 0 < np.mean(batch.actions == 1) < 1
 
 
 def test_config_errors() -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
 from policy.llm import ActionVocab, LLMPolicy, LLMPolicyError, evaluate
 from policy.render import RendererError, get_renderer, render_batch
