@@ -134,11 +134,15 @@ def summarize(runs: dict[str, list[dict[str, Any]]], teacher_return: float, base
                       "tokens_to_90pct_median": float(np.median([t if t is not None else np.inf for t in reach]))}
     t_o, t_s = summary["opsd"]["tokens_to_90pct_median"], summary["sft"]["tokens_to_90pct_median"]
     ratio = t_o / t_s if np.isfinite(t_o) and np.isfinite(t_s) else None
+    for m in summary:  # JSON has no infinity: null = the median run never reached 90% within the budget
+        if not np.isfinite(summary[m]["tokens_to_90pct_median"]):
+            summary[m]["tokens_to_90pct_median"] = None
     # SFT not reaching 90% within the budget: OPSD meets target 2 if it needed <= budget / 3
     third = bool(ratio is not None and ratio <= 1 / 3) or bool(np.isfinite(t_o) and not np.isfinite(t_s) and t_o <= budget / 3)
     return {
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "note": "shared CPU; timings are noisy"},
+                    "torch_threads": torch.get_num_threads(), "load_average_1_5_15min": list(os.getloadavg()),
+                    "note": "shared CPU; timings are noisy"},
         "teacher_return": teacher_return, "base_return": base_return, "summary": summary,
         "opsd_over_sft_tokens_to_90pct": ratio,
         "targets": {"opsd_final_ge_95pct_teacher": summary["opsd"]["final_over_teacher_median"] >= 0.95,

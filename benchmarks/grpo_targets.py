@@ -50,14 +50,16 @@ TASKS: dict[str, dict[str, Any]] = {
                 wm_steps=1200,
                 grpo=dict(iterations=40, groups=16, group_size=8, horizon=250, lr=1e-3, hidden=64, layers=2),
                 variants={"no_penalty": dict(penalty=0.0, halt_threshold=None),
-                          "penalty": dict(penalty="auto", halt_threshold="auto")},
+                          "penalty": dict(penalty="auto", halt_threshold="auto"),
+                          "no_penalty_no_bc": dict(penalty=0.0, halt_threshold=None, bc_steps=0)},
                 eval_episodes=20),
     "cartpole": dict(env_id="CartPole-v1", epsilon=CARTPOLE_MEDIOCRE_EPSILON, log_steps=20_000,
                      wm=dict(deter=128, hidden=128, groups=8, classes=8, ensemble=3, lr=1e-3, warmup_steps=50),
                      wm_steps=1500,
                      grpo=dict(iterations=40, groups=16, group_size=8, horizon=200, lr=1e-3, hidden=64,
                                layers=2, score="reward", target_success=0.95),
-                     variants={"no_penalty": dict(penalty=0.0, halt_threshold=None)},
+                     variants={"no_penalty": dict(penalty=0.0, halt_threshold=None),
+                               "no_penalty_no_bc": dict(penalty=0.0, halt_threshold=None, bc_steps=0)},
                      eval_episodes=10),
 }
 
@@ -80,6 +82,7 @@ def logs_for(task: dict[str, Any], seed: int, work: Path) -> EpisodeStore:
 
 def world_model_for(task: dict[str, Any], store: EpisodeStore, seed: int, work: Path) -> tuple[WorldModel, dict[str, Any]]:
     suffix = "" if task["wm_steps"] == TASKS_DEFAULT_WM_STEPS[task["env_id"]] else f"-n{task['wm_steps']}"
+    suffix += task.get("wm_tag", "")
     path = work / f"wm-{task['env_id']}-s{seed}{suffix}.ckpt"
     info_path = path.with_suffix(".json")
     if path.exists() and info_path.exists():
@@ -87,7 +90,7 @@ def world_model_for(task: dict[str, Any], store: EpisodeStore, seed: int, work: 
     torch.manual_seed(seed)
     cfg = preset("small", **task["wm"], seed=seed)
     wm = WorldModel(cfg, store.observation_space, store.action_space)
-    obs_stats = hasattr(wm, "set_obs_stats")
+    obs_stats = hasattr(wm, "set_obs_stats") and task.get("obs_stats", True)
     if obs_stats:  # per-dimension standardisation from the logs (MountainCar's velocity is ~0.07)
         wm.set_obs_stats(np.concatenate([e.obs for e in store.episodes()]))
     sampler = SequenceSampler(store.episodes(), wm.codec, cfg.seq_len, seed=seed)
@@ -120,12 +123,13 @@ def log_stats(store: EpisodeStore) -> dict[str, Any]:
 
 
 def run_grpo(task: dict[str, Any], store: EpisodeStore, wm: WorldModel, seed: int, penalty: float | str,
-             halt_threshold: float | str | None, forked: bool = True, progress: bool = False) -> dict[str, Any]:
+             halt_threshold: float | str | None, forked: bool = True, progress: bool = False,
+             **grpo_overrides: Any) -> dict[str, Any]:
     torch.manual_seed(seed)
     env_id = task["env_id"]
     verifier = get_verifier(env_id)
     episodes = store.episodes()
-    cfg = GRPOConfig(**task["grpo"], forked=forked, seed=seed)
+    cfg = GRPOConfig(**{**task["grpo"], **grpo_overrides}, forked=forked, seed=seed)
     # "auto": on the model's own scale, from the disagreement measured on the logs' steps
     penalty, halt_threshold, calib = resolve_uncertainty(wm, episodes, cfg.horizon, penalty, halt_threshold)
     make = dream_env_factory(wm, episodes, verifier, cfg.horizon, penalty=penalty,
@@ -176,19 +180,30 @@ def median(values: list[float]) -> float:
 
 
 def task_main(name: str, seeds: list[int], work: Path, progress: bool,
-              reuse: dict[str, Any] | None = None, ablation_task: str = "cartpole") -> dict[str, Any]:
-    """``reuse``: for the ablation, the base task's results (its forked no-penalty runs are reused)."""
+              reuse: dict[str, Any] | None = None, ablation_task: str = "cartpole",
+              only: list[str] | None = None, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``reuse``: for the ablation, the base task's results (its forked no-penalty runs are reused).
+    ``only``: run just these variants and keep the other variants' runs from ``previous``."""
     base = ablation_task if name == "ablation" else name
     task = TASKS[base]
-    out: dict[str, Any] = {"env_id": task["env_id"], "seeds": seeds, "runs": {}, "wm_steps": task["wm_steps"]}
+    out: dict[str, Any] = {"env_id": task["env_id"], "seeds": seeds, "runs": {}, "wm_steps": task["wm_steps"],
+                           "wm_overrides": dict(task["wm"])}
     variants = ({"forked": dict(forked=True), "independent_starts": dict(forked=False)}
                 if name == "ablation" else task["variants"])
+    if only:
+        variants = {k: v for k, v in variants.items() if k in only}
+        for k, runs in (previous or {}).get("runs", {}).items():
+            if k not in variants:
+                out["runs"][k] = runs
+        for key in ("logs", "dream_check", "world_models"):
+            if key in (previous or {}):
+                out[key] = dict(previous[key])
     for seed in seeds:
         store = logs_for(task, seed, work)
         wm, wm_info = world_model_for(task, store, seed, work)
-        out.setdefault("logs", {})[seed] = log_stats(store)
-        out.setdefault("dream_check", {})[seed] = dream_check(task, store, wm)
-        out.setdefault("world_models", {})[seed] = {k: wm_info.get(k) for k in ("steps", "seconds", "final_loss", "obs_stats_from_logs")}
+        out.setdefault("logs", {})[str(seed)] = log_stats(store)
+        out.setdefault("dream_check", {})[str(seed)] = dream_check(task, store, wm)
+        out.setdefault("world_models", {})[str(seed)] = {k: wm_info.get(k) for k in ("steps", "seconds", "final_loss", "obs_stats_from_logs")}
         for vname, v in variants.items():
             kw = dict(penalty=0.0, halt_threshold=None) if name == "ablation" else {}
             prior = [r for r in (reuse or {}).get("runs", {}).get("no_penalty", []) if r["seed"] == seed]
@@ -230,26 +245,52 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ablation-task", choices=["mcc", "cartpole"], default="cartpole",
                    help="which task's dream the forking ablation runs in (default: cartpole)")
     p.add_argument("--wm-steps", type=int, default=None, help="override the world-model training steps")
+    p.add_argument("--no-obs-stats", action="store_true",
+                   help="leave the world model's observation standardisation at identity (raw units)")
+    p.add_argument("--wm-set", nargs="+", default=[], metavar="FIELD=VALUE",
+                   help="override world-model config fields, e.g. symlog_obs=true (cached under another name)")
+    p.add_argument("--variants", nargs="+", default=None,
+                   help="run only these variants; the task's other variants keep their stored runs")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     results["machine"] = machine()
+    previous_commands = {k: v.get("commands", [v["command"]] if "command" in v else [])
+                         for k, v in results.items() if isinstance(v, dict) and k in ("mcc", "cartpole", "ablation")}
     if args.wm_steps is not None:
         for t in TASKS.values():
             t["wm_steps"] = args.wm_steps
+    if args.no_obs_stats:
+        for t in TASKS.values():
+            t["obs_stats"] = False
+            t["wm_tag"] = t.get("wm_tag", "") + "-rawobs"
+    for item in args.wm_set:
+        key, _, value = item.partition("=")
+        parsed: Any = {"true": True, "false": False}.get(value.lower(), value)
+        if isinstance(parsed, str):
+            parsed = float(value) if "." in value else int(value)
+        for t in TASKS.values():
+            t["wm"][key] = parsed
+            t["wm_tag"] = t.get("wm_tag", "") + f"-{key}{value}"
     for name in args.tasks:
         t0 = time.time()
         results[name] = task_main(name, args.seeds, args.work, args.progress,
-                                  reuse=results.get(args.ablation_task), ablation_task=args.ablation_task)
+                                  reuse=results.get(args.ablation_task), ablation_task=args.ablation_task,
+                                  only=args.variants, previous=results.get(name))
         if name == "ablation":
             results[name]["base_task"] = args.ablation_task
         results[name]["wall_seconds"] = time.time() - t0
         extra = (f" --ablation-task {args.ablation_task}" if name == "ablation" else "") + \
-            (f" --wm-steps {args.wm_steps}" if args.wm_steps is not None else "")
-        results[name]["command"] = (f"python -m benchmarks.grpo_targets --tasks {name} --seeds "
-                                    f"{' '.join(map(str, args.seeds))}{extra}")
+            (f" --wm-steps {args.wm_steps}" if args.wm_steps is not None else "") + \
+            (f" --variants {' '.join(args.variants)}" if args.variants else "") + \
+            (f" --wm-set {' '.join(args.wm_set)}" if args.wm_set else "") + \
+            (" --no-obs-stats" if args.no_obs_stats else "") + \
+            (f" --out {args.out}" if args.out != RESULTS else "")
+        command = f"python -m benchmarks.grpo_targets --tasks {name} --seeds {' '.join(map(str, args.seeds))}{extra}"
+        earlier = (previous_commands.get(name) or []) if args.variants else []
+        results[name]["commands"] = earlier + [command]
         merged = json.loads(args.out.read_text()) if args.out.exists() else {}  # other tasks may run in parallel
         merged.update({"machine": results["machine"], name: results[name]})
         args.out.write_text(json.dumps(merged, indent=1))

@@ -77,7 +77,8 @@ def main() -> None:
     res = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "note": "shared CPU: other jobs ran at the same time"},
+                    "torch": torch.__version__, "load_average_1_5_15min": list(os.getloadavg()),
+                    "note": "shared CPU: other jobs ran at the same time"},
         "student": str(args.student) if args.student else "untrained default BaseLLMConfig architecture",
         "parameters": int(sum(p.numel() for p in student.model.parameters())),
         "env": ENV,

@@ -126,11 +126,22 @@ class PlainRSSM(nn.Module):
         rew = -((1 - w_hi) * lp.gather(-1, (idx - 1)[..., None])[..., 0] + w_hi * lp.gather(-1, idx[..., None])[..., 0]).mean()
         cont = F.binary_cross_entropy_with_logits(self.cont(feat)[..., 0], 1 - batch["is_terminal"].float())
         kl = 0.0
+        prior_logits = []
         for prior in self.priors:
             pl = self.dist(prior(h_all)).logits
+            prior_logits.append(pl)
             dyn = (post_l.detach().exp() * (post_l.detach() - pl)).sum((-1, -2)).clamp(min=c.free_bits).mean()
             rep = (post_l.exp() * (post_l - pl.detach())).sum((-1, -2)).clamp(min=c.free_bits).mean()
             kl = kl + (c.dyn_scale * dyn + c.rep_scale * rep) / len(self.priors)
+        if c.heads_on_prior:  # the same extra head losses as ours: on a random prior head's sample
+            pick = torch.randint(0, len(self.priors), (B, T))
+            pl = torch.stack(prior_logits, 2)[torch.arange(B)[:, None], torch.arange(T)[None, :], pick]
+            z_prior = torch.distributions.OneHotCategoricalStraightThrough(logits=pl).rsample()
+            feat_p = torch.cat([h_all, z_prior.reshape(B, T, -1)], -1)
+            lp = F.log_softmax(self.rew(feat_p), -1)
+            rew_p = -((1 - w_hi) * lp.gather(-1, (idx - 1)[..., None])[..., 0] + w_hi * lp.gather(-1, idx[..., None])[..., 0]).mean()
+            cont_p = F.binary_cross_entropy_with_logits(self.cont(feat_p)[..., 0], 1 - batch["is_terminal"].float())
+            rew, cont = (rew + rew_p) / 2, (cont + cont_p) / 2
         return dec + rew + cont + kl
 
 
@@ -205,10 +216,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=None, help="timed steps per model (default: 10, medium 3, large 2)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=RESULTS / "perf_worldmodel.json")
+    p.add_argument("--update", action="store_true",
+                   help="keep the rows of presets not run now from an existing --out file")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     default_reps = {"tiny": 10, "small": 10, "medium": 3, "large": 2}
     rows = [bench_preset(n, args.reps or default_reps.get(n, 3)) for n in args.presets]
+    if args.update and args.out.exists():
+        old = json.loads(args.out.read_text())
+        kept = [dict(r, machine_at_the_time=old["machine"], date=old["date"])
+                for r in old["results"] if r["preset"] not in args.presets]
+        order = {n: i for i, n in enumerate(["tiny", "small", "medium", "large"])}
+        rows = sorted(kept + rows, key=lambda r: order.get(r["preset"], 9))
     report = {
         "benchmark": "perf_worldmodel", "batch": B, "length": T, "obs_dim": OBS_DIM, "actions": N_ACT,
         "goal": "ours <= 1.25x plain",

@@ -44,8 +44,8 @@ class QuickstartConfig:
     wm_steps: int = 3000
     wm_minutes: float = 3.0
     # dreaming (actor-critic updates) and the transfer checkpoints
-    dream_steps: int = 1500
-    transfer_every: int = 250
+    dream_steps: int = 300
+    transfer_every: int = 100
     eval_episodes: int = 10
     # LLM
     llm_pretrain_steps: int = 600

@@ -102,8 +102,9 @@ def resolve_uncertainty(world_model: Any, episodes: list[Episode], horizon: int,
 
     ``"auto"`` puts both on the model's own scale, measured by :func:`data_disagreement` on the
     logs: the penalty is ``0.25 / (horizon * median)``, so a dream that stays as certain as the
-    data pays about 0.25 in total (a verifier success is worth 1); the halt threshold is the 99th
-    percentile (MOReL ends dreams that leave the data's support)."""
+    data pays about 0.25 in total (a verifier success is worth 1); the halt threshold is the
+    largest disagreement seen on the logs (MOReL ends dreams that leave the data's support; a
+    quantile such as the 99th would halt most long in-distribution dreams, one step in 100 each)."""
     def parse(name: str, value: float | str | None) -> float | str | None:
         if value is None or (isinstance(value, str) and value.lower() in ("off", "none", "")):
             return None
@@ -118,11 +119,12 @@ def resolve_uncertainty(world_model: Any, episodes: list[Episode], horizon: int,
     info: dict[str, float] = {}
     if pen == "auto" or halt == "auto":
         d = data_disagreement(world_model, episodes)
-        info = {"data_disagreement_median": float(np.median(d)), "data_disagreement_q99": float(np.quantile(d, 0.99))}
+        info = {"data_disagreement_median": float(np.median(d)), "data_disagreement_q99": float(np.quantile(d, 0.99)),
+                "data_disagreement_max": float(np.max(d))}
         if pen == "auto":
             pen = 0.25 / (horizon * max(info["data_disagreement_median"], 1e-8))
         if halt == "auto":
-            halt = info["data_disagreement_q99"]
+            halt = info["data_disagreement_max"]
     if pen is not None and float(pen) < 0:
         raise ValueError(f"penalty: must be >= 0, got {pen}")
     return float(pen or 0.0), (None if halt is None else float(halt)), info

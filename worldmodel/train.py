@@ -8,7 +8,6 @@ end), ``step=N.ckpt`` (the latest periodic one), ``logs/`` (CSV), ``tb/`` (Tenso
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
@@ -117,6 +116,3 @@ def train(logs: str | Path, out: str | Path, cfg: WorldModelConfig, max_steps: i
         (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
     return final
 
-
-def config_summary(cfg: WorldModelConfig) -> str:
-    return ", ".join(f"{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(cfg))

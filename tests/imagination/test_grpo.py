@@ -47,9 +47,10 @@ def dream() -> tuple[WorldModel, list[Episode], gym.Env]:
     torch.set_num_threads(1)
     episodes, env = _collect(8, 0, 300)
     assert sum(e.terminated for e in episodes) > 0  # the goal appears in the logs
-    wm = WorldModel(preset("tiny"), env.observation_space, env.action_space)
-    # no set_obs_stats: raw units. With per-dimension standardisation this tiny, briefly trained
-    # model never decodes a position past the flag (seen at only 8 of ~2400 logged steps).
+    # Pinned: symlog of raw units (no set_obs_stats). With per-dimension standardisation or plain
+    # raw targets this tiny, briefly trained model never decodes a position past the flag (seen at
+    # only 8 of ~2400 logged steps), and a dream without a success has nothing to learn from.
+    wm = WorldModel(preset("tiny", symlog_obs=True), env.observation_space, env.action_space)
     sampler = SequenceSampler(episodes, wm.codec, 32, seed=0)
     opt = torch.optim.Adam(wm.parameters(), lr=3e-3)
     for _ in range(300):
@@ -128,7 +129,7 @@ def test_auto_uncertainty_settings_come_from_the_logs_disagreement(dream) -> Non
     d = data_disagreement(wm, episodes)
     assert d.ndim == 1 and len(d) == sum(e.num_steps for e in episodes) and (d >= 0).all()
     pen, halt, info = resolve_uncertainty(wm, episodes, 100, "auto", "auto")
-    assert halt == pytest.approx(np.quantile(d, 0.99), rel=1e-5)
+    assert halt == pytest.approx(float(np.max(d)), rel=1e-5)
     assert pen * 100 * np.median(d) == pytest.approx(0.25, rel=1e-4)
     assert resolve_uncertainty(wm, episodes, 100, "off", "off")[:2] == (0.0, None)
     assert resolve_uncertainty(wm, episodes, 100, "0.3", 2)[:2] == (0.3, 2.0)

@@ -3,7 +3,6 @@ better than copying the last observation."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
