@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ablation-task", choices=["mcc", "cartpole"], default="cartpole",
                    help="which task's dream the forking ablation runs in (default: cartpole)")
     p.add_argument("--wm-steps", type=int, default=None, help="override the world-model training steps")
+    p.add_argument("--log-steps", type=int, default=None, help="override the logged transitions per seed")
     p.add_argument("--no-obs-stats", action="store_true",
                    help="leave the world model's observation standardisation at identity (raw units)")
     p.add_argument("--wm-set", nargs="+", default=[], metavar="FIELD=VALUE",
@@ -262,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.wm_steps is not None:
         for t in TASKS.values():
             t["wm_steps"] = args.wm_steps
+    if args.log_steps is not None:
+        for t in TASKS.values():
+            t["log_steps"] = args.log_steps
     if args.no_obs_stats:
         for t in TASKS.values():
             t["obs_stats"] = False
@@ -287,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
             (f" --variants {' '.join(args.variants)}" if args.variants else "") + \
             (f" --wm-set {' '.join(args.wm_set)}" if args.wm_set else "") + \
             (" --no-obs-stats" if args.no_obs_stats else "") + \
+            (f" --log-steps {args.log_steps}" if args.log_steps is not None else "") + \
+            (f" --work {args.work}" if str(args.work) != "/tmp/dreamlab-grpo-bench" else "") + \
             (f" --out {args.out}" if args.out != RESULTS else "")
         command = f"python -m benchmarks.grpo_targets --tasks {name} --seeds {' '.join(map(str, args.seeds))}{extra}"
         earlier = (previous_commands.get(name) or []) if args.variants else []

@@ -13,7 +13,7 @@ import dataclasses
 import importlib
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from dreamlab.config import add_config_args, config_from_args, load_yaml
 
@@ -102,5 +102,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"agent written to {args.out}")
     return 0
 
-
-Runner = Callable[[argparse.Namespace], int]
