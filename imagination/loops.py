@@ -129,12 +129,12 @@ def dream_offline(wm: Any, logs: str | Path, out: str | Path, cfg: OfflineConfig
         batch = sampler.sample(cfg.batch_size)
         starts, cont = learner.starts_from_batch(wm, batch)
         m = learner.train_step(wm, starts, cont)
-        if callback is not None:
-            callback(step + 1, m)
         bar.set_postfix(ret=f"{m['return']:.2f}", ent=f"{m['entropy']:.2f}", closs=f"{m['critic_loss']:.2f}",
                         ups=f"{(step + 1 - start) / max(1e-9, time.time() - t0):.1f}")
         if (step + 1) % cfg.save_every == 0:
             save(step + 1)
+        if callback is not None:  # after the save, so a callback may load the agent of this step
+            callback(step + 1, m)
     save(cfg.steps)
     return agent
 
