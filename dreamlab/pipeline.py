@@ -41,16 +41,17 @@ class QuickstartConfig:
     num_envs: int = 8
     # world model
     wm_preset: str = "small"
-    wm_steps: int = 3000
-    wm_minutes: float = 3.0
+    wm_steps: int = 4000
+    wm_minutes: float = 4.0
     # dreaming (actor-critic updates) and the transfer checkpoints
     dream_steps: int = 300
     transfer_every: int = 100
     eval_episodes: int = 10
     # LLM
-    llm_pretrain_steps: int = 600
-    distill_tokens: int = 4000
-    distill_eval_every: int = 1000
+    llm_pretrain_steps: int = 1000
+    distill_tokens: int = 16_000
+    distill_eval_every: int = 4000
+    distill_teacher_mix: float = 0.5
     distill_envs: int = 16
     progress: bool = True
 
@@ -222,6 +223,7 @@ def _distill(cfg: QuickstartConfig, out: Path, logs: Path, wm_ckpt: Path, agent_
     student = LLMPolicy.from_pretrained(base_dir)
     teacher = ActorTeacher.for_student(DreamerAgent.load(agent_dir), student)
     dcfg = DistillConfig(method="opsd", loss="reverse_kl", max_labelled_tokens=cfg.distill_tokens,
+                         teacher_mix=cfg.distill_teacher_mix,
                          eval_every_tokens=cfg.distill_eval_every, seed=cfg.seed, progress=cfg.progress)
     state = Distiller(student, teacher, dream, dcfg, out=student_dir, eval_fn=real_return, env_id=cfg.env_id).run()
     final = real_return(LLMPolicy.from_pretrained(student_dir))
