@@ -41,10 +41,10 @@ class QuickstartConfig:
     num_envs: int = 8
     # world model
     wm_preset: str = "small"
-    wm_steps: int = 4000
-    wm_minutes: float = 4.0
+    wm_steps: int = 6000
+    wm_minutes: float = 5.0
     # dreaming (actor-critic updates) and the transfer checkpoints
-    dream_steps: int = 300
+    dream_steps: int = 500
     transfer_every: int = 100
     eval_episodes: int = 10
     # LLM
