@@ -116,7 +116,7 @@ def plot_curves(rows: list[dict[str, Any]], stem: Path, x: str = "real_steps", y
                 refs: dict[str, float] | None = None) -> list[Path]:
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     for i, (g, (xs, ys)) in enumerate(_series(rows, x, y, group).items()):
-        _band(ax, xs, ys, i, f"{g} ({ys.shape[0]} seeds)")
+        _band(ax, xs, ys, i, f"{g} ({ys.shape[0]} seed{'s' if ys.shape[0] != 1 else ''})")
     for j, (name, value) in enumerate((refs or {}).items()):
         ax.axhline(value, color="0.4", lw=1, linestyle=STYLES[(j + 3) % len(STYLES)][0], label=name)
     ax.set_xlabel(xlabel)

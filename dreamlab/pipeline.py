@@ -232,6 +232,10 @@ def _distill(cfg: QuickstartConfig, out: Path, logs: Path, wm_ckpt: Path, agent_
              for p in state.curve]
     rows.append({"method": "opsd", "seed": cfg.seed, "labelled_tokens": state.labelled_tokens, "real_return": final})
     rows.append({"method": "ref:base LLM", "seed": cfg.seed, "labelled_tokens": 0, "real_return": base_return})
+    if (out / "evaluate.json").exists():
+        teacher = json.loads((out / "evaluate.json").read_text())["real"]["mean"]
+        rows.append({"method": "ref:teacher (dream-trained agent)", "seed": cfg.seed, "labelled_tokens": 0,
+                     "real_return": teacher})
     _write_csv(out / "distill.csv", rows)
     return {"base_llm": str(base_dir), "student": str(student_dir), "base_real_return": base_return,
             "student_real_return": final, "labelled_tokens": state.labelled_tokens, "updates": state.updates}
