@@ -20,13 +20,14 @@ as ``"dense"`` unless it carries a ``mode`` attribute (``fn.mode = "reach"``).
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import torch
+
+from data.imports import import_attr
 
 Array = Any  # np.ndarray | torch.Tensor
 MODES = ("reach", "stay", "dense")
@@ -201,14 +202,7 @@ def get_verifier(name: str | Callable[..., Array] | Verifier) -> Verifier:
     if name in BUILTINS:
         return BUILTINS[name]
     if ":" in name:
-        module_name, _, attr = name.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise VerifierError(f"verifier {name!r}: cannot import module {module_name!r}: {exc}") from exc
-        fn = getattr(module, attr, None)
-        if fn is None or not callable(fn):
-            raise VerifierError(f"verifier {name!r}: module {module_name!r} has no callable {attr!r}")
+        fn = import_attr(name, "verifier", VerifierError)
         if isinstance(fn, Verifier):
             return fn
         return Verifier(name, fn, getattr(fn, "mode", "dense"))

@@ -17,10 +17,11 @@ path; :func:`generic_renderer` writes ``o0=.. o1=..`` for any flat Box observati
 
 from __future__ import annotations
 
-import importlib
 from typing import Callable
 
 import numpy as np
+
+from data.imports import import_attr
 
 Renderer = Callable[[np.ndarray], str]
 
@@ -74,14 +75,7 @@ def get_renderer(name: str) -> Renderer:
     if name == "generic":
         return generic_renderer()
     if ":" in name:
-        module_name, _, attr = name.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise RendererError(f"renderer {name!r}: cannot import module {module_name!r}: {exc}") from exc
-        fn = getattr(module, attr, None)
-        if not callable(fn):
-            raise RendererError(f"renderer {name!r}: module {module_name!r} has no callable {attr!r}")
+        fn = import_attr(name, "renderer", RendererError)
         return fn
     builtin = builtin_name(name)
     if builtin is None:
