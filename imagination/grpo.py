@@ -356,27 +356,13 @@ class GRPOTrainer:
         return self.history
 
 
-# The ``dreamlab dream --algo grpo`` plugin (see dreamlab/commands/dream.py); the glue lives in
-# imagination.grpo_cli and is imported only when the command runs.
-def add_dream_args(parser: Any) -> None:
-    from imagination.grpo_cli import add_dream_args as add
-
-    add(parser)
-
-
-def run_dream(args: Any) -> int:
-    from imagination.grpo_cli import run_dream as run
-
-    return run(args)
-
-
 def _grpo_agent_loader(spec: str, env: Any) -> Any:
     """Lets ``data.behaviour.load_policy`` (so ``dreamlab evaluate --agent``) open GRPO agent dirs."""
     from pathlib import Path
 
     if not (Path(spec) / "grpo_agent.json").exists():
         return None
-    from imagination.grpo_cli import grpo_agent_loader
+    from imagination.grpo_agent import grpo_agent_loader
 
     return grpo_agent_loader(spec, env)
 

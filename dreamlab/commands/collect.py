@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from data.collect import CollectConfig, collect
     import imagination.agent  # noqa: F401  registers the loader for saved agent directories (--policy AGENT_DIR)
-    import imagination.grpo_cli  # noqa: F401  ... and for GRPO agent directories
+    import imagination.grpo  # noqa: F401  ... and for GRPO agent directories
 
     try:
         cfg = config_from_args(CollectConfig, args)

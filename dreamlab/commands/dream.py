@@ -1,7 +1,7 @@
 """``dreamlab dream``: train a policy only inside the dreams of a world model (offline).
 
 ``--algo dreamer`` (the default) is the Dreamer actor-critic of :mod:`imagination.dreamer`.
-Other algorithms plug in without editing this file: a module ``imagination.<algo>`` that
+Other algorithms plug in without editing this file: a module ``dreamlab.<algo>_cli`` that
 defines ``add_dream_args(parser)`` (extra flags) and ``run_dream(args) -> int`` is offered as
 ``--algo <algo>`` (see ``PLUGIN_ALGOS``; ``imagination.grpo`` is the first).
 """
@@ -24,7 +24,7 @@ def _plugins() -> dict[str, Any]:
     found = {}
     for name in PLUGIN_ALGOS:
         try:
-            mod = importlib.import_module(f"imagination.{name}")
+            mod = importlib.import_module(f"dreamlab.{name}_cli")
         except ImportError:
             continue
         if callable(getattr(mod, "add_dream_args", None)) and callable(getattr(mod, "run_dream", None)):

@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     path = args.agent
     if not (path / "agent.json").exists() and (path / "agent" / "agent.json").exists():
         path = path / "agent"
+    if (path / "grpo_agent.json").exists():
+        return _run_policy_dir(args, path)
     try:
         agent = DreamerAgent.load(path)
         env_id = args.env or agent.env_id
@@ -50,4 +52,33 @@ def run(args: argparse.Namespace) -> int:
         print(f"  real   return {res['real']['mean']:9.2f} +- {res['real']['std']:.2f}")
         print(f"  dream  return {res['dream']['mean']:9.2f} +- {res['dream']['std']:.2f}")
         print(f"  gap (dream - real) {res['gap']:+.2f}  ({100 * res['gap_relative']:.1f}% of real)")
+    return 0
+
+
+def _run_policy_dir(args: argparse.Namespace, path: Path) -> int:
+    """A GRPO agent acts on real observations with no world-model filter: real return only."""
+    import gymnasium as gym
+    import numpy as np
+
+    from imagination.evaluate import evaluate_real
+    from imagination.grpo_agent import load_agent
+    from imagination.grpo import ObsActorPolicy
+
+    try:
+        actor, meta = load_agent(path)
+        env_id = args.env or meta.get("env_id")
+        if not env_id or env_id not in gym.registry:
+            raise ValueError(f"{path / 'grpo_agent.json'}: env id {env_id!r} is not a gymnasium id; pass --env")
+        real = evaluate_real(ObsActorPolicy(actor, greedy=True), env_id, args.episodes, args.seed)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"dreamlab evaluate: error: {exc}", file=sys.stderr)
+        return 1
+    res = {"env_id": env_id, "episodes": args.episodes, "seed": args.seed, "agent": "grpo",
+           "real": {"mean": float(np.mean(real)), "std": float(np.std(real)), "returns": real.tolist()},
+           "dream": None, "note": "a GRPO agent has no world-model filter of its own; use benchmarks/grpo_targets.py for dream success"}
+    if args.json:
+        print(json.dumps(res, indent=1))
+    else:
+        print(f"{env_id}, {args.episodes} episodes, GRPO agent {path}")
+        print(f"  real   return {res['real']['mean']:9.2f} +- {res['real']['std']:.2f}")
     return 0
