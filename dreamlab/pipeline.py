@@ -53,6 +53,7 @@ class QuickstartConfig:
     distill_eval_every: int = 4000
     distill_teacher_mix: float = 0.5
     distill_envs: int = 16
+    threads: int = 0  # torch CPU threads (0 = torch's default); 1 is safer on a machine shared with other jobs
     progress: bool = True
 
 

@@ -12,8 +12,9 @@ def run(args: argparse.Namespace) -> int:
 
     from dreamlab.pipeline import QuickstartConfig, run_quickstart
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     cfg = config_from_args(QuickstartConfig, args)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     try:
         run_quickstart(cfg)
     except ValueError as exc:
