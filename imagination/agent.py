@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from data.manifest import read_manifest
 from imagination.dreamer import DreamerConfig
 from policy.actor_critic import Actor
 
@@ -157,23 +158,14 @@ class DreamerAgent:
     @classmethod
     def load(cls, directory: str | Path, greedy: bool | None = None) -> "DreamerAgent":
         d = Path(directory)
-        meta_path = d / "agent.json"
-        if not meta_path.exists():
-            raise AgentLoadError(f"{meta_path}: not found; {d} is not a DreamerAgent directory "
-                                 "(expected agent.json, actor.pt, worldmodel.ckpt)")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise AgentLoadError(f"{meta_path}: not valid JSON: {exc}") from None
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise AgentLoadError(f"{meta_path}: field 'format'/'version' is {meta.get('format')!r}/"
-                                 f"{meta.get('version')!r}; expected {FORMAT!r}/{VERSION}")
+        meta = read_manifest(d / "agent.json", FORMAT, VERSION, AgentLoadError,
+                             "DreamerAgent directory (expected agent.json, actor.pt, worldmodel.ckpt)")
         for name in ("actor.pt", "worldmodel.ckpt"):
             if not (d / name).exists():
                 raise AgentLoadError(f"{d / name}: missing from the agent directory")
         wm = load_world_model(d / "worldmodel.ckpt")
         if int(meta["feature_dim"]) != int(wm.feature_dim):
-            raise AgentLoadError(f"{meta_path}: field 'feature_dim' is {meta['feature_dim']}, but "
+            raise AgentLoadError(f"{d / 'agent.json'}: field 'feature_dim' is {meta['feature_dim']}, but "
                                  f"{d / 'worldmodel.ckpt'} has {wm.feature_dim}")
         known = {f.name for f in fields(DreamerConfig)}
         cfg = DreamerConfig(**{k: v for k, v in meta.get("dreamer", {}).items() if k in known})

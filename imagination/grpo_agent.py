@@ -20,6 +20,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 
+from data.manifest import read_manifest
 from data.spaces import space_from_json, space_to_json
 from imagination.grpo import GRPOTrainer, ObsActor, ObsActorPolicy
 
@@ -65,16 +66,7 @@ def save_agent(out: Path, trainer: GRPOTrainer, env_id: str | None, dream_cfg: G
 
 def load_agent(directory: str | Path) -> tuple[ObsActor, dict[str, Any]]:
     d = Path(directory)
-    meta_path = d / "grpo_agent.json"
-    if not meta_path.exists():
-        raise GRPOAgentError(f"{meta_path}: not found; {d} is not a GRPO agent directory")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise GRPOAgentError(f"{meta_path}: not valid JSON: {exc}") from None
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise GRPOAgentError(f"{meta_path}: field 'format'/'version' is {meta.get('format')!r}/"
-                             f"{meta.get('version')!r}; expected {FORMAT!r}/{VERSION}")
+    meta = read_manifest(d / "grpo_agent.json", FORMAT, VERSION, GRPOAgentError, "GRPO agent directory")
     obs_space, act_space = space_from_json(meta["obs_space"]), space_from_json(meta["action_space"])
     dim = int(torch.tensor(obs_space.shape).prod()) if obs_space.shape else 1
     g = meta["grpo"]
