@@ -147,3 +147,32 @@ def plot_distill(rows: list[dict[str, Any]], stem: Path, refs: dict[str, float] 
     return plot_curves(rows, stem, x="labelled_tokens", y="real_return", group="method",
                        xlabel="teacher-labelled action tokens", ylabel="student real return",
                        title="Distillation: real return vs labelled tokens", refs=refs)
+
+
+def plot_cycle(rows: list[dict[str, Any]], stem: Path, title: str = "Learning on the job") -> list[Path]:
+    """LLM real return against cumulative real steps (one series per ``label``, seeds as bands), the
+    dream-trained teacher per round (dashed) and the base LLM (round ``base``) as a reference line."""
+    def num(v: Any) -> bool:
+        try:
+            return np.isfinite(float(v))
+        except (TypeError, ValueError):
+            return False
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    llm = [r for r in rows if num(r.get("llm_real"))]
+    groups = _series(llm, "real_steps", "llm_real", "label")
+    for i, (g, (xs, ys)) in enumerate(groups.items()):
+        name = "LLM" if g == "run" else g
+        _band(ax, xs, ys, i, f"{name} ({ys.shape[0]} seed{'s' if ys.shape[0] != 1 else ''})")
+    teach = [r for r in rows if num(r.get("teacher_real"))]
+    for j, (g, (xs, ys)) in enumerate(_series(teach, "real_steps", "teacher_real", "label").items()):
+        name = "teacher (dream-trained)" + ("" if g == "run" else f": {g}")
+        ax.plot(xs, np.nanmedian(ys, 0), linestyle="--", marker="x", color="0.5", ms=5, label=name)
+    base = [float(r["llm_real"]) for r in rows if str(r.get("round")) == "base" and num(r.get("llm_real"))]
+    if base:
+        ax.axhline(float(np.median(base)), color="0.3", lw=1, linestyle=":", label="base LLM")
+    ax.set_xlabel("cumulative real env steps (deployment)")
+    ax.set_ylabel("real return")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(fig, stem)

@@ -138,10 +138,17 @@ def _sigterm_as_exit():
 
 def collect(env_id: str, policy: Policy | str, steps: int, num_envs: int = 4, seed: int = 0,
             out: str | Path = "logs", epsilon: float = 0.0, max_episode_steps: int | None = None,
-            progress: bool = True, writer: str = "process") -> CollectSummary:
-    """Collect at least ``steps`` transitions into the store at ``out`` (see the module docstring)."""
+            progress: bool = True, writer: str = "process", budget: str = "stored") -> CollectSummary:
+    """Collect at least ``steps`` transitions into the store at ``out`` (see the module docstring).
+
+    ``budget="taken"`` instead caps the env steps *taken* (a deployment budget): collection stops
+    once ``steps`` transitions were taken, and the episodes still in flight are stored as
+    truncated (``is_last``, not terminal), so no step taken is lost and none is invented.
+    """
     if steps < 1 or num_envs < 1:
         raise ValueError(f"steps and num_envs must be >= 1, got steps={steps}, num_envs={num_envs}")
+    if budget not in ("stored", "taken"):
+        raise ValueError(f"budget: expected 'stored' or 'taken', got {budget!r}")
     envs = make_vector_env(env_id, num_envs, max_episode_steps)
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     if isinstance(policy, str):
@@ -174,7 +181,7 @@ def collect(env_id: str, policy: Policy | str, steps: int, num_envs: int = 4, se
     bar = tqdm(total=steps, unit="step", desc=f"collect {env_id}", disable=not progress, smoothing=0.1)
     with _sigterm_as_exit():
         try:
-            while submitted < steps:
+            while (taken if budget == "taken" else submitted) < steps:
                 actions = policy.act(obs, first)  # (K, *act)
                 obs, reward, term, trunc, info = envs.step(actions)
                 act_buf[:, T] = actions
@@ -214,6 +221,14 @@ def collect(env_id: str, policy: Policy | str, steps: int, num_envs: int = 4, se
                     if T > cap // 2:
                         cap *= 2
                         obs_buf, act_buf, rew_buf = _grow(obs_buf, cap + 1), _grow(act_buf, cap), _grow(rew_buf, cap)
+            if budget == "taken":  # the budget is spent: keep the episodes in flight, as truncated
+                for i in range(K):
+                    s = int(start[i])
+                    if T - s >= 1:
+                        sink.submit(Episode.from_transitions(obs_buf[i, s : T + 1].copy(), act_buf[i, s:T].copy(),
+                                                             rew_buf[i, s:T], False, action_space=act_space))
+                        submitted += T - s
+                        bar.update(T - s)
         finally:
             bar.close()
             envs.close()

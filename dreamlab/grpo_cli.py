@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -29,49 +30,56 @@ def add_dream_args(parser: argparse.ArgumentParser) -> None:
         taken = {s for a in parser._actions for s in a.option_strings}
 
 
+def train_grpo(wm: Any, logs: str | Path, out: str | Path, cfg: GRPOConfig, dcfg: GRPODreamConfig,
+               progress: bool = True) -> GRPOTrainer:
+    """GRPO in the dreams of ``wm`` from the episodes in ``logs``; saves (and resumes) the agent in ``out``."""
+    from data.store import EpisodeStore
+
+    cfg = cfg.validate()
+    store = EpisodeStore(logs)
+    if len(store) == 0:
+        raise GRPOAgentError(f"{logs}: the store is empty (no episodes to dream from)")
+    wm.check_spaces(store.observation_space, store.action_space, logs)
+    name = dcfg.verifier or (store.env_id or "")
+    verifier = get_verifier(name)
+    episodes = store.episodes()
+    penalty, halt, calib = resolve_uncertainty(wm, episodes, cfg.horizon, dcfg.penalty, dcfg.halt_threshold)
+    unc = {"penalty": penalty, "halt_threshold": halt, **calib}
+    print(f"uncertainty: penalty {penalty:.4g}, halt threshold {halt}", file=sys.stderr)
+    torch.manual_seed(cfg.seed)
+    make = dream_env_factory(wm, episodes, verifier, cfg.horizon, penalty=penalty, halt_threshold=halt, seed=cfg.seed)
+    agent = ObsActor.from_episodes(episodes, store.observation_space, store.action_space, cfg.hidden, cfg.layers)
+    out = Path(out)
+    state = out / "train_state.pt"
+    if not state.exists() and cfg.bc_steps > 0:  # the "SFT" start; also the KL reference
+        nll = behaviour_clone(agent, episodes, cfg.bc_steps, seed=cfg.seed)
+        print(f"behaviour cloning on the logs: {cfg.bc_steps} steps, NLL {nll:.3f}", file=sys.stderr)
+    trainer = GRPOTrainer(make, agent, verifier, cfg)
+    if state.exists():
+        try:
+            trainer.load_state_dict(torch.load(state, map_location="cpu", weights_only=True))
+        except Exception as exc:  # noqa: BLE001
+            raise GRPOAgentError(f"{state}: cannot resume from it ({exc}); delete it to start over") from None
+        print(f"resuming from iteration {len(trainer.history)}", file=sys.stderr)
+
+    def checkpoint(tr: GRPOTrainer, log: IterationLog) -> None:
+        if len(tr.history) % max(1, dcfg.save_every) == 0:
+            save_agent(out, tr, store.env_id, dcfg, name, unc)
+
+    trainer.train(progress=progress, callback=checkpoint)
+    save_agent(out, trainer, store.env_id, dcfg, name, unc)
+    return trainer
+
+
 def run_dream(args: argparse.Namespace) -> int:
     from dreamlab.commands.dream import split_configs  # CLI glue only
-    from data.store import EpisodeStore
     from imagination.agent import load_world_model
 
     torch.set_num_threads(max(1, args.threads))
     try:
         cfg, dcfg = split_configs(args, [GRPOConfig, GRPODreamConfig])
-        cfg = cfg.validate()
-        store = EpisodeStore(args.logs)
-        if len(store) == 0:
-            raise GRPOAgentError(f"{args.logs}: the store is empty (no episodes to dream from)")
-        wm = load_world_model(args.wm).eval()
-        wm.check_spaces(store.observation_space, store.action_space, args.logs)
-        name = dcfg.verifier or (store.env_id or "")
-        verifier = get_verifier(name)
-        episodes = store.episodes()
-        penalty, halt, calib = resolve_uncertainty(wm, episodes, cfg.horizon, dcfg.penalty, dcfg.halt_threshold)
-        unc = {"penalty": penalty, "halt_threshold": halt, **calib}
-        print(f"uncertainty: penalty {penalty:.4g}, halt threshold {halt}", file=sys.stderr)
-        torch.manual_seed(cfg.seed)
-        make = dream_env_factory(wm, episodes, verifier, cfg.horizon, penalty=penalty,
-                                 halt_threshold=halt, seed=cfg.seed)
-        agent = ObsActor.from_episodes(episodes, store.observation_space, store.action_space, cfg.hidden, cfg.layers)
-        out = Path(args.out)
-        state = out / "train_state.pt"
-        if not state.exists() and cfg.bc_steps > 0:  # the "SFT" start; also the KL reference
-            nll = behaviour_clone(agent, episodes, cfg.bc_steps, seed=cfg.seed)
-            print(f"behaviour cloning on the logs: {cfg.bc_steps} steps, NLL {nll:.3f}", file=sys.stderr)
-        trainer = GRPOTrainer(make, agent, verifier, cfg)
-        if state.exists():
-            try:
-                trainer.load_state_dict(torch.load(state, map_location="cpu", weights_only=True))
-            except Exception as exc:  # noqa: BLE001
-                raise GRPOAgentError(f"{state}: cannot resume from it ({exc}); delete it to start over") from None
-            print(f"resuming from iteration {len(trainer.history)}", file=sys.stderr)
-
-        def checkpoint(tr: GRPOTrainer, log: IterationLog) -> None:
-            if len(tr.history) % max(1, dcfg.save_every) == 0:
-                save_agent(out, tr, store.env_id, dcfg, name, unc)
-
-        trainer.train(progress=not args.no_progress, callback=checkpoint)
-        save_agent(out, trainer, store.env_id, dcfg, name, unc)
+        trainer = train_grpo(load_world_model(args.wm).eval(), args.logs, args.out, cfg, dcfg,
+                             progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as exc:
         print(f"dreamlab dream: error: {exc}", file=sys.stderr)
         return 1

@@ -79,16 +79,17 @@ class Stages:
         return info
 
 
-def _stage(stages: Stages, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def _stage(stages: Stages, name: str, fn: Callable[[], dict[str, Any]],
+           log: Callable[[str], None] = _log) -> dict[str, Any]:
     prev = stages.done(name)
     if prev is not None:
-        _log(f"{name}: already done, skipping (delete {stages.dir / (name + '.json')} to redo)")
+        log(f"{name}: already done, skipping (delete {stages.dir / (name + '.json')} to redo)")
         return prev
-    _log(f"{name}: starting")
+    log(f"{name}: starting")
     t0 = time.perf_counter()
     info = fn()
     info["wall_s"] = round(time.perf_counter() - t0, 1)
-    _log(f"{name}: done in {info['wall_s']:.0f} s")
+    log(f"{name}: done in {info['wall_s']:.0f} s")
     return stages.mark(name, info)
 
 

@@ -46,11 +46,9 @@ def evaluate_real(policy: Any, env_id: str, episodes: int = 10, seed: int = 0) -
     return returns
 
 
-@torch.no_grad()
-def evaluate_dream(agent: Any, env_id: str, episodes: int = 10, seed: int = 0,
-                   max_steps: int | None = None) -> np.ndarray:
-    """Returns (episodes,) of ``agent`` (a DreamerAgent) in its dream, from real start states."""
-    wm = agent.wm
+def _dream_from_real_starts(wm: Any, env_id: str, episodes: int, seed: int, max_steps: int | None,
+                            obs_mode: str) -> tuple[DreamEnv, np.ndarray]:
+    """A DreamEnv started from the posterior states of the real env's first observations."""
     envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync")
     try:
         obs0, _ = envs.reset(seed=[seed + i for i in range(episodes)])
@@ -61,13 +59,42 @@ def evaluate_dream(agent: Any, env_id: str, episodes: int = 10, seed: int = 0,
     start = wm.obs_step(wm.initial(episodes), torch.zeros(episodes, wm.codec.dim, device=dev),
                         torch.as_tensor(np.asarray(obs0, np.float32), device=dev), first)
     dream = DreamEnv(wm, None, num_envs=episodes, max_steps=max_steps or _time_limit(env_id),
-                     obs_mode="latent", seed=seed, autoreset=False)
-    feat, _ = dream.reset(options={"states": start})
+                     obs_mode=obs_mode, seed=seed, autoreset=False)
+    obs, _ = dream.reset(options={"states": start})
+    return dream, obs
+
+
+@torch.no_grad()
+def evaluate_dream(agent: Any, env_id: str, episodes: int = 10, seed: int = 0,
+                   max_steps: int | None = None) -> np.ndarray:
+    """Returns (episodes,) of ``agent`` (a DreamerAgent) in its dream, from real start states."""
+    wm = agent.wm
+    dev = next(wm.parameters()).device
+    dream, feat = _dream_from_real_starts(wm, env_id, episodes, seed, max_steps, "latent")
     returns = np.zeros(episodes)
     done = np.zeros(episodes, bool)
     while not done.all():
         vec = agent.act_latent(torch.as_tensor(feat, device=dev))
         feat, rew, term, trunc, _ = dream.step(wm.codec.decode(vec.cpu().numpy()))
+        returns += np.where(done, 0.0, rew)
+        done |= term | trunc
+    return returns
+
+
+@torch.no_grad()
+def evaluate_dream_policy(policy: Any, wm: Any, env_id: str, episodes: int = 10, seed: int = 0,
+                          max_steps: int | None = None) -> np.ndarray:
+    """Returns (episodes,) of any Policy acting on *decoded* dream observations of ``wm``, from real
+    start states (the same starts as :func:`evaluate_real` with the same seed)."""
+    dream, obs = _dream_from_real_starts(wm, env_id, episodes, seed, max_steps, "decoded")
+    policy.reset(episodes)
+    first = np.ones(episodes, bool)
+    returns = np.zeros(episodes)
+    done = np.zeros(episodes, bool)
+    while not done.all():
+        action = policy.act(obs, first)
+        first = np.zeros(episodes, bool)
+        obs, rew, term, trunc, _ = dream.step(action)
         returns += np.where(done, 0.0, rew)
         done |= term | trunc
     return returns

@@ -24,11 +24,12 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
 
+from data.episodes import Episode
 from data.store import EpisodeStore
 from policy.llm import ActionVocab, LLMPolicy, tokenize
 from policy.render import builtin_name, get_renderer, render_batch
@@ -85,8 +86,9 @@ def build_model(cfg: BaseLLMConfig, vocab_size: int, pad_id: int, eos_id: int) -
     return GPT2LMHeadModel(conf)
 
 
-def episode_lines(store: EpisodeStore, renderer: Any, vocab: ActionVocab, sep: str) -> list[list[tuple[str, str]]]:
-    """Per episode, its decisions as (prompt, completion) text pairs."""
+def episode_lines(store: EpisodeStore | Iterable[Episode], renderer: Any, vocab: ActionVocab,
+                  sep: str) -> list[list[tuple[str, str]]]:
+    """Per episode (of a store or any iterable of episodes), its decisions as (prompt, completion) text pairs."""
     out = []
     for ep in store:
         if ep.num_steps < 1:
@@ -95,7 +97,7 @@ def episode_lines(store: EpisodeStore, renderer: Any, vocab: ActionVocab, sep: s
         out.append([(t + sep, vocab.strings[i] + vocab.terminator)
                     for t, i in zip(render_batch(renderer, ep.obs[:-1]), idx)])
     if not out:
-        raise BaseLLMError(f"{store.root}: no episode with at least one transition to pre-train on")
+        raise BaseLLMError(f"{getattr(store, 'root', '<episodes>')}: no episode with at least one transition to train on")
     return out
 
 
@@ -225,3 +227,13 @@ def make_base_llm(logs_dir: str | Path, out_dir: str | Path, cfg: BaseLLMConfig 
                **check, "config": asdict(cfg)}
     (out / "base_llm.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def finetune_on_episodes(policy: LLMPolicy, episodes: Iterable[Episode], cfg: BaseLLMConfig) -> list[float]:
+    """Supervised fine-tuning of ``policy``'s model on logged episodes (the same objective as the
+    pre-training: the action characters of every decision line, observation text weighted by
+    ``cfg.text_weight``), in place. Used as the "no dreaming" baseline: SFT on the best episodes."""
+    torch.manual_seed(cfg.seed)
+    corpus = LineCorpus(episode_lines(episodes, policy.renderer, policy.vocab, policy.sep), policy.tokenizer,
+                        cfg.text_weight)
+    return pretrain(policy.model, corpus, cfg, policy.pad_id)

@@ -1,4 +1,4 @@
-"""``dreamlab plot transfer|curves|openloop|distill DIR``: figures from benchmark outputs.
+"""``dreamlab plot transfer|curves|openloop|distill|cycle DIR``: figures from benchmark outputs.
 
 DIR is a run or benchmark folder (or the file itself). Each kind reads one file:
 
@@ -7,6 +7,8 @@ DIR is a run or benchmark folder (or the file itself). Each kind reads one file:
 * ``openloop``: ``openloop.json``, the output of ``dreamlab eval-wm --json``
 * ``distill``:  ``distill.csv`` with ``method, labelled_tokens, real_return[, seed]``
   (and optional reference rows ``method = ref:NAME``)
+* ``cycle``:    ``cycle.csv`` of ``dreamlab cycle`` with ``round, real_steps, llm_real[, teacher_real, seed, label]``
+  (the row with ``round = base`` is the base LLM)
 
 It writes ``DIR/plots/<kind>.png`` and ``.pdf`` (or ``--out STEM``).
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 FILES = {"transfer": "transfer.csv", "curves": "curves.csv", "openloop": "openloop.json",
-         "distill": "distill.csv"}
+         "distill": "distill.csv", "cycle": "cycle.csv"}
 
 
 class PlotInputError(ValueError):
@@ -40,7 +42,7 @@ def read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
         raise PlotInputError(f"{path}: missing column(s) {missing}; has {list(rows[0])}")
     for i, r in enumerate(rows, start=2):
         for c in required:
-            if c in ("label", "method", "seed"):
+            if c in ("label", "method", "seed", "round"):
                 continue
             try:
                 float(r[c])
@@ -74,6 +76,8 @@ def make_plot(kind: str, target: Path, out: Path | None = None) -> list[Path]:
             if key not in result:
                 raise PlotInputError(f"{path}: missing field '{key}' (expected `dreamlab eval-wm --json` output)")
         return plots.plot_openloop(result, stem)
+    if kind == "cycle":
+        return plots.plot_cycle(read_csv(path, ("round", "real_steps")), stem)
     rows = read_csv(path, ("method", "labelled_tokens", "real_return"))
     refs = {r["method"][4:]: float(r["real_return"]) for r in rows if r["method"].startswith("ref:")}
     return plots.plot_distill([r for r in rows if not r["method"].startswith("ref:")], stem, refs=refs)

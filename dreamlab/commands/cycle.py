@@ -1,0 +1,39 @@
+"""``dreamlab cycle``: learning on the job, round after round (see :mod:`dreamlab.cycle`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from dreamlab.config import add_config_args, config_from_args
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from dreamlab.cycle import CycleConfig, run_cycle
+
+    cfg = config_from_args(CycleConfig, args)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    try:
+        result = run_cycle(cfg)
+    except ValueError as exc:
+        print(f"dreamlab cycle: error: {exc}")
+        return 1
+    print(f"report: {result['report']}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from dreamlab.cycle import CycleConfig
+
+    p = sub.add_parser("cycle", help="learning on the job: deploy the LLM, log, dream, distil; N rounds",
+                       description="Round 0 deploys a base LLM (made with make-base-llm from prior logs, or "
+                                   "--llm DIR). Each round: deploy the LLM in the real env and log with feedback; "
+                                   "continue training the world model on all logs; practise in the dream "
+                                   "(Dreamer or GRPO); distil into the LLM by OPSD inside the dream; evaluate real "
+                                   "and dream returns. Writes RUN/cycle.csv, RUN/report.md and RUN/plots/cycle.png. "
+                                   "Every stage is checkpointed: rerun with the same --out to resume.")
+    add_config_args(p, CycleConfig, "cycle")
+    p.add_argument("--env", dest="cfg_env_id", default=None, help="alias of --env-id (a gymnasium env id)")
+    p.set_defaults(func=run)

@@ -1,0 +1,447 @@
+"""Learning on the job: deploy the LLM, log with feedback, dream, distil; round after round.
+
+``run_cycle(cfg)`` runs into one folder ``RUN``::
+
+    RUN/prior_logs/            logs of the earlier deployed agent the base LLM is pre-trained on
+                               (made only when no --llm is given; never shown to the world model)
+    RUN/llm_base/              round 0's LLM (make-base-llm on prior_logs, or a copy-free pointer to --llm)
+    RUN/logs/                  every round's deployment logs, with feedback (the world model's data)
+    RUN/worldmodel/            one world model, continued round after round (last.ckpt)
+    RUN/rounds/<r>/deploy/     round r's raw deployment logs (the real steps of round r)
+    RUN/rounds/<r>/world_model.ckpt, openloop.json
+    RUN/rounds/<r>/agent/      the dream-trained teacher (DreamerAgent or GRPO agent)
+    RUN/rounds/<r>/llm/        the LLM after round r (save_pretrained, safetensors)
+    RUN/rounds/<r>/evaluate.json
+    RUN/cycle.csv, RUN/cycle.json, RUN/report.md, RUN/plots/cycle.png|pdf
+
+A round ``r`` is five stages, each finished by a marker ``RUN/stages/round<r>_<stage>.json``:
+
+(a) **deploy**: the current policy (round 0: the base LLM; then the LLM of round r-1) acts in the
+    real env for ``deploy_steps`` env steps (sampling at ``deploy_temperature``); the episodes in
+    flight when the budget is spent are kept as truncated. ``--feedback`` turns outcomes into
+    thumbs up/down in the logs' ``feedback`` field: ``env`` (none: the world model learns the env's
+    reward), ``rule`` (+1 when the env's verifier passes on the next observation, -1 when it
+    fails), or ``module:function`` (``fn(episode) -> (num_steps,)`` feedback per transition). With
+    ``rule`` or a function the world model learns the feedback instead of the env reward, so the
+    loop runs where no reward function exists.
+(b) **worldmodel**: continue training the world model on all logs so far (round 0 starts it).
+(c) **practice**: Dreamer actor-critic (``dreamer``) or GRPO with the verifier (``grpo``) in the
+    dreams of that model, from the logs' states; ``none`` skips it (the no-dreaming ablation).
+(d) **distill**: OPSD inside the dream, the round's agent as teacher, the current LLM as student
+    (``opsd``); ``sft-logs`` fine-tunes the LLM on the best logged episodes (no dream, no teacher);
+    ``none`` leaves the LLM alone and the teacher itself is deployed next round.
+(e) **evaluate**: the LLM's real return (greedy, fixed seeds) and its return in the dream from the
+    same start states; the teacher's real return.
+
+Real steps counted are deployment steps only; evaluation episodes measure and are never logged.
+World model, dreaming and distillation resume mid-stage from their own checkpoints; an interrupted
+deployment is redone from scratch (its partial logs are discarded before they reach ``RUN/logs``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from dreamlab.pipeline import Stages, _stage, _write_csv
+
+PRACTICE = ("dreamer", "grpo", "none")
+DISTILL = ("opsd", "sft-logs", "none")
+
+
+class CycleError(ValueError):
+    """A cycle setting or folder that cannot work (names the field or file)."""
+
+
+@dataclass
+class CycleConfig:
+    out: str = "runs/cycle"
+    env_id: str = "CartPole-v1"
+    rounds: int = 3
+    seed: int = 0
+    # round 0's LLM: a local causal-LM folder, or "" to make one from prior logs of a mediocre agent
+    llm: str = ""
+    prior_log_steps: int = 5000
+    prior_log_epsilon: float = -1.0  # -1 = the env's mediocre default (data.behaviour)
+    llm_pretrain_steps: int = 1000
+    # (a) deploy
+    deploy_steps: int = 2000
+    deploy_envs: int = 4
+    deploy_temperature: float = 1.0
+    feedback: str = "env"  # env | rule | module:function
+    # (b) world model
+    wm_preset: str = "small"
+    wm_steps_first: int = 3000  # updates in round 0
+    wm_steps_per_round: int = 1500  # further updates in each later round
+    wm_minutes: float = 4.0  # wall cap per round
+    # (c) practice in the dream
+    practice: str = "dreamer"  # dreamer | grpo | none
+    dream_steps: int = 400  # Dreamer actor-critic updates per round
+    grpo_iterations: int = 30
+    verifier: str = ""  # "" = the env's built-in verifier
+    # (d) distil into the LLM
+    distill: str = "opsd"  # opsd | sft-logs | none
+    distill_tokens: int = 16_000
+    distill_teacher_mix: float = 0.5
+    distill_envs: int = 16
+    sft_best_fraction: float = 0.2  # sft-logs: the best fraction of logged episodes by return
+    sft_steps: int = 300
+    # (e) evaluate
+    eval_episodes: int = 10
+    threads: int = 0  # torch CPU threads (0 = torch's default)
+    progress: bool = True
+
+    def check(self) -> "CycleConfig":
+        if self.rounds < 1:
+            raise CycleError(f"rounds: expected >= 1, got {self.rounds}")
+        if self.practice not in PRACTICE:
+            raise CycleError(f"practice: expected one of {PRACTICE}, got {self.practice!r}")
+        if self.distill not in DISTILL:
+            raise CycleError(f"distill: expected one of {DISTILL}, got {self.distill!r}")
+        if self.practice == "none" and self.distill == "opsd":
+            raise CycleError("practice 'none' leaves no teacher for distill 'opsd'; use distill 'sft-logs'")
+        if self.practice == "none" and self.distill == "none":
+            raise CycleError("practice 'none' with distill 'none' learns nothing")
+        if self.deploy_steps < 1 or self.deploy_envs < 1:
+            raise CycleError("deploy_steps and deploy_envs must be >= 1")
+        if not 0 < self.sft_best_fraction <= 1:
+            raise CycleError(f"sft_best_fraction: expected in (0, 1], got {self.sft_best_fraction}")
+        return self
+
+
+def _log(msg: str) -> None:
+    print(f"[cycle {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------ feedback
+def feedback_fn(spec: str, env_id: str) -> Callable[[Any], np.ndarray] | None:
+    """``env`` -> None; ``rule`` -> the verifier's thumbs; ``module:function`` -> that function."""
+    if spec == "env":
+        return None
+    if spec == "rule":
+        from imagination.verifiers import get_verifier
+
+        verifier = get_verifier(env_id)
+
+        def rule(ep: Any) -> np.ndarray:
+            ok = np.asarray(verifier(np.asarray(ep.obs[1:], np.float32)), np.float32) > 0.5  # (num_steps,)
+            return np.where(ok, 1.0, -1.0).astype(np.float32)
+        return rule
+    if ":" in spec:
+        from data.imports import import_attr
+
+        return import_attr(spec, "--feedback")
+    raise CycleError(f"feedback: expected 'env', 'rule' or module:function, got {spec!r}")
+
+
+def with_feedback(episodes: list[Any], fn: Callable[[Any], np.ndarray] | None, source: str) -> list[Any]:
+    if fn is None:
+        return episodes
+    for ep in episodes:
+        fb = np.asarray(fn(ep), np.float32)
+        if fb.shape != (ep.num_steps,) or not np.isfinite(fb).all():
+            raise CycleError(f"{source}: the feedback function returned shape {fb.shape} (finite: "
+                             f"{bool(np.isfinite(fb).all())}); expected ({ep.num_steps},) finite values")
+        ep.feedback = np.concatenate([[0.0], fb]).astype(np.float32)
+    return episodes
+
+
+# ------------------------------------------------------------------------------------ the run
+class Cycle:
+    def __init__(self, cfg: CycleConfig):
+        self.cfg = cfg.check()
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "cycle_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+        self.stages = Stages(self.out)
+        self.logs, self.wm_dir = self.out / "logs", self.out / "worldmodel"
+
+    def rdir(self, r: int) -> Path:
+        return self.out / "rounds" / str(r)
+
+    def llm_dir(self, r: int) -> Path:
+        """The LLM deployed in round r (after round r - 1)."""
+        if r == 0:
+            return Path(self.cfg.llm) if self.cfg.llm else self.out / "llm_base"
+        prev = self.rdir(r - 1) / "llm"
+        return prev if (prev / "config.json").exists() else self.llm_dir(r - 1)
+
+    # -- round 0's LLM --------------------------------------------------------------------------
+    def base(self) -> dict[str, Any]:
+        from data.behaviour import CARTPOLE_MEDIOCRE_EPSILON, MCC_MINORITY_EPSILON
+        from data.collect import collect
+        from imagination.evaluate import evaluate_real
+        from policy.base_llm import BaseLLMConfig, make_base_llm
+        from policy.llm import LLMPolicy
+
+        cfg = self.cfg
+        info: dict[str, Any] = {}
+        if not cfg.llm:
+            eps = cfg.prior_log_epsilon
+            if eps < 0:
+                eps = MCC_MINORITY_EPSILON if "MountainCar" in cfg.env_id else CARTPOLE_MEDIOCRE_EPSILON
+            prior = self.out / "prior_logs"
+            if prior.exists():
+                shutil.rmtree(prior)  # an interrupted stage: start the prior logs over
+            s = collect(cfg.env_id, "heuristic", cfg.prior_log_steps, num_envs=8, seed=cfg.seed + 7919,
+                        out=prior, epsilon=eps, progress=cfg.progress)
+            made = make_base_llm(prior, self.out / "llm_base",
+                                 BaseLLMConfig(steps=cfg.llm_pretrain_steps, seed=cfg.seed, progress=cfg.progress))
+            info.update(prior_logs=str(prior), prior_steps=s.store_steps_total, prior_epsilon=eps,
+                        prior_return_mean=float(np.mean(s.returns)) if s.returns else None,
+                        base_llm_agreement=made.get("agreement"))
+        elif not (Path(cfg.llm) / "config.json").exists():
+            raise CycleError(f"--llm {cfg.llm}: no config.json; expected a local Hugging Face causal-LM folder")
+        policy = LLMPolicy.from_pretrained(self.llm_dir(0), env_id=cfg.env_id)
+        real = evaluate_real(policy, cfg.env_id, cfg.eval_episodes, seed=cfg.seed + 50_000)
+        info.update(llm=str(self.llm_dir(0)), real={"mean": float(real.mean()), "std": float(real.std()),
+                                                     "returns": real.tolist()})
+        _log(f"base LLM real return {real.mean():.1f} ± {real.std():.1f}")
+        return info
+
+    # -- (a) deploy -----------------------------------------------------------------------------
+    def deployed_policy(self, r: int) -> Any:
+        from policy.llm import LLMPolicy
+
+        cfg = self.cfg
+        if cfg.distill == "none" and r > 0:  # the teacher stays a separate policy: deploy it
+            return self.teacher(r - 1)
+        return LLMPolicy.from_pretrained(self.llm_dir(r), env_id=cfg.env_id,
+                                         temperature=cfg.deploy_temperature, seed=cfg.seed * 1000 + r)
+
+    def deploy(self, r: int) -> dict[str, Any]:
+        from data.collect import collect
+        from data.store import EpisodeStore
+
+        cfg = self.cfg
+        raw = self.rdir(r) / "deploy"
+        if raw.exists():
+            shutil.rmtree(raw)  # interrupted before its marker: redo it whole
+        s = collect(cfg.env_id, self.deployed_policy(r), cfg.deploy_steps, num_envs=cfg.deploy_envs,
+                    seed=cfg.seed * 1000 + 100 * r, out=raw, progress=cfg.progress, budget="taken")
+        episodes = with_feedback(EpisodeStore(raw).episodes(), feedback_fn(cfg.feedback, cfg.env_id), str(raw))
+        store = EpisodeStore.create(self.logs, cfg.env_id, EpisodeStore(raw).observation_space,
+                                    EpisodeStore(raw).action_space)
+        store.add_many(episodes, [f"round {r}"] * len(episodes))
+        finished = [ep.ret for ep in episodes if ep.is_terminal[-1] or ep.num_steps >= _time_limit(cfg.env_id)]
+        return {"real_steps": int(s.steps_taken), "episodes": len(episodes),
+                "finished_episodes": len(finished),
+                "finished_return_mean": float(np.mean(finished)) if finished else None,
+                "feedback_mean": float(np.mean([ep.feedback[1:].mean() for ep in episodes])),
+                "logs_total_steps": store.num_steps}
+
+    # -- (b) world model ------------------------------------------------------------------------
+    def worldmodel(self, r: int) -> dict[str, Any]:
+        from data.sampling import split_names
+        from data.store import EpisodeStore
+        from worldmodel.config import preset
+        from worldmodel.evaluate import evaluate as eval_wm
+        from worldmodel.model import WorldModel
+        from worldmodel.train import train as train_wm
+
+        cfg = self.cfg
+        wcfg = preset(cfg.wm_preset, seed=cfg.seed)
+        wcfg.reward_source = "env" if cfg.feedback == "env" else "feedback"
+        target = cfg.wm_steps_first + r * cfg.wm_steps_per_round  # cumulative: training continues
+        ckpt = train_wm(self.logs, self.wm_dir, wcfg, max_steps=target, max_minutes=cfg.wm_minutes,
+                        progress=cfg.progress, accelerator="cpu", log=_log)
+        dst = self.rdir(r) / "world_model.ckpt"
+        shutil.copyfile(ckpt, dst)
+        wm = WorldModel.load(dst)
+        store = EpisodeStore(self.logs)
+        _, val = split_names(store.names(), wcfg.val_fraction, wcfg.seed)
+        val_eps = store.episodes(val)
+        longest = max(ep.length for ep in val_eps)  # early rounds' episodes can be short
+        horizon = min(15, longest - 8)
+        summary = json.loads((self.wm_dir / "train_summary.json").read_text())
+        info = {"checkpoint": str(dst), "global_step": summary["global_step"], "val_episodes": len(val),
+                "openloop_horizon": horizon, "openloop_summary": {}}
+        if horizon >= 1:
+            result = eval_wm(wm, val_eps, context=8, horizon=horizon, seed=cfg.seed)
+            (self.rdir(r) / "openloop.json").write_text(json.dumps(result, indent=1))
+            info["openloop_summary"] = result["summary"]
+        return info
+
+    # -- (c) practice ---------------------------------------------------------------------------
+    def practice(self, r: int) -> dict[str, Any]:
+        from imagination.evaluate import dream_vs_real, evaluate_real
+        from imagination.loops import OfflineConfig, dream_offline
+        from worldmodel.model import WorldModel
+
+        cfg = self.cfg
+        wm_path = self.rdir(r) / "world_model.ckpt"
+        agent_dir = self.rdir(r) / "agent"
+        if cfg.practice == "dreamer":
+            dream_offline(WorldModel.load(wm_path), self.logs, agent_dir,
+                          OfflineConfig(steps=cfg.dream_steps, seed=cfg.seed * 1000 + r, save_every=100),
+                          wm_path=wm_path, progress=cfg.progress)
+            res = dream_vs_real(self.teacher(r), cfg.env_id, cfg.eval_episodes, seed=cfg.seed + 60_000)
+            return {"agent": str(agent_dir), "teacher_real": res["real"], "teacher_dream": res["dream"]}
+        from dreamlab.grpo_cli import train_grpo
+        from imagination.grpo import GRPOConfig
+        from imagination.grpo_agent import GRPODreamConfig
+
+        trainer = train_grpo(WorldModel.load(wm_path).eval(), self.logs, agent_dir,
+                             GRPOConfig(iterations=cfg.grpo_iterations, seed=cfg.seed * 1000 + r),
+                             GRPODreamConfig(verifier=cfg.verifier), progress=cfg.progress)
+        real = evaluate_real(self.teacher(r), cfg.env_id, cfg.eval_episodes, seed=cfg.seed + 60_000)
+        return {"agent": str(agent_dir), "teacher_real": {"mean": float(real.mean()), "std": float(real.std())},
+                "dream_success": trainer.history[-1].dream_success if trainer.history else None}
+
+    def teacher(self, r: int) -> Any:
+        import imagination.agent  # noqa: F401  (registers the agent-directory loaders)
+        import imagination.grpo  # noqa: F401  (its loader too)
+        from data.behaviour import load_policy
+        from data.collect import make_env
+
+        env = make_env(self.cfg.env_id)
+        try:
+            return load_policy(str(self.rdir(r) / "agent"), env, seed=self.cfg.seed)
+        finally:
+            env.close()
+
+    # -- (d) distil -----------------------------------------------------------------------------
+    def distill(self, r: int) -> dict[str, Any]:
+        from data.store import EpisodeStore
+        from imagination.dream_env import DreamEnv
+        from policy.distill import DistillConfig, Distiller
+        from policy.llm import LLMPolicy
+        from policy.teachers import ActorTeacher
+        from worldmodel.model import WorldModel
+
+        cfg = self.cfg
+        student = LLMPolicy.from_pretrained(self.llm_dir(r), env_id=cfg.env_id)
+        out = self.rdir(r) / "llm"
+        if cfg.distill == "sft-logs":
+            return self._sft_on_logs(student, out, r)
+        store = EpisodeStore(self.logs)
+        dream = DreamEnv(WorldModel.load(self.rdir(r) / "world_model.ckpt"), store, num_envs=cfg.distill_envs,
+                         max_steps=_time_limit(cfg.env_id), seed=cfg.seed * 1000 + r)
+        teacher = ActorTeacher.for_student(self.teacher(r), student)
+        dcfg = DistillConfig(method="opsd", loss="reverse_kl", max_labelled_tokens=cfg.distill_tokens,
+                             teacher_mix=cfg.distill_teacher_mix, seed=cfg.seed * 1000 + r, progress=cfg.progress)
+        state = Distiller(student, teacher, dream, dcfg, out=out, env_id=cfg.env_id).run()
+        return {"llm": str(out), "method": "opsd", "labelled_tokens": state.labelled_tokens, "updates": state.updates}
+
+    def _sft_on_logs(self, student: Any, out: Path, r: int) -> dict[str, Any]:
+        from data.store import EpisodeStore
+        from policy.base_llm import BaseLLMConfig, finetune_on_episodes
+
+        cfg = self.cfg
+        episodes = EpisodeStore(self.logs).episodes()
+        k = max(1, int(round(cfg.sft_best_fraction * len(episodes))))
+        best = sorted(episodes, key=lambda ep: ep.ret, reverse=True)[:k]
+        losses = finetune_on_episodes(student, best, BaseLLMConfig(steps=cfg.sft_steps, lr=1e-3, warmup=10,
+                                                                   seed=cfg.seed * 1000 + r, progress=cfg.progress))
+        student.save_pretrained(out, cfg.env_id)
+        return {"llm": str(out), "method": "sft-logs", "episodes": k, "min_return": float(best[-1].ret),
+                "final_loss": float(np.mean(losses[-20:]))}
+
+    # -- (e) evaluate ---------------------------------------------------------------------------
+    def evaluate(self, r: int) -> dict[str, Any]:
+        from imagination.evaluate import evaluate_dream_policy, evaluate_real
+        from policy.llm import LLMPolicy
+        from worldmodel.model import WorldModel
+
+        cfg = self.cfg
+        seed = cfg.seed + 50_000  # the base LLM's evaluation seeds: the same start states every round
+        policy = LLMPolicy.from_pretrained(self.llm_dir(r + 1), env_id=cfg.env_id)
+        real = evaluate_real(policy, cfg.env_id, cfg.eval_episodes, seed=seed)
+        dream = evaluate_dream_policy(policy, WorldModel.load(self.rdir(r) / "world_model.ckpt"), cfg.env_id,
+                                      cfg.eval_episodes, seed=seed)
+        res = {"llm": str(self.llm_dir(r + 1)),
+               "real": {"mean": float(real.mean()), "std": float(real.std()), "returns": real.tolist()},
+               "dream": {"mean": float(dream.mean()), "std": float(dream.std()), "returns": dream.tolist()}}
+        (self.rdir(r) / "evaluate.json").write_text(json.dumps(res, indent=1))
+        _log(f"round {r}: LLM real {real.mean():.1f} ± {real.std():.1f}, dream {dream.mean():.1f}")
+        return res
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        if not cfg.progress:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        t0 = time.perf_counter()
+        base = _stage(self.stages, "base", self.base, _log)
+        rows: list[dict[str, Any]] = [{"round": "base", "real_steps": 0, "llm_real": base["real"]["mean"],
+                                       "llm_real_std": base["real"]["std"]}]
+        steps = 0
+        for r in range(cfg.rounds):
+            self.rdir(r).mkdir(parents=True, exist_ok=True)
+            info: dict[str, dict[str, Any]] = {}
+            for name, fn in (("deploy", self.deploy), ("worldmodel", self.worldmodel), ("practice", self.practice),
+                             ("distill", self.distill), ("evaluate", self.evaluate)):
+                if name == "practice" and cfg.practice == "none" or name == "distill" and cfg.distill == "none":
+                    continue
+                if name == "evaluate" and cfg.distill == "none":
+                    continue  # the LLM did not change: only the teacher is evaluated (in practice)
+                info[name] = _stage(self.stages, f"round{r}_{name}", lambda fn=fn, r=r: fn(r), _log)
+            steps += info["deploy"]["real_steps"]
+            om = info["worldmodel"]["openloop_summary"]
+            horizon = info["worldmodel"].get("openloop_horizon")
+            teacher = info.get("practice", {}).get("teacher_real", {})
+            ev = info.get("evaluate")
+            rows.append({"round": r, "real_steps": steps,
+                         "llm_real": ev["real"]["mean"] if ev else None,
+                         "llm_real_std": ev["real"]["std"] if ev else None,
+                         "llm_dream": ev["dream"]["mean"] if ev else None,
+                         "teacher_real": teacher.get("mean"),
+                         "deployed_return": info["deploy"]["finished_return_mean"],
+                         "openloop_nmse": om.get("nmse_at_horizon"), "openloop_copy_last": om.get("nmse_copy_last_at_horizon"),
+                         "openloop_horizon": horizon,
+                         "wm_steps": info["worldmodel"]["global_step"]})
+            _write_csv(self.out / "cycle.csv", rows)
+        result = {"config": asdict(cfg), "rounds": rows, "wall_s": time.perf_counter() - t0}
+        (self.out / "cycle.json").write_text(json.dumps(result, indent=1))
+        result["report"] = str(write_cycle_report(self.out, cfg, rows))
+        return result
+
+
+def _time_limit(env_id: str) -> int:
+    import gymnasium as gym
+
+    return int(gym.spec(env_id).max_episode_steps or 1000)
+
+
+def _openloop_cell(row: dict[str, Any]) -> str:
+    if row.get("round") == "base":
+        return ""
+    if row.get("openloop_nmse") in (None, ""):
+        return "n/a (held-out episodes too short)"
+    return f"{float(row['openloop_nmse']):.4f} ({float(row['openloop_copy_last']):.4f}) at h{row['openloop_horizon']}"
+
+
+def run_cycle(cfg: CycleConfig) -> dict[str, Any]:
+    return Cycle(cfg).run()
+
+
+def write_cycle_report(out: Path, cfg: CycleConfig, rows: list[dict[str, Any]]) -> Path:
+    from dreamlab.commands.plot import make_plot
+
+    plots = [str(p.relative_to(out)) for p in make_plot("cycle", out)]
+    fmt = (lambda v, d=1: "" if v is None or v == "" else f"{float(v):.{d}f}")
+    lines = [f"# dreamlab cycle: {cfg.env_id}", "",
+             f"{cfg.rounds} rounds of {cfg.deploy_steps} real steps; practice `{cfg.practice}`, distil `{cfg.distill}`, "
+             f"feedback `{cfg.feedback}`.", "",
+             "| round | real steps so far | LLM real return | LLM dream return | teacher real return | "
+             "deployed episodes' return | world model open-loop nMSE (copy-last) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        lines.append(f"| {row['round']} | {row['real_steps']} | {fmt(row.get('llm_real'))} "
+                     f"{'± ' + fmt(row.get('llm_real_std')) if row.get('llm_real_std') is not None else ''} | "
+                     f"{fmt(row.get('llm_dream'))} | {fmt(row.get('teacher_real'))} | {fmt(row.get('deployed_return'))} | "
+                     f"{_openloop_cell(row)} |")
+    lines += ["", *[f"![cycle]({p})" for p in plots if p.endswith(".png")], ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    print("\n".join(lines[:6 + len(rows)]))
+    return path
