@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,25 @@ class StepsProgressBar(TQDMProgressBar):
         return items
 
 
+class WallClockLimit(L.Callback):
+    """Stop after ``minutes`` of wall time *in this invocation*. (Lightning's ``max_time`` keeps
+    its elapsed time in the checkpoint, so a resumed run would stop at once; continued training,
+    as in ``dreamlab cycle``, needs a fresh budget per call.)"""
+
+    def __init__(self, minutes: float):
+        self.seconds = 60.0 * minutes
+        self.start = time.monotonic()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start = time.monotonic()
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        stop = time.monotonic() - self.start >= self.seconds
+        stop = bool(trainer.strategy.broadcast(stop))  # every rank stops at the same step
+        if stop:
+            trainer.should_stop = True
+
+
 def open_logs(logs: str | Path) -> EpisodeStore:
     """Open an EpisodeStore for training/evaluation; an empty store is an error."""
     store = EpisodeStore(logs)
@@ -58,9 +76,10 @@ def build_trainer(out: Path, max_steps: int, max_minutes: float | None = None, s
     callbacks: list[Any] = [ckpt, *(extra_callbacks or [])]
     if progress:
         callbacks.append(StepsProgressBar(refresh_rate=10))
+    if max_minutes:
+        callbacks.append(WallClockLimit(max_minutes))
     return L.Trainer(
         max_steps=max_steps, max_epochs=-1,
-        max_time=timedelta(minutes=max_minutes) if max_minutes else None,
         strategy=strategy, devices=devices, accelerator=accelerator,
         gradient_clip_val=grad_clip if grad_clip > 0 else None, gradient_clip_algorithm="norm",
         callbacks=callbacks, logger=loggers,

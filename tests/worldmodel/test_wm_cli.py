@@ -106,3 +106,18 @@ def test_logs_with_other_spaces_and_empty_store_are_clear_errors(trained: Path, 
         train(tmp_path / "pend2", tmp_path / "o2", preset("tiny"), max_steps=1, progress=False)
     assert main(["train-wm", "--logs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o3"), *TINY]) == 1
     assert "not an episode store" in capsys.readouterr().err
+
+
+def test_max_minutes_is_a_budget_per_invocation(trained: Path, cartpole_logs: Path, tmp_path: Path):
+    """A resumed run gets a fresh wall-clock budget (Lightning's max_time would carry the old one
+    over in the checkpoint and stop at once): the second call trains further steps."""
+    out = tmp_path / "timed"
+    out.mkdir()
+    (out / "last.ckpt").write_bytes((trained / "last.ckpt").read_bytes())  # 30 steps done
+    args = ["train-wm", "--logs", str(cartpole_logs), "--out", str(out), "--max-steps", "100000",
+            "--max-minutes", "0.02", *TINY]
+    assert main(args) == 0
+    first = json.loads((out / "train_summary.json").read_text())["global_step"]
+    assert 30 < first < 100000  # stopped by the clock, not by max_steps
+    assert main(args) == 0
+    assert json.loads((out / "train_summary.json").read_text())["global_step"] > first

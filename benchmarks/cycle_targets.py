@@ -1,0 +1,132 @@
+"""Learning-on-the-job targets (issue 8): ``dreamlab cycle`` rounds and its ablations.
+
+Target (median of the seeds): on CartPole-v1, from a base LLM whose real return is below 50,
+after at most 3 rounds of at most 2k real steps each, the LLM's real return is >= 450; each
+round's gain is reported, with the no-dreaming ablation at the same real-step budget.
+
+Variants (``--variants``; each is a ``dreamlab cycle`` run with the same seed and budget):
+
+* ``full``:      Dreamer in the dream, OPSD inside the dream (the product's loop);
+* ``no-dream``:  no world model practice: SFT of the LLM on the best logged episodes so far;
+* ``no-opsd``:   Dreamer in the dream, no distillation: the dream-trained teacher is deployed
+                 itself from round 1 on (its real return is the row's figure);
+* ``grpo``:      GRPO with the env's verifier in the dream instead of Dreamer's learned reward,
+                 then OPSD (the GRPO agent as teacher).
+
+    python -m benchmarks.cycle_targets --seeds 0 1 2 --variants full no-dream
+    python -m benchmarks.cycle_targets --env Acrobot-v1 --seeds 0 --variants full
+
+Runs go to ``--work`` (default runs/cycle_targets/<env>/<variant>/seed<k>) and resume when rerun.
+Writes ``benchmarks/results/cycle_targets_<env>.json`` and ``.csv`` (one row per round) and the
+plot ``cycle_targets_<env>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dreamlab.cycle import CycleConfig, run_cycle
+
+RESULTS = Path(__file__).parent / "results"
+VARIANTS: dict[str, dict[str, Any]] = {
+    "full": {"practice": "dreamer", "distill": "opsd"},
+    "no-dream": {"practice": "none", "distill": "sft-logs"},
+    "no-opsd": {"practice": "dreamer", "distill": "none"},
+    "grpo": {"practice": "grpo", "distill": "opsd"},
+}
+
+
+def final_return(rows: list[dict[str, Any]], variant: str) -> float:
+    """The deployed policy's real return after the last round (the teacher for no-opsd)."""
+    last = rows[-1]
+    return float(last["teacher_real"] if variant == "no-opsd" else last["llm_real"])
+
+
+def summarise(runs: dict[str, dict[str, list[dict[str, Any]]]], goal: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for variant, seeds in runs.items():
+        finals = [final_return(rows, variant) for rows in seeds.values()]
+        base = [float(rows[0]["llm_real"]) for rows in seeds.values()]
+        per_round = []
+        for rows in seeds.values():
+            prev = float(rows[0]["llm_real"])
+            gains = []
+            for row in rows[1:]:
+                cur = float(row["teacher_real"] if variant == "no-opsd" else row["llm_real"])
+                gains.append(round(cur - prev, 1))
+                prev = cur
+            per_round.append(gains)
+        out[variant] = {"seeds": list(seeds), "final_median": float(np.median(finals)),
+                        "final_min": float(np.min(finals)), "final_max": float(np.max(finals)),
+                        "finals": finals, "base_median": float(np.median(base)),
+                        "real_steps_median": float(np.median([rows[-1]["real_steps"] for rows in seeds.values()])),
+                        "gain_per_round": per_round, "goal": goal,
+                        "met": bool(np.median(finals) >= goal and np.median(base) < 50)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--env", default="CartPole-v1")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--variants", nargs="+", default=["full", "no-dream"], choices=sorted(VARIANTS))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--deploy-steps", type=int, default=2000)
+    ap.add_argument("--goal", type=float, default=450.0)
+    ap.add_argument("--work", default="runs/cycle_targets")
+    ap.add_argument("--config", default=None, help="JSON of further CycleConfig fields for every run")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    extra = json.loads(args.config) if args.config else {}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    configs: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    for variant in args.variants:
+        runs[variant] = {}
+        for seed in args.seeds:
+            out = Path(args.work) / args.env / variant / f"seed{seed}"
+            cfg = replace(CycleConfig(), out=str(out), env_id=args.env, seed=seed, rounds=args.rounds,
+                          deploy_steps=args.deploy_steps, progress=False, **VARIANTS[variant], **extra)
+            configs[variant] = asdict(cfg)
+            print(f"[cycle_targets] {args.env} {variant} seed {seed} -> {out}", flush=True)
+            res = run_cycle(cfg)
+            runs[variant][str(seed)] = res["rounds"]
+    summary = summarise(runs, args.goal)
+    name = args.env.split("-")[0].lower()
+    RESULTS.mkdir(exist_ok=True)
+    record = {"benchmark": "cycle_targets", "env_id": args.env, "summary": summary, "runs": runs,
+              "configs": configs, "wall_minutes": (time.perf_counter() - t0) / 60,
+              "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                          "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                          "note": "CPU shared with other jobs while measured: wall times are noisy"}}
+    (RESULTS / f"cycle_targets_{name}.json").write_text(json.dumps(record, indent=1))
+    rows = [{"variant": v, "label": v, "seed": s, **row} for v, seeds in runs.items() for s, rs in seeds.items()
+            for row in rs]
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(RESULTS / f"cycle_targets_{name}.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    from benchmarks.plots import plot_cycle
+
+    for r in rows:  # the no-opsd variant deploys its teacher: plot that as its line
+        if r["variant"] == "no-opsd" and r["round"] != "base":
+            r["llm_real"] = r["teacher_real"]
+    plot_cycle(rows, RESULTS / f"cycle_targets_{name}", title=f"Learning on the job: {args.env}")
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
