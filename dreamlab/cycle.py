@@ -354,13 +354,16 @@ class Cycle:
         seed = cfg.seed + 50_000  # the base LLM's evaluation seeds: the same start states every round
         policy = LLMPolicy.from_pretrained(self.llm_dir(r + 1), env_id=cfg.env_id)
         real = evaluate_real(policy, cfg.env_id, cfg.eval_episodes, seed=seed)
-        dream = evaluate_dream_policy(policy, WorldModel.load(self.rdir(r) / "world_model.ckpt"), cfg.env_id,
-                                      cfg.eval_episodes, seed=seed)
-        res = {"llm": str(self.llm_dir(r + 1)),
-               "real": {"mean": float(real.mean()), "std": float(real.std()), "returns": real.tolist()},
-               "dream": {"mean": float(dream.mean()), "std": float(dream.std()), "returns": dream.tolist()}}
+        res: dict[str, Any] = {"llm": str(self.llm_dir(r + 1)),
+                               "real": {"mean": float(real.mean()), "std": float(real.std()), "returns": real.tolist()},
+                               "dream": None}
+        wm_path = self.rdir(r) / "world_model.ckpt"
+        if wm_path.exists():  # (no world model in the no-dreaming ablation)
+            dream = evaluate_dream_policy(policy, WorldModel.load(wm_path), cfg.env_id, cfg.eval_episodes, seed=seed)
+            res["dream"] = {"mean": float(dream.mean()), "std": float(dream.std()), "returns": dream.tolist()}
         (self.rdir(r) / "evaluate.json").write_text(json.dumps(res, indent=1))
-        _log(f"round {r}: LLM real {real.mean():.1f} ± {real.std():.1f}, dream {dream.mean():.1f}")
+        _log(f"round {r}: LLM real {real.mean():.1f} ± {real.std():.1f}"
+             + (f", dream {res['dream']['mean']:.1f}" if res["dream"] else ""))
         return res
 
     # -- the loop -------------------------------------------------------------------------------
@@ -380,25 +383,26 @@ class Cycle:
             info: dict[str, dict[str, Any]] = {}
             for name, fn in (("deploy", self.deploy), ("worldmodel", self.worldmodel), ("practice", self.practice),
                              ("distill", self.distill), ("evaluate", self.evaluate)):
-                if name == "practice" and cfg.practice == "none" or name == "distill" and cfg.distill == "none":
-                    continue
+                if name in ("worldmodel", "practice") and cfg.practice == "none" or \
+                        name == "distill" and cfg.distill == "none":
+                    continue  # no dreaming: no world model either (SFT on the logs alone)
                 if name == "evaluate" and cfg.distill == "none":
                     continue  # the LLM did not change: only the teacher is evaluated (in practice)
                 info[name] = _stage(self.stages, f"round{r}_{name}", lambda fn=fn, r=r: fn(r), _log)
             steps += info["deploy"]["real_steps"]
-            om = info["worldmodel"]["openloop_summary"]
-            horizon = info["worldmodel"].get("openloop_horizon")
+            wm_info = info.get("worldmodel", {})
+            om, horizon = wm_info.get("openloop_summary", {}), wm_info.get("openloop_horizon")
             teacher = info.get("practice", {}).get("teacher_real", {})
             ev = info.get("evaluate")
             rows.append({"round": r, "real_steps": steps,
                          "llm_real": ev["real"]["mean"] if ev else None,
                          "llm_real_std": ev["real"]["std"] if ev else None,
-                         "llm_dream": ev["dream"]["mean"] if ev else None,
+                         "llm_dream": ev["dream"]["mean"] if ev and ev["dream"] else None,
                          "teacher_real": teacher.get("mean"),
                          "deployed_return": info["deploy"]["finished_return_mean"],
                          "openloop_nmse": om.get("nmse_at_horizon"), "openloop_copy_last": om.get("nmse_copy_last_at_horizon"),
                          "openloop_horizon": horizon,
-                         "wm_steps": info["worldmodel"]["global_step"]})
+                         "wm_steps": wm_info.get("global_step")})
             _write_csv(self.out / "cycle.csv", rows)
         result = {"config": asdict(cfg), "rounds": rows, "wall_s": time.perf_counter() - t0}
         (self.out / "cycle.json").write_text(json.dumps(result, indent=1))
@@ -415,6 +419,8 @@ def _time_limit(env_id: str) -> int:
 def _openloop_cell(row: dict[str, Any]) -> str:
     if row.get("round") == "base":
         return ""
+    if row.get("wm_steps") in (None, ""):
+        return "no world model (no dreaming)"
     if row.get("openloop_nmse") in (None, ""):
         return "n/a (held-out episodes too short)"
     return f"{float(row['openloop_nmse']):.4f} ({float(row['openloop_copy_last']):.4f}) at h{row['openloop_horizon']}"

@@ -102,3 +102,21 @@ def test_collect_with_a_taken_budget_keeps_episodes_in_flight(tmp_path):
     assert s.steps_taken == store.num_steps and 250 <= s.steps_taken < 254
     truncated = [ep for ep in store.episodes() if not ep.is_terminal[-1]]
     assert len(truncated) == 4  # the heuristic balances: every env's episode was still in flight
+
+
+def test_no_dreaming_ablation_fine_tunes_on_the_best_logs(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    out = tmp_path / "nd"
+    args = ["cycle", "--rounds", "1", "--out", str(out), "--practice", "none", "--distill", "sft-logs",
+            "--sft-steps", "10", *TINY]
+    assert main(args) == 0
+    stages = {p.stem for p in (out / "stages").glob("*.json")}
+    assert "round0_worldmodel" not in stages and "round0_practice" not in stages
+    sft = json.loads((out / "stages" / "round0_distill.json").read_text())
+    assert sft["method"] == "sft-logs" and sft["episodes"] >= 1
+    base = load_file(out / "llm_base" / "model.safetensors")
+    tuned = load_file(out / "rounds" / "0" / "llm" / "model.safetensors")
+    assert any(not torch.equal(base[k], tuned[k]) for k in base)
+    assert "no world model" in (out / "report.md").read_text()
