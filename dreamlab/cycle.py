@@ -2,7 +2,8 @@
 
 ``run_cycle(cfg)`` runs into one folder ``RUN``::
 
-    RUN/prior_logs/            logs of the earlier deployed agent the base LLM is pre-trained on
+    RUN/prior_logs/            logs the base LLM is pre-trained on (default: random actions, so it
+                               writes valid actions with no skill)
                                (made only when no --llm is given; never shown to the world model)
     RUN/llm_base/              round 0's LLM (make-base-llm on prior_logs, or a copy-free pointer to --llm)
     RUN/logs/                  every round's deployment logs, with feedback (the world model's data)
@@ -69,7 +70,7 @@ class CycleConfig:
     # round 0's LLM: a local causal-LM folder, or "" to make one from prior logs of a mediocre agent
     llm: str = ""
     prior_log_steps: int = 5000
-    prior_log_epsilon: float = -1.0  # -1 = the env's mediocre default (data.behaviour)
+    prior_log_epsilon: float = 1.0  # 1 = uniformly random actions: the base LLM knows the action format, not the skill; -1 = the env's mediocre heuristic default
     llm_pretrain_steps: int = 1000
     # (a) deploy
     deploy_steps: int = 2000
