@@ -180,7 +180,7 @@ def lightning_step_time(cfg: WorldModelConfig, batch: dict[str, torch.Tensor], s
     return float(np.median(diffs)) if len(diffs) else float("nan")
 
 
-def bench_preset(name: str, reps: int) -> dict[str, Any]:
+def bench_preset(name: str, reps: int, lightning: bool = True) -> dict[str, Any]:
     cfg = preset(name, batch_size=B, seq_len=T)
     torch.manual_seed(0)
     ours = WorldModel(cfg, gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32), gym.spaces.Discrete(N_ACT))
@@ -200,7 +200,7 @@ def bench_preset(name: str, reps: int) -> dict[str, Any]:
         "ours_all_s": t_ours, "plain_all_s": t_plain,
     }
     row["ratio_ours_over_plain"] = row["ours_s"] / row["plain_s"]
-    if name in ("tiny", "small"):
+    if lightning and name in ("tiny", "small"):
         row["ours_lightning_s"] = lightning_step_time(cfg, batch, max(reps, 5))
         row["ratio_lightning_over_plain"] = row["ours_lightning_s"] / row["plain_s"]
     print(f"{name:>6}: ours {row['ours_s'] * 1e3:8.1f} ms  plain {row['plain_s'] * 1e3:8.1f} ms  "

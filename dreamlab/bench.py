@@ -1,0 +1,384 @@
+"""Benchmark suites: the pipeline per env, offline and online, over seeds, with a summary.
+
+``run_bench(BenchConfig)`` (``dreamlab bench``) runs, for every env of the suite, every mode and
+every seed, one run into ``OUT/<env>/<mode>/seed<k>/``:
+
+* **offline**: collect logs of the env's heuristic with its mediocre epsilon (:data:`LOG_EPSILON`;
+  ``data.collect.collect``), train a world model on them (``worldmodel.train.train``), train an
+  actor-critic only in its dreams (``imagination.loops.dream_offline``), then evaluate
+  (``imagination.evaluate.dream_vs_real``). Real env steps used = the logged steps.
+* **online**: ``imagination.loops.train_online`` (collect with the agent, train the world model,
+  dream, act) for ``online_steps`` real steps, then ``dream_vs_real``.
+
+Each run's stages are marked in ``RUN/stages/<stage>.json`` (``dreamlab.pipeline.Stages``), and
+the run ends by writing ``RUN/result.json``: env, mode, seed, real return mean/std, dream return
+mean, gap (dream - real) and relative gap, real env steps used, wall seconds (sum of the stages'
+times, so resumed runs are not double counted), the budget. A rerun skips finished runs and
+resumes unfinished ones stage by stage. Evaluation episodes (``eval_episodes``, env i seeded
+``10_000 + seed + i``) are not counted as real steps used. At the end ``OUT/results.csv`` has
+one row per finished run under ``OUT`` and ``OUT/summary.md`` the median and min–max over seeds
+per env × mode, with cited RL Zoo model-free rows beside each env (``benchmarks.references``).
+
+Suites and their budgets (per run; every budget can be overridden from the command line):
+
+===========  ===================================  =======  =====================  ======  =======================
+suite        envs                                 preset   offline: logs / WM     dream   online: real steps
+                                                           steps (≤ minutes)      updates (prefill, ratio)
+===========  ===================================  =======  =====================  ======  =======================
+``quick``    CartPole-v1, Pendulum-v1             small    8k / 1200 (≤ 3 min)    150     3k (500, 64)
+``classic``  CartPole-v1, Pendulum-v1, Acrobot-   small    20k / 6000 (≤ 10 min)  500     10k (1000, 64)
+             v1, MountainCarContinuous-v0
+===========  ===================================  =======  =====================  ======  =======================
+
+``quick`` is sized to finish 1 seed of its 4 runs in roughly 20–30 minutes on a 2-core CPU with
+one torch thread; its returns are a smoke check, not the issue's targets. ``classic`` uses the
+budgets of the imagination issue's targets (20k noisy-heuristic log steps offline, 10k real
+steps online) and takes hours per seed on that CPU. ``LunarLander-v3`` runs only when named in
+``envs`` (it needs Box2D; its offline logs come from gymnasium's LunarLander heuristic).
+
+Mediocre log epsilons (probability of a uniformly random action; measured with
+``data.behaviour.evaluate``, 10 episodes, seed 0): CartPole-v1 0.75 (``CARTPOLE_MEDIOCRE_EPSILON``,
+mean ~47), Pendulum-v1 0.5 (mean -571 against -140 for the heuristic and -1242 random),
+Acrobot-v1 0.75 (mean -280 against ~-85 and -500), MountainCarContinuous-v0 0.93
+(``MCC_MINORITY_EPSILON``, goal reached in ~37% of episodes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from data.behaviour import CARTPOLE_MEDIOCRE_EPSILON, MCC_MINORITY_EPSILON
+from dreamlab.pipeline import Stages, _stage, _write_csv
+
+MODES = ("offline", "online")
+SUITE_ENVS: dict[str, tuple[str, ...]] = {
+    "quick": ("CartPole-v1", "Pendulum-v1"),
+    "classic": ("CartPole-v1", "Pendulum-v1", "Acrobot-v1", "MountainCarContinuous-v0"),
+}
+OPTIONAL_ENVS = ("LunarLander-v3",)
+LOG_EPSILON: dict[str, float] = {
+    "CartPole": CARTPOLE_MEDIOCRE_EPSILON, "Pendulum": 0.5, "Acrobot": 0.75,
+    "MountainCarContinuous": MCC_MINORITY_EPSILON, "LunarLander": 0.5,
+}
+
+
+class BenchError(ValueError):
+    """A bad bench configuration (names the field and what it expects)."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    preset: str             # world-model preset (offline and online)
+    log_steps: int          # offline: logged real steps
+    wm_steps: int           # offline: world-model training steps ...
+    wm_minutes: float       # ... or this many minutes, whichever comes first
+    dream_steps: int        # offline: actor-critic updates in the dream
+    online_steps: int       # online: real env steps
+    online_prefill: int     # online: random-policy steps first
+    online_pretrain: int    # online: world-model-only updates after the prefill
+    replay_ratio: float     # online: replayed steps per real step
+    eval_episodes: int      # real (and dream) episodes of the final evaluation
+
+
+SUITES: dict[str, Budget] = {
+    "quick": Budget(preset="small", log_steps=8_000, wm_steps=1_200, wm_minutes=3.0, dream_steps=150,
+                    online_steps=3_000, online_prefill=500, online_pretrain=100, replay_ratio=64.0,
+                    eval_episodes=10),
+    "classic": Budget(preset="small", log_steps=20_000, wm_steps=6_000, wm_minutes=10.0, dream_steps=500,
+                      online_steps=10_000, online_prefill=1_000, online_pretrain=200, replay_ratio=64.0,
+                      eval_episodes=10),
+}
+
+
+@dataclass
+class BenchConfig:
+    suite: str = "quick"
+    out: str = "runs/bench"
+    seeds: int = 1                   # seeds first_seed .. first_seed + seeds - 1
+    first_seed: int = 0
+    envs: tuple[str, ...] = ()       # empty: the suite's envs
+    modes: tuple[str, ...] = MODES   # "offline,online" is accepted too
+    # budget overrides (None: the suite's value, see the module docstring)
+    preset: str | None = None
+    log_steps: int | None = None
+    wm_steps: int | None = None
+    wm_minutes: float | None = None
+    dream_steps: int | None = None
+    online_steps: int | None = None
+    online_prefill: int | None = None
+    online_pretrain: int | None = None
+    replay_ratio: float | None = None
+    eval_episodes: int | None = None
+    num_envs: int = 8                # vector envs while collecting the offline logs
+    threads: int = 1                 # torch CPU threads (0 = torch's default)
+    progress: bool = True
+
+    def budget(self) -> Budget:
+        if self.suite not in SUITES:
+            raise BenchError(f"suite: unknown suite {self.suite!r}; choose one of {sorted(SUITES)}")
+        names = {f.name for f in dataclasses.fields(Budget)}
+        over = {k: v for k, v in asdict(self).items() if k in names and v is not None}
+        return dataclasses.replace(SUITES[self.suite], **over)
+
+    def env_ids(self) -> tuple[str, ...]:
+        envs = tuple(e for x in self.envs for e in str(x).split(",") if e) or SUITE_ENVS[self.suite]
+        known = set(SUITE_ENVS["classic"]) | set(OPTIONAL_ENVS)
+        bad = [e for e in envs if e not in known]
+        if bad:
+            raise BenchError(f"envs: unknown env(s) {bad}; choose from {sorted(known)}")
+        if any(e.startswith("LunarLander") for e in envs):
+            try:
+                import Box2D  # noqa: F401
+            except ImportError:
+                raise BenchError("envs: LunarLander-v3 needs Box2D (pip install 'gymnasium[box2d]')") from None
+        return envs
+
+    def mode_list(self) -> tuple[str, ...]:
+        modes = tuple(m for x in self.modes for m in str(x).split(",") if m)
+        bad = [m for m in modes if m not in MODES]
+        if bad or not modes:
+            raise BenchError(f"modes: expected a comma-separated subset of {list(MODES)}, got {list(self.modes)}")
+        return modes
+
+    def validate(self) -> "BenchConfig":
+        b = self.budget()
+        self.env_ids()
+        self.mode_list()
+        if self.seeds < 1:
+            raise BenchError(f"seeds: expected >= 1, got {self.seeds}")
+        ints = {k: v for k, v in asdict(b).items() if isinstance(v, (int, float)) and k != "online_pretrain"}
+        bad = {k: v for k, v in ints.items() if v <= 0}
+        if bad or b.online_pretrain < 0:
+            raise BenchError(f"budget: expected positive values, got {bad or {'online_pretrain': b.online_pretrain}}")
+        if b.online_prefill >= b.online_steps:
+            raise BenchError(f"online_prefill: must be below online_steps ({b.online_prefill} >= {b.online_steps})")
+        return self
+
+
+def _log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def machine() -> dict[str, Any]:
+    return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "load_avg": [round(x, 2) for x in os.getloadavg()],
+            "note": "shared 2-core CPU: wall times depend on the other jobs running"}
+
+
+def _base_name(env_id: str) -> str:
+    return env_id.rsplit("-v", 1)[0]
+
+
+def _behaviour(env_id: str, action_space: Any, epsilon: float, seed: int) -> Any:
+    """The env's heuristic with epsilon-random actions (a Policy)."""
+    from data.behaviour import HeuristicPolicy, make_behaviour
+
+    if _base_name(env_id) != "LunarLander":
+        return make_behaviour(env_id, action_space, epsilon, seed)
+    from types import SimpleNamespace
+
+    from gymnasium.envs.box2d.lunar_lander import heuristic
+
+    discrete = SimpleNamespace(unwrapped=SimpleNamespace(continuous=False))
+
+    def lander(obs: np.ndarray) -> np.ndarray:  # (n, 8) -> (n,)
+        return np.array([heuristic(discrete, o) for o in obs], np.int64)
+
+    return HeuristicPolicy(lander, action_space, epsilon, seed)
+
+
+# ------------------------------------------------------------------------------------ runs
+def _offline(env_id: str, seed: int, run: Path, b: Budget, cfg: BenchConfig) -> dict[str, Any]:
+    import gymnasium as gym
+
+    from data.collect import collect
+    from data.store import EpisodeStore
+    from imagination.agent import DreamerAgent
+    from imagination.evaluate import dream_vs_real
+    from imagination.loops import OfflineConfig, dream_offline
+    from worldmodel.config import preset
+    from worldmodel.model import WorldModel
+    from worldmodel.train import train as train_wm
+
+    stages = Stages(run)
+    logs, wm_dir, agent_dir = run / "logs", run / "worldmodel", run / "agent"
+    eps = LOG_EPSILON[_base_name(env_id)]
+
+    def do_collect() -> dict[str, Any]:
+        if (logs / "metadata.json").exists():  # a half-written store from an interrupted collect
+            shutil.rmtree(logs)
+        policy = _behaviour(env_id, gym.make(env_id).action_space, eps, seed)
+        collect(env_id, policy, b.log_steps, num_envs=cfg.num_envs, seed=seed, out=logs, progress=cfg.progress)
+        return {"epsilon": eps, **EpisodeStore(logs).stats().summary()}
+
+    logs_info = _stage(stages, "collect", do_collect, _log)
+
+    def do_worldmodel() -> dict[str, Any]:
+        ckpt = train_wm(logs, wm_dir, preset(b.preset, seed=seed), max_steps=b.wm_steps,
+                        max_minutes=b.wm_minutes, progress=cfg.progress, accelerator="cpu")
+        return {"checkpoint": str(ckpt)}
+
+    wm_ckpt = Path(_stage(stages, "worldmodel", do_worldmodel, _log)["checkpoint"])
+
+    def do_dream() -> dict[str, Any]:
+        ocfg = OfflineConfig(steps=b.dream_steps, seed=seed, save_every=max(1, b.dream_steps // 4))
+        dream_offline(WorldModel.load(wm_ckpt), logs, agent_dir, ocfg, wm_path=wm_ckpt, progress=cfg.progress)
+        return {"agent": str(agent_dir), "updates": b.dream_steps}
+
+    _stage(stages, "dream", do_dream, _log)
+
+    def do_evaluate() -> dict[str, Any]:
+        return dream_vs_real(DreamerAgent.load(agent_dir), env_id, b.eval_episodes, seed=10_000 + seed)
+
+    ev = _stage(stages, "evaluate", do_evaluate, _log)
+    return {"evaluate": ev, "real_env_steps": int(logs_info["steps"]),
+            "behaviour_return_mean": logs_info.get("return_mean"), "log_epsilon": eps,
+            "stage_seconds": {s: stages.done(s)["wall_s"] for s in ("collect", "worldmodel", "dream", "evaluate")}}
+
+
+def _online(env_id: str, seed: int, run: Path, b: Budget, cfg: BenchConfig) -> dict[str, Any]:
+    from imagination.agent import DreamerAgent
+    from imagination.evaluate import dream_vs_real
+    from imagination.loops import OnlineConfig, train_online
+
+    stages = Stages(run)
+    train_dir = run / "online"
+    ocfg = OnlineConfig(steps=b.online_steps, preset=b.preset, prefill=b.online_prefill, pretrain=b.online_pretrain,
+                        replay_ratio=b.replay_ratio, eval_every=0, save_every=max(500, b.online_steps // 5), seed=seed)
+
+    def do_train() -> dict[str, Any]:
+        train_online(env_id, train_dir, ocfg, progress=cfg.progress)
+        return {"agent": str(train_dir / "agent"), "online_config": asdict(ocfg)}
+
+    _stage(stages, "train", do_train, _log)
+
+    def do_evaluate() -> dict[str, Any]:
+        agent = DreamerAgent.load(train_dir / "agent", greedy=True)
+        return dream_vs_real(agent, env_id, b.eval_episodes, seed=10_000 + seed)
+
+    ev = _stage(stages, "evaluate", do_evaluate, _log)
+    return {"evaluate": ev, "real_env_steps": int(b.online_steps),
+            "stage_seconds": {s: stages.done(s)["wall_s"] for s in ("train", "evaluate")}}
+
+
+def run_path(out: Path, env_id: str, mode: str, seed: int) -> Path:
+    return out / env_id / mode / f"seed{seed}"
+
+
+def run_one(env_id: str, mode: str, seed: int, cfg: BenchConfig) -> dict[str, Any]:
+    """One run (resumable); returns its result row, read back when it had finished before."""
+    run = run_path(Path(cfg.out), env_id, mode, seed)
+    done = run / "result.json"
+    if done.exists():
+        _log(f"{env_id} {mode} seed {seed}: finished before, skipping ({done})")
+        return json.loads(done.read_text())
+    _log(f"{env_id} {mode} seed {seed}: starting ({run})")
+    b = cfg.budget()
+    info = (_offline if mode == "offline" else _online)(env_id, seed, run, b, cfg)
+    ev = info.pop("evaluate")
+    result = {
+        "env": env_id, "mode": mode, "seed": seed, "suite": cfg.suite,
+        "real_return_mean": ev["real"]["mean"], "real_return_std": ev["real"]["std"],
+        "dream_return_mean": ev["dream"]["mean"], "dream_return_std": ev["dream"]["std"],
+        "gap": ev["gap"], "gap_relative": ev["gap_relative"],
+        "real_env_steps": info.pop("real_env_steps"),
+        "wall_seconds": round(sum(info["stage_seconds"].values()), 1),
+        **info, "eval_episodes": ev["episodes"], "real_returns": ev["real"]["returns"],
+        "dream_returns": ev["dream"]["returns"], "config": asdict(b), "machine": machine(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(done)
+    _log(f"{env_id} {mode} seed {seed}: real {result['real_return_mean']:.1f} ± {result['real_return_std']:.1f}, "
+         f"dream {result['dream_return_mean']:.1f}, gap {result['gap']:+.1f}, {result['wall_seconds']:.0f} s")
+    return result
+
+
+def run_bench(cfg: BenchConfig) -> dict[str, Any]:
+    """Every env × mode × seed of the suite (skipping finished runs), then the CSV and summary."""
+    cfg.validate()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_config.json").write_text(json.dumps({**asdict(cfg), "budget": asdict(cfg.budget())}, indent=1))
+    results = [run_one(env_id, mode, seed, cfg) for env_id in cfg.env_ids() for mode in cfg.mode_list()
+               for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds)]
+    return {"runs": results, **write_aggregate(out)}
+
+
+# ------------------------------------------------------------------------------ aggregate
+CSV_FIELDS = ("env", "mode", "seed", "suite", "real_return_mean", "real_return_std", "dream_return_mean", "gap",
+              "gap_relative", "real_env_steps", "wall_seconds", "behaviour_return_mean", "log_epsilon")
+
+
+def load_results(out: Path) -> list[dict[str, Any]]:
+    rows = [json.loads(p.read_text()) for p in sorted(out.glob("*/*/seed*/result.json"))]
+    return sorted(rows, key=lambda r: (r["env"], MODES.index(r["mode"]) if r["mode"] in MODES else 9, r["seed"]))
+
+
+def _spread(values: list[float], fmt: str = ".1f") -> str:
+    v = np.asarray(values, float)
+    med = format(float(np.median(v)), fmt)
+    return med if len(v) == 1 else f"{med} [{float(v.min()):{fmt}} – {float(v.max()):{fmt}}]"
+
+
+def write_aggregate(out: Path) -> dict[str, Any]:
+    """``OUT/results.csv`` (one row per finished run) and ``OUT/summary.md``."""
+    from benchmarks.references import SOURCE, references_for
+
+    rows = load_results(out)
+    if not rows:
+        raise BenchError(f"{out}: no finished runs (no */*/seed*/result.json) to summarise")
+    _write_csv(out / "results.csv", [{k: r.get(k) for k in CSV_FIELDS} for r in rows])
+    lines = ["# dreamlab bench", "",
+             "Per env × mode: median over seeds, [min – max] when there are several. Real = the agent's "
+             "return in the real env; dream = the same agent in its world model's dream from the same start "
+             "states; gap = dream − real. Real steps = real env steps used for training (offline: the logs). "
+             "Wall = the run's own stages on this machine.", ""]
+    first = rows[0]["machine"]
+    for env_id in dict.fromkeys(r["env"] for r in rows):
+        lines += [f"## {env_id}", "",
+                  "| who | seeds | real return | dream return | gap | real steps | wall (s) |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for mode in dict.fromkeys(r["mode"] for r in rows if r["env"] == env_id):
+            rs = [r for r in rows if r["env"] == env_id and r["mode"] == mode]
+            lines.append(f"| dreamlab {mode} ({rs[0]['suite']}, {rs[0]['config']['preset']}) | {len(rs)} | "
+                         f"{_spread([r['real_return_mean'] for r in rs])} | {_spread([r['dream_return_mean'] for r in rs])} | "
+                         f"{_spread([r['gap'] for r in rs], '+.1f')} | {_spread([r['real_env_steps'] for r in rs], '.0f')} | "
+                         f"{_spread([r['wall_seconds'] for r in rs], '.0f')} |")
+            if mode == "offline":
+                beh = [r["behaviour_return_mean"] for r in rs if r.get("behaviour_return_mean") is not None]
+                if beh:
+                    lines.append(f"| logged behaviour (heuristic, ε {rs[0]['log_epsilon']}) | {len(beh)} | "
+                                 f"{_spread(beh)} | | | | |")
+        refs = references_for(env_id)
+        for ref in refs:
+            name = ref.env_id if ref.env_id != env_id else ""
+            lines.append(f"| RL Zoo {ref.algo.upper()}{' on ' + name if name else ''} [ref] | 1 | "
+                         f"{ref.mean_reward:.1f} ± {ref.std_reward:.1f} | | | {ref.n_timesteps} | |")
+        if not refs:
+            lines.append("| (no RL Zoo reference found for this env) | | | | | | |")
+        lines.append("")
+    lines += ["[ref]: RL Baselines3 Zoo, final performance of one trained agent per algorithm "
+              f"(deterministic policy), mean ± std over its evaluation episodes, after the real steps shown: {SOURCE}",
+              "",
+              f"Machine: {first['platform']}, {first['cpu_count']} CPUs, {first['torch_threads']} torch thread(s), "
+              f"torch {first['torch']} ({first['note']}).", ""]
+    (out / "summary.md").write_text("\n".join(lines))
+    _log(f"wrote {out / 'results.csv'} ({len(rows)} runs) and {out / 'summary.md'}")
+    return {"csv": str(out / "results.csv"), "summary": str(out / "summary.md"), "rows": len(rows)}

@@ -1,0 +1,30 @@
+"""``dreamlab bench``: the benchmark suites (see :mod:`dreamlab.bench` for suites and budgets)."""
+
+from __future__ import annotations
+
+import argparse
+
+from dreamlab.config import add_config_args, config_from_args
+
+
+def run(args: argparse.Namespace) -> int:
+    from dreamlab.bench import BenchConfig, run_bench
+
+    cfg = config_from_args(BenchConfig, args)
+    res = run_bench(cfg)
+    print(open(res["summary"]).read())
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from dreamlab.bench import BenchConfig
+
+    p = sub.add_parser("bench", help="benchmark suites: offline and online runs per env and seed, with a summary",
+                       description="Run the pipeline per env (quick: CartPole-v1, Pendulum-v1; classic: also "
+                                   "Acrobot-v1, MountainCarContinuous-v0; LunarLander-v3 when named in --envs), "
+                                   "offline (noisy-heuristic logs -> world model -> dream) and online, for --seeds "
+                                   "seeds. Writes OUT/<env>/<mode>/seed<k>/result.json per run, OUT/results.csv and "
+                                   "OUT/summary.md (with cited RL Zoo reference rows). A rerun skips finished runs. "
+                                   "Budget flags left unset take the suite's values.")
+    add_config_args(p, BenchConfig, "bench")
+    p.set_defaults(func=run)

@@ -1,0 +1,61 @@
+"""``dreamlab bench --suite quick`` on tiny settings through the real CLI: one JSON per run, the CSV
+and the summary with finite figures and cited references; a second invocation skips finished runs."""
+
+import csv
+import json
+import math
+
+from benchmarks.references import SOURCE
+from dreamlab.cli import main
+
+TINY = ["--suite", "quick", "--seeds", "1", "--envs", "CartPole-v1", "--modes", "offline,online",
+        "--preset", "tiny", "--log-steps", "400", "--wm-steps", "20", "--dream-steps", "5",
+        "--online-steps", "300", "--online-prefill", "100", "--online-pretrain", "5", "--replay-ratio", "16",
+        "--eval-episodes", "2", "--num-envs", "2", "--progress", "false"]
+
+
+def test_bench_quick_tiny_writes_results_and_resumes(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(["bench", "--out", str(out), *TINY]) == 0
+    results = {}
+    for mode in ("offline", "online"):
+        path = out / "CartPole-v1" / mode / "seed0" / "result.json"
+        r = json.loads(path.read_text())
+        results[mode] = r
+        assert (r["env"], r["mode"], r["seed"]) == ("CartPole-v1", mode, 0)
+        for key in ("real_return_mean", "real_return_std", "dream_return_mean", "gap", "gap_relative", "wall_seconds"):
+            assert math.isfinite(r[key]), (mode, key, r[key])
+        # CartPole pays 1 per step, so every episode lasts at least one step
+        assert len(r["real_returns"]) == 2 and min(r["real_returns"]) >= 1.0
+        assert r["gap"] == r["dream_return_mean"] - r["real_return_mean"]
+        assert r["config"]["preset"] == "tiny" and r["wall_seconds"] > 0
+        assert r["machine"]["cpu_count"] >= 1
+    assert results["offline"]["real_env_steps"] >= 400  # the logged steps
+    assert results["online"]["real_env_steps"] == 300
+    assert 0 < results["offline"]["behaviour_return_mean"] < 500
+
+    with open(out / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["mode"] for r in rows) == ["offline", "online"]
+    assert all(math.isfinite(float(r["real_return_mean"])) for r in rows)
+    summary = (out / "summary.md").read_text()
+    assert "## CartPole-v1" in summary and "dreamlab offline" in summary and "dreamlab online" in summary
+    assert "RL Zoo PPO" in summary and SOURCE in summary
+    assert f"{results['offline']['real_return_mean']:.1f}" in summary
+
+    # second invocation: both runs are finished, nothing is recomputed
+    before = {m: (out / "CartPole-v1" / m / "seed0" / "result.json").read_text() for m in ("offline", "online")}
+    capsys.readouterr()
+    assert main(["bench", "--out", str(out), *TINY]) == 0
+    err = capsys.readouterr().err
+    assert err.count("finished before, skipping") == 2
+    assert "starting" not in err
+    for m, text in before.items():
+        assert (out / "CartPole-v1" / m / "seed0" / "result.json").read_text() == text
+
+
+def test_bench_rejects_unknown_env_and_mode(tmp_path, capsys):
+    assert main(["bench", "--out", str(tmp_path), "--envs", "Nope-v0"]) == 1
+    assert "envs" in capsys.readouterr().err
+    assert main(["bench", "--out", str(tmp_path), "--modes", "offline,sideways"]) == 1
+    assert "modes" in capsys.readouterr().err
