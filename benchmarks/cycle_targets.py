@@ -16,6 +16,10 @@ Variants (``--variants``; each is a ``dreamlab cycle`` run with the same seed an
     python -m benchmarks.cycle_targets --seeds 0 1 2 --variants full no-dream
     python -m benchmarks.cycle_targets --env Acrobot-v1 --seeds 0 --variants full
 
+Every variant of a seed starts from the *same* base LLM: the first variant's ``llm_base`` (made from
+that seed's random-action logs) is passed to the others as ``--llm``, so round 0 deploys the same
+model with the same seed in every variant.
+
 Runs go to ``--work`` (default runs/cycle_targets/<env>/<variant>/seed<k>) and resume when rerun.
 Writes ``benchmarks/results/cycle_targets_<env>.json`` and ``.csv`` (one row per round) and the
 plot ``cycle_targets_<env>.png``.
@@ -97,8 +101,14 @@ def main() -> None:
         runs[variant] = {}
         for seed in args.seeds:
             out = Path(args.work) / args.env / variant / f"seed{seed}"
+            shared = {}
+            if variant != args.variants[0]:
+                base = Path(args.work) / args.env / args.variants[0] / f"seed{seed}" / "llm_base"
+                if not (base / "config.json").exists():
+                    raise SystemExit(f"{base}: the first variant's base LLM is missing; run it first")
+                shared["llm"] = str(base)
             cfg = replace(CycleConfig(), out=str(out), env_id=args.env, seed=seed, rounds=args.rounds,
-                          deploy_steps=args.deploy_steps, progress=False, **VARIANTS[variant], **extra)
+                          deploy_steps=args.deploy_steps, progress=False, **VARIANTS[variant], **shared, **extra)
             configs[variant] = asdict(cfg)
             print(f"[cycle_targets] {args.env} {variant} seed {seed} -> {out}", flush=True)
             res = run_cycle(cfg)

@@ -5,17 +5,23 @@ Targets (median of the seeds):
   2. OPSD reaches 90% of the teacher's return with <= 1/3 of the teacher-labelled tokens SFT needs.
 The base model's real return is reported beside them.
 
-The product's setting is ``--teacher AGENT_DIR`` (a DreamerAgent) and ``--env dream:WM_CKPT`` (a
-DreamEnv started from ``--logs``). ``--teacher heuristic --env real`` is the fallback: the CartPole
-heuristic of ``data.behaviour`` as teacher and the real env for distillation. The JSON records
-which ran. Returns are always measured in the real env (greedy student, fixed seeds).
+The product's setting is ``--runs-dir DIR`` (the layout of ``benchmarks.dreamer_targets``' offline
+runs): seed k distils the DreamerAgent ``DIR/seed{k}/agent`` (trained only in dreams) inside a
+DreamEnv over ``DIR/seed{k}/wm/world_model.ckpt`` started from ``DIR/seed{k}/logs``, into a base
+LLM pre-trained on those same logs (made here, per seed, unless ``--base``). One teacher, world
+model and logs for all seeds: ``--teacher AGENT_DIR --env dream:WM_CKPT --logs DIR``.
+``--teacher heuristic --env real`` is the fallback: the CartPole heuristic of ``data.behaviour``
+as teacher and the real env for distillation. The JSON records which ran. Returns are always
+measured in the real env (greedy, the same ``--eval-episodes`` episodes and seeds for the
+teacher, the base model and the students); each seed's student is compared with its own teacher.
 
+    python -m benchmarks.distill_targets --runs-dir /tmp/dreamer_targets/offline --jobs 2
     python -m benchmarks.distill_targets --teacher heuristic --env real
-    python -m benchmarks.distill_targets --teacher runs/agent --env dream:runs/wm.ckpt --logs runs/logs
 
-Without ``--logs`` the logs are collected here (the heuristic with CARTPOLE_MEDIOCRE_EPSILON: a
-mediocre "deployed agent"); without ``--base`` the base LLM is made from them once (seed 0) and
-shared by all seeds. Writes ``benchmarks/results/distill_targets.json`` and ``distill_curves.png``.
+Without ``--logs`` (and ``--runs-dir``) the logs are collected here (the heuristic with
+CARTPOLE_MEDIOCRE_EPSILON: a mediocre "deployed agent"). Writes
+``benchmarks/results/distill_targets.json`` and ``distill_curves.png`` (``--runs-dir``:
+``distill_targets_dreamer.json`` and ``distill_curves_dreamer.png``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import json
 import os
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +76,13 @@ def make_env(spec: str, logs: Path, seed: int) -> Any:
     return DreamEnv(WorldModel.load(spec[len("dream:"):]), EpisodeStore(logs), num_envs=8, max_steps=500, seed=seed)
 
 
-def real_return(policy: Any, episodes: int) -> float:
+def real_returns(policy: Any, episodes: int) -> list[float]:
     env = gym.make_vec(ENV, num_envs=min(8, episodes), vectorization_mode="sync")
-    return float(np.mean(evaluate(policy, env, episodes, seed=10_000)))
+    return [float(r) for r in evaluate(policy, env, episodes, seed=10_000)]
+
+
+def real_return(policy: Any, episodes: int) -> float:
+    return float(np.mean(real_returns(policy, episodes)))
 
 
 def tokens_to(curve: list[dict[str, float]], level: float) -> int | None:
@@ -81,57 +92,124 @@ def tokens_to(curve: list[dict[str, float]], level: float) -> int | None:
     return None
 
 
-def run_one(base: Path, teacher_spec: str, env_spec: str, logs: Path, method_kw: dict[str, Any], seed: int,
-            budget: int, eval_every: int, eval_episodes: int) -> dict[str, Any]:
+@dataclasses.dataclass
+class SeedSpec:
+    """Everything one seed's job needs (picklable, for --jobs)."""
+
+    seed: int
+    teacher: str
+    env: str
+    logs: str
+    base: str
+    base_steps: int
+    methods: dict[str, dict[str, Any]]
+    budget: int
+    eval_every: int
+    eval_episodes: int
+    part: str  # where the seed's result is written as soon as it is done (for --merge)
+
+
+def seed_spec(args: argparse.Namespace, seed: int, methods: dict[str, dict[str, Any]], out: Path) -> SeedSpec:
+    if args.runs_dir is not None:
+        d = args.runs_dir / f"seed{seed}"
+        teacher, env, logs = str(d / "agent"), f"dream:{d / 'wm' / 'world_model.ckpt'}", d / "logs"
+        for p in (d / "agent", d / "wm" / "world_model.ckpt", logs / "metadata.json"):
+            if not p.exists():
+                raise FileNotFoundError(f"--runs-dir {args.runs_dir}: seed {seed} lacks {p}")
+        base = args.base or args.work / f"seed{seed}" / "base"
+    else:
+        teacher, env = args.teacher, args.env
+        logs = args.logs or args.work / "logs"
+        base = args.base or args.work / "base"  # one base shared by all seeds
+    return SeedSpec(seed, teacher, env, str(logs), str(base), args.base_steps, methods, args.budget,
+                    args.eval_every, args.eval_episodes, str(args.work / f"{out.stem}_seed{seed}.json"))
+
+
+def ensure_base(spec: SeedSpec) -> dict[str, Any]:
+    base = Path(spec.base)
+    if not (base / "config.json").exists():
+        make_base_llm(Path(spec.logs), base, BaseLLMConfig(steps=spec.base_steps, lr=5e-3, progress=False))
+    info = json.loads((base / "base_llm.json").read_text()) if (base / "base_llm.json").exists() else {}
+    return {k: v for k, v in info.items() if k != "config"}
+
+
+def run_one(spec: SeedSpec, method_kw: dict[str, Any]) -> dict[str, Any]:
+    seed = spec.seed
     torch.manual_seed(seed)
-    student = LLMPolicy.from_pretrained(base, seed=seed)
-    teacher = ActorTeacher.for_student(load_teacher(teacher_spec), student)
-    cfg = DistillConfig(**{**method_kw, "seed": seed, "max_labelled_tokens": budget,
-                           "eval_every_tokens": eval_every, "progress": False})
+    student = LLMPolicy.from_pretrained(spec.base, seed=seed)
+    teacher = ActorTeacher.for_student(load_teacher(spec.teacher), student)
+    cfg = DistillConfig(**{**method_kw, "seed": seed, "max_labelled_tokens": spec.budget,
+                           "eval_every_tokens": spec.eval_every, "progress": False})
     t0 = time.perf_counter()
-    state = Distiller(student, teacher, make_env(env_spec, logs, seed), cfg,
-                      eval_fn=lambda p: real_return(p, eval_episodes)).run()
+    state = Distiller(student, teacher, make_env(spec.env, Path(spec.logs), seed), cfg,
+                      eval_fn=lambda p: real_return(p, spec.eval_episodes)).run()
     return {"seed": seed, "curve": state.curve, "labelled_tokens": state.labelled_tokens,
             "updates": state.updates, "seconds": time.perf_counter() - t0,
             "final_return": state.curve[-1]["return"], "config": dataclasses.asdict(cfg)}
 
 
+def run_seed(spec: SeedSpec) -> dict[str, Any]:
+    """One seed: its base model, its teacher's and base's real returns, then every method."""
+    torch.set_num_threads(1)
+    base_info = ensure_base(spec)
+    teacher_rets = real_returns(load_teacher(spec.teacher), spec.eval_episodes)
+    base_ret = real_return(LLMPolicy.from_pretrained(spec.base), spec.eval_episodes)
+    print(f"seed {spec.seed}: teacher {np.mean(teacher_rets):.1f}  base {base_ret:.1f}", flush=True)
+    part: dict[str, Any] = {"seed": spec.seed, "teacher": spec.teacher, "env": spec.env, "logs": spec.logs,
+                            "base": spec.base, "base_info": base_info, "teacher_return": float(np.mean(teacher_rets)),
+                            "teacher_returns": teacher_rets, "base_return": base_ret, "runs": {}}
+    for m, kw in spec.methods.items():
+        r = run_one(spec, kw)
+        r.update(teacher_return=part["teacher_return"], base_return=base_ret)
+        part["runs"][m] = r
+        print(m, spec.seed, [(c["labelled_tokens"], round(c["return"], 1)) for c in r["curve"]], flush=True)
+    part["load_average_1_5_15min_at_end"] = list(os.getloadavg())
+    Path(spec.part).write_text(json.dumps(part, indent=1, default=float))
+    return part
+
+
 def plot(res: dict[str, Any], path: Path) -> None:
+    """One panel per seed (each seed has its own teacher): both methods' curves, teacher and base."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for method, color in (("opsd", "tab:blue"), ("sft", "tab:orange")):
-        for i, run in enumerate(res["runs"][method]):
-            xs = [c["labelled_tokens"] for c in run["curve"]]
-            ys = [c["return"] for c in run["curve"]]
-            ax.plot(xs, ys, color=color, alpha=0.8, label=method.upper() if i == 0 else None)
-    ax.axhline(res["teacher_return"], color="k", ls="--", label="teacher")
-    ax.axhline(0.9 * res["teacher_return"], color="gray", ls=":", label="90% teacher")
-    ax.axhline(res["base_return"], color="tab:red", ls="-.", label="base LLM")
-    ax.set_xlabel("teacher-labelled action tokens")
-    ax.set_ylabel(f"real {ENV} return")
-    ax.set_title(f"teacher={res['teacher']} env={res['env']}")
-    ax.legend()
+    seeds = [r["seed"] for r in res["runs"]["opsd"]]
+    fig, axes = plt.subplots(1, len(seeds), figsize=(4.2 * len(seeds), 3.8), squeeze=False, sharey=True)
+    for ax, k in zip(axes[0], range(len(seeds))):
+        for method, color in (("opsd", "tab:blue"), ("sft", "tab:orange")):
+            run = res["runs"][method][k]
+            ax.plot([c["labelled_tokens"] for c in run["curve"]], [c["return"] for c in run["curve"]],
+                    color=color, marker=".", label=method.upper())
+        t = res["runs"]["opsd"][k]["teacher_return"]
+        ax.axhline(t, color="k", ls="--", label="teacher")
+        ax.axhline(0.9 * t, color="gray", ls=":", label="90% teacher")
+        ax.axhline(res["runs"]["opsd"][k]["base_return"], color="tab:red", ls="-.", label="base LLM")
+        ax.set_title(f"seed {seeds[k]}")
+        ax.set_xlabel("teacher-labelled action tokens")
+    axes[0][0].set_ylabel(f"real {ENV} return")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"teacher={Path(res['teacher']).name or res['teacher']}  distilled in env={res['env'].split(':')[0]}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
-def summarize(runs: dict[str, list[dict[str, Any]]], teacher_return: float, base_return: float,
-              budget: int) -> dict[str, Any]:
-    """Medians over seeds and the two targets."""
-    level = 0.9 * teacher_return
+def summarize(runs: dict[str, list[dict[str, Any]]], budget: int) -> dict[str, Any]:
+    """Medians over seeds and the two targets; each run is compared with its own seed's teacher."""
     summary: dict[str, Any] = {}
     for m in runs:
+        t = [r["teacher_return"] for r in runs[m]]
         finals = [r["final_return"] for r in runs[m]]
         best = [max(c["return"] for c in r["curve"]) for r in runs[m]]
-        reach = [tokens_to(r["curve"], level) for r in runs[m]]
-        summary[m] = {"final_return_median": float(np.median(finals)), "best_return_median": float(np.median(best)),
-                      "final_over_teacher_median": float(np.median(finals)) / teacher_return,
+        reach = [tokens_to(r["curve"], 0.9 * r["teacher_return"]) for r in runs[m]]
+        summary[m] = {"final_return_per_seed": finals,
+                      "final_over_teacher_per_seed": [f / x for f, x in zip(finals, t)],
+                      "final_over_teacher_median": float(np.median([f / x for f, x in zip(finals, t)])),
+                      "best_over_teacher_median": float(np.median([b / x for b, x in zip(best, t)])),
+                      "final_return_median": float(np.median(finals)), "best_return_median": float(np.median(best)),
                       "tokens_to_90pct_per_seed": reach,
-                      "tokens_to_90pct_median": float(np.median([t if t is not None else np.inf for t in reach]))}
+                      "tokens_to_90pct_median": float(np.median([x if x is not None else np.inf for x in reach]))}
     t_o, t_s = summary["opsd"]["tokens_to_90pct_median"], summary["sft"]["tokens_to_90pct_median"]
     ratio = t_o / t_s if np.isfinite(t_o) and np.isfinite(t_s) else None
     for m in summary:  # JSON has no infinity: null = the median run never reached 90% within the budget
@@ -139,91 +217,106 @@ def summarize(runs: dict[str, list[dict[str, Any]]], teacher_return: float, base
             summary[m]["tokens_to_90pct_median"] = None
     # SFT not reaching 90% within the budget: OPSD meets target 2 if it needed <= budget / 3
     third = bool(ratio is not None and ratio <= 1 / 3) or bool(np.isfinite(t_o) and not np.isfinite(t_s) and t_o <= budget / 3)
+    teachers = [r["teacher_return"] for r in runs["opsd"]]
+    bases = [r["base_return"] for r in runs["opsd"]]
+    # per seed: OPSD's tokens over SFT's (null where SFT never got there, or both started there: 0/0)
+    per_seed = [o / x if o is not None and x else None
+                for o, x in zip(summary["opsd"]["tokens_to_90pct_per_seed"], summary["sft"]["tokens_to_90pct_per_seed"])]
     return {
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "load_average_1_5_15min": list(os.getloadavg()),
                     "note": "shared CPU; timings are noisy"},
-        "teacher_return": teacher_return, "base_return": base_return, "summary": summary,
-        "opsd_over_sft_tokens_to_90pct": ratio,
+        "teacher_return": float(np.median(teachers)), "teacher_return_per_seed": teachers,
+        "base_return": float(np.median(bases)), "base_return_per_seed": bases, "summary": summary,
+        "opsd_over_sft_tokens_to_90pct": ratio, "opsd_over_sft_tokens_to_90pct_per_seed": per_seed,
+        "base_already_ge_90pct_teacher_per_seed": [b >= 0.9 * t for b, t in zip(bases, teachers)],
         "targets": {"opsd_final_ge_95pct_teacher": summary["opsd"]["final_over_teacher_median"] >= 0.95,
-                    "opsd_best_ge_95pct_teacher": summary["opsd"]["best_return_median"] >= 0.95 * teacher_return,
+                    "opsd_best_ge_95pct_teacher": summary["opsd"]["best_over_teacher_median"] >= 0.95,
                     "opsd_tokens_le_third_of_sft": third},
     }
 
 
-def merge(files: list[Path], out: Path) -> dict[str, Any]:
-    """Combine per-seed result files (runs made in parallel processes) into one."""
-    parts = [json.loads(f.read_text()) for f in files]
-    runs = {m: [r for p in parts for r in p["runs"][m]] for m in ("opsd", "sft")}
-    res = summarize(runs, parts[0]["teacher_return"], parts[0]["base_return"], parts[0]["budget_tokens"])
-    keep = ("teacher", "env", "ran_fallback", "logs", "base", "base_info", "budget_tokens", "eval_every", "eval_episodes")
-    res.update({k: parts[0][k] for k in keep})
-    res.update({"seeds": [s for p in parts for s in p["seeds"]], "merged_from": [str(f) for f in files], "runs": runs})
+def combine(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One part per seed: the methods of several part files of the same seed are joined."""
+    by_seed: dict[int, dict[str, Any]] = {}
+    for p in parts:
+        if p["seed"] not in by_seed:
+            by_seed[p["seed"]] = {**p, "runs": dict(p["runs"])}
+            continue
+        have = by_seed[p["seed"]]["runs"]
+        if set(have) & set(p["runs"]):
+            raise ValueError(f"--merge: seed {p['seed']} has method(s) {sorted(set(have) & set(p['runs']))} twice")
+        have.update(p["runs"])
+    return [by_seed[k] for k in sorted(by_seed)]
+
+
+def assemble(parts: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+    parts = combine(parts)
+    runs = {m: [p["runs"][m] for p in parts] for m in ("opsd", "sft")}
+    res = summarize(runs, args.budget)
+    teacher = str(args.runs_dir / "seed{k}" / "agent") if args.runs_dir else parts[0]["teacher"]
+    env = f"dream:{args.runs_dir / 'seed{k}' / 'wm' / 'world_model.ckpt'}" if args.runs_dir else parts[0]["env"]
+    res.update({"teacher": teacher, "env": env, "ran_fallback": teacher == "heuristic" or env == "real",
+                "logs": [p["logs"] for p in parts], "base": [p["base"] for p in parts],
+                "base_info": [p["base_info"] for p in parts], "teacher_returns_per_seed": [p["teacher_returns"] for p in parts],
+                "seeds": [p["seed"] for p in parts], "budget_tokens": args.budget, "eval_every": args.eval_every,
+                "eval_episodes": args.eval_episodes, "eval_seed": 10_000, "runs": runs})
+    return res
+
+
+def write(res: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1, default=float))
     plot(res, out.with_name(out.stem.replace("distill_targets", "distill_curves") + ".png"))
-    return res
+    print(json.dumps({k: res[k] for k in ("teacher_return_per_seed", "base_return_per_seed", "summary", "targets")},
+                     indent=1, default=float))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs-dir", type=Path, default=None,
+                    help="DIR/seed{k}/{agent,wm/world_model.ckpt,logs}: seed k uses its own teacher, dream and logs")
     ap.add_argument("--teacher", default="heuristic", help="heuristic | AGENT_DIR (DreamerAgent)")
     ap.add_argument("--env", default="real", help="real | dream:WM_CKPT")
     ap.add_argument("--logs", type=Path, default=None)
     ap.add_argument("--base", type=Path, default=None, help="existing base LLM folder (else made here)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/dreamlab_distill_targets"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--jobs", type=int, default=1, help="seeds run in this many processes (1 torch thread each)")
     ap.add_argument("--budget", type=int, default=40_000, help="labelled tokens per run")
     ap.add_argument("--eval-every", type=int, default=4_000)
     ap.add_argument("--eval-episodes", type=int, default=8)
     ap.add_argument("--log-steps", type=int, default=6_000)
     ap.add_argument("--base-steps", type=int, default=1_000)
+    ap.add_argument("--methods", nargs="+", default=["opsd", "sft"], choices=["opsd", "sft"])
     ap.add_argument("--opsd", type=json.loads, default={}, help="JSON overrides of the OPSD config")
     ap.add_argument("--sft", type=json.loads, default={}, help="JSON overrides of the SFT config")
-    ap.add_argument("--out", type=Path, default=RESULTS / "distill_targets.json")
-    ap.add_argument("--merge", type=Path, nargs="+", default=None, help="combine per-seed JSON files into --out")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default benchmarks/results/distill_targets.json (--runs-dir: distill_targets_dreamer.json)")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None, help="combine per-seed part files into --out")
     args = ap.parse_args()
+    torch.set_num_threads(1)  # the runs use one thread per process (recorded in the JSON)
+    out = args.out or RESULTS / ("distill_targets_dreamer.json" if args.runs_dir else "distill_targets.json")
     if args.merge:
-        res = merge(args.merge, args.out)
-        print(json.dumps({k: res[k] for k in ("teacher_return", "base_return", "summary", "targets")}, indent=1, default=float))
+        res = assemble([json.loads(f.read_text()) for f in args.merge], args)
+        res["merged_from"] = [str(f) for f in args.merge]
+        write(res, out)
         return
-    torch.set_num_threads(1)
     args.work.mkdir(parents=True, exist_ok=True)
-    logs = args.logs
-    if logs is None:
-        logs = args.work / "logs"
-        if not (logs / "metadata.json").exists():
-            collect(ENV, "heuristic", steps=args.log_steps, num_envs=8, seed=0, out=logs,
-                    epsilon=CARTPOLE_MEDIOCRE_EPSILON, progress=False, writer="inline")
-    base = args.base
-    base_info: dict[str, Any] = {}
-    if base is not None and (base / "base_llm.json").exists():
-        base_info = json.loads((base / "base_llm.json").read_text())
-    if base is None:
-        base = args.work / "base"
-        if not (base / "config.json").exists():
-            base_info = make_base_llm(logs, base, BaseLLMConfig(steps=args.base_steps, lr=5e-3, progress=False))
-        else:
-            base_info = json.loads((base / "base_llm.json").read_text())
-    teacher_return = real_return(load_teacher(args.teacher), args.eval_episodes)
-    base_return = real_return(LLMPolicy.from_pretrained(base), args.eval_episodes)
-    print(f"teacher {teacher_return:.1f}  base {base_return:.1f}", flush=True)
-    methods = {"opsd": {**OPSD, **args.opsd}, "sft": {**SFT, **args.sft}}
-    runs: dict[str, list[dict[str, Any]]] = {"opsd": [], "sft": []}
-    for seed in args.seeds:
-        for m, kw in methods.items():
-            r = run_one(base, args.teacher, args.env, logs, kw, seed, args.budget, args.eval_every, args.eval_episodes)
-            runs[m].append(r)
-            print(m, seed, [(c["labelled_tokens"], round(c["return"], 1)) for c in r["curve"]], flush=True)
-    res = summarize(runs, teacher_return, base_return, args.budget)
-    res.update({"teacher": args.teacher, "env": args.env,
-                "ran_fallback": args.teacher == "heuristic" or args.env == "real",
-                "logs": str(logs), "base": str(base), "base_info": {k: v for k, v in base_info.items() if k != "config"},
-                "seeds": args.seeds, "budget_tokens": args.budget, "eval_every": args.eval_every,
-                "eval_episodes": args.eval_episodes, "runs": runs})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=1, default=float))
-    plot(res, args.out.with_name(args.out.stem.replace("distill_targets", "distill_curves") + ".png"))
-    print(json.dumps({k: res[k] for k in ("teacher_return", "base_return", "summary", "targets")}, indent=1, default=float))
+    if args.runs_dir is None and args.logs is None and not (args.work / "logs" / "metadata.json").exists():
+        collect(ENV, "heuristic", steps=args.log_steps, num_envs=8, seed=0, out=args.work / "logs",
+                epsilon=CARTPOLE_MEDIOCRE_EPSILON, progress=False, writer="inline")
+    methods = {m: kw for m, kw in (("opsd", {**OPSD, **args.opsd}), ("sft", {**SFT, **args.sft})) if m in args.methods}
+    specs = [seed_spec(args, s, methods, out) for s in args.seeds]
+    if args.runs_dir is None:
+        ensure_base(specs[0])  # made once, before the seeds share it
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            parts = list(pool.map(run_seed, specs))
+    else:
+        parts = [run_seed(s) for s in specs]
+    if len(args.methods) == 2:
+        write(assemble(parts, args), out)
 
 
 if __name__ == "__main__":

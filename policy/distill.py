@@ -20,7 +20,9 @@ Every update: one rollout of ``steps_per_rollout`` vector steps, then ``epochs``
 minibatches (``grad_accum`` minibatches per optimiser step) over the new decisions and those of the
 ``replay`` previous rollouts (DAgger-style aggregation: it damps the oscillation of on-policy
 training, where the student's own bias decides which states get labelled; labels are counted once,
-when the teacher gives them; ActorTeacher labels are stored, ContextTeacher re-scores). Optional LoRA (peft) trains
+when the teacher gives them; ActorTeacher labels are stored, ContextTeacher re-scores).
+``lr_schedule`` decays the learning rate with the labelled tokens spent (linear or cosine, to
+``lr * lr_final`` at ``max_labelled_tokens``), so the last updates move the student less. Optional LoRA (peft) trains
 adapters only; the saved result is merged, so it loads with plain
 ``AutoModelForCausalLM.from_pretrained``.
 
@@ -52,6 +54,9 @@ from policy.rollout import VecRunner
 from policy.teachers import Teacher
 
 
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
 class DistillError(ValueError):
     """A distillation setting or checkpoint that cannot be used (names the field or file)."""
 
@@ -63,6 +68,8 @@ class DistillConfig:
     beta: float = 0.5  # generalised JSD mixture weight
     temperature: float = 1.0  # student sampling temperature (OPSD rollouts) and loss temperature
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # constant | linear | cosine: decay over max_labelled_tokens ...
+    lr_final: float = 0.1  # ... down to lr * lr_final (damps the late oscillation of on-policy training)
     steps_per_rollout: int = 32  # vector-env steps per update
     epochs: int = 1  # passes over each rollout
     minibatch: int = 64  # decisions per backward pass
@@ -88,6 +95,10 @@ class DistillConfig:
             raise DistillError(f"method: expected 'opsd' or 'sft', got {self.method!r}")
         if self.method == "opsd" and self.loss not in LOSSES:
             raise DistillError(f"loss: expected one of {LOSSES}, got {self.loss!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise DistillError(f"lr_schedule: expected one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0.0 <= self.lr_final <= 1.0:
+            raise DistillError(f"lr_final: a fraction of lr in [0, 1], got {self.lr_final}")
         if self.temperature <= 0:
             raise DistillError(f"temperature: must be > 0, got {self.temperature}")
         if min(self.steps_per_rollout, self.minibatch, self.grad_accum, self.epochs) < 1:
@@ -208,6 +219,16 @@ class Distiller:
         return np.minimum((p.cumsum(-1) < u).sum(-1), p.shape[1] - 1)
 
     # ------------------------------------------------------------------ update
+    def lr_now(self) -> float:
+        """The learning rate for the next update: ``lr`` decayed by labelled-token progress."""
+        cfg = self.cfg
+        frac = min(1.0, self.state.labelled_tokens / max(cfg.max_labelled_tokens, 1))
+        if cfg.lr_schedule == "linear":
+            return cfg.lr * (1.0 - (1.0 - cfg.lr_final) * frac)
+        if cfg.lr_schedule == "cosine":
+            return cfg.lr * (cfg.lr_final + (1.0 - cfg.lr_final) * 0.5 * (1.0 + np.cos(np.pi * frac)))
+        return cfg.lr
+
     def batch_loss(self, batch: Batch) -> tuple[torch.Tensor, float]:
         """Loss on a minibatch; also returns the reverse KL to the teacher (a divergence to report)."""
         comps = [self.student.completions[int(a)] for a in batch.actions]
@@ -225,6 +246,8 @@ class Distiller:
     def update(self, batch: Batch) -> float:
         cfg, losses = self.cfg, []
         params = [p for p in self.model.parameters() if p.requires_grad]
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_now()
         for _ in range(cfg.epochs):
             order = self.rng.permutation(len(batch))
             chunks = [order[i : i + cfg.minibatch] for i in range(0, len(order), cfg.minibatch)]

@@ -91,6 +91,24 @@ def test_teacher_mix_decays_with_labelled_tokens(base_dir) -> None:
     assert np.all(batch.probs.argmax(-1) == 1) and 0 < np.mean(batch.actions == 1) < 1
 
 
+def test_lr_schedule_decays_with_labelled_tokens(base_dir) -> None:
+    st = load_student(base_dir)
+    cfg = DistillConfig(lr=1e-2, lr_schedule="linear", lr_final=0.1, max_labelled_tokens=1000,
+                        steps_per_rollout=2, minibatch=16, progress=False)
+    d = Distiller(st, ActorTeacher.for_student(ConstantProbs([0.5, 0.5]), st), gym.make_vec("CartPole-v1", num_envs=4), cfg)
+    assert d.lr_now() == pytest.approx(1e-2)
+    d.state.labelled_tokens = 500
+    assert d.lr_now() == pytest.approx(0.55e-2)
+    d.cfg.lr_schedule = "cosine"
+    assert d.lr_now() == pytest.approx(0.55e-2)  # cosine and linear meet half way
+    d.state.labelled_tokens = 5000
+    assert d.lr_now() == pytest.approx(1e-3)
+    d.update(d.rollout())  # the optimiser runs at the decayed rate
+    assert d.opt.param_groups[0]["lr"] == pytest.approx(1e-3)
+    with pytest.raises(DistillError, match="lr_schedule"):
+        DistillConfig(lr_schedule="step").check()
+
+
 def test_config_errors() -> None:
     with pytest.raises(DistillError, match="loss"):
         DistillConfig(loss="l2").check()
