@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--work", default="runs/cycle_targets")
     ap.add_argument("--config", default=None, help="JSON of further CycleConfig fields for every run")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--tag", default="", help="suffix of the result files (cycle_targets_<env>[_TAG].json)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     extra = json.loads(args.config) if args.config else {}
@@ -114,7 +115,7 @@ def main() -> None:
             res = run_cycle(cfg)
             runs[variant][str(seed)] = res["rounds"]
     summary = summarise(runs, args.goal)
-    name = args.env.split("-")[0].lower()
+    name = args.env.split("-")[0].lower() + (f"_{args.tag}" if args.tag else "")
     RESULTS.mkdir(exist_ok=True)
     record = {"benchmark": "cycle_targets", "env_id": args.env, "summary": summary, "runs": runs,
               "configs": configs, "wall_minutes": (time.perf_counter() - t0) / 60,
