@@ -10,10 +10,15 @@ Targets:
 * ``online-pendulum``: ``train_online`` on Pendulum-v1 for 10k real steps: >= -200;
 * transfer, for every final agent: ``|dream - real| <= 0.15 * |real|``.
 
-Each finished seed is written to the JSON at once (``--out``), and a rerun skips seeds already
-there (``--fresh`` to redo), so a long run can be interrupted. Usage::
+Each finished seed is written to the JSON at once (``--out``; by default
+``results/dreamer_targets.json`` for ``offline`` and ``results/dreamer_targets_online.json`` for
+the online targets), and a rerun skips seeds already there (``--fresh`` to redo), so a long run
+can be interrupted. Online runs also record process CPU time beside wall time (the CPU is
+shared), the loop's time by phase, and the greedy evaluation curve (``--online-eval-every``).
+Usage::
 
     python -m benchmarks.dreamer_targets --targets offline --seeds 0 1 2
+    nice -n 5 python -m benchmarks.dreamer_targets --targets online-cartpole online-pendulum
 """
 
 from __future__ import annotations
@@ -80,13 +85,22 @@ def run_online(target: str, seed: int, work: Path, args: argparse.Namespace) -> 
 
     env_id = ENVS[target]
     dcfg = DreamerConfig(**json.loads(args.dreamer)) if args.dreamer else DreamerConfig()
-    ocfg = OnlineConfig(steps=args.online_steps, seed=seed, eval_every=0)
-    t0 = time.time()
+    loop = json.loads(args.online) if args.online else {}
+    ocfg = OnlineConfig(**{"steps": args.online_steps, "seed": seed, "eval_every": args.online_eval_every,
+                           "eval_episodes": args.episodes, **loop})
+    t0, c0 = time.time(), time.process_time()
     agent = train_online(env_id, work / "run", ocfg, dcfg, progress=False)
-    minutes = (time.time() - t0) / 60
+    minutes, cpu_minutes = (time.time() - t0) / 60, (time.process_time() - c0) / 60
     res = dream_vs_real(agent, env_id, args.episodes, seed=10_000 + seed)
-    return {"minutes": {"train": minutes}, "env_steps": args.online_steps, "online_config": asdict(ocfg),
-            "dreamer_config": asdict(dcfg), **res}
+    rows = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().splitlines() if line]
+    curve = [{"env_steps": r["env_steps"], "eval_mean": r["eval_mean"], "minutes": r["minutes"]}
+             for r in rows if "eval_mean" in r]
+    final = [r for r in rows if r.get("final")]
+    reached = [c["env_steps"] for c in curve if c["eval_mean"] >= GOALS[target]]
+    return {"minutes": {"train": minutes, "train_cpu": cpu_minutes}, "env_steps": args.online_steps,
+            "phases_s": {k: v for k, v in final[-1].items() if k.endswith("_s")} if final else {},
+            "eval_curve": curve, "first_eval_at_goal": reached[0] if reached else None,
+            "online_config": asdict(ocfg), "dreamer_config": asdict(dcfg), **res}
 
 
 def summarise(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -104,6 +118,9 @@ def summarise(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if target == "online-cartpole":
             mins = [s["minutes"]["train"] for s in seeds.values()]
             row["train_minutes_median"] = float(np.median(mins))
+            cpu = [s["minutes"].get("train_cpu") for s in seeds.values() if "train_cpu" in s["minutes"]]
+            if cpu:
+                row["train_cpu_minutes_median"] = float(np.median(cpu))
             row["met"] = row["met"] and float(np.median(mins)) <= 20.0
         out[target] = row
     return out
@@ -119,14 +136,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--wm-minutes", type=float, default=10.0)
     ap.add_argument("--dream-steps", type=int, default=300)
     ap.add_argument("--online-steps", type=int, default=10_000)
+    ap.add_argument("--online-eval-every", type=int, default=1000, help="env steps between greedy evaluations "
+                    "(--episodes episodes) during online training; 0 = none")
     ap.add_argument("--dreamer", default="", help="JSON of DreamerConfig overrides")
+    ap.add_argument("--online", default="", help="JSON of OnlineConfig overrides")
     ap.add_argument("--work", type=Path, default=Path("/tmp/dreamer_targets"))
-    ap.add_argument("--out", type=Path, default=RESULTS / "dreamer_targets.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results JSON (default: results/dreamer_targets.json with 'offline' among the "
+                         "targets, else results/dreamer_targets_online.json)")
     ap.add_argument("--fresh", action="store_true", help="ignore finished seeds in --out and their work dirs")
+    ap.add_argument("--merge", nargs="+", type=Path, default=[],
+                    help="only merge the runs of these result JSONs (e.g. seeds run as parallel processes, "
+                         "each with its own --out) into --out and summarise; trains nothing")
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = RESULTS / ("dreamer_targets.json" if "offline" in args.targets else "dreamer_targets_online.json")
     torch.set_num_threads(1)
     prev = json.loads(args.out.read_text()) if args.out.exists() and not args.fresh else {}
     runs: dict[str, dict[str, Any]] = prev.get("runs", {})
+    if args.merge:
+        for path in args.merge:
+            for target, seeds in json.loads(path.read_text()).get("runs", {}).items():
+                runs.setdefault(target, {}).update(seeds)
+        result = _write(args.out, runs)
+        print(json.dumps(result["summary"], indent=1))
+        return result
     for target in args.targets:
         for seed in args.seeds:
             if str(seed) in runs.get(target, {}):
@@ -150,8 +184,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def _write(path: Path, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     result = {"benchmark": "dreamer_targets", "summary": summarise(runs), "runs": runs,
               "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                          "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
-              "note": "the 2-core CPU is shared with other jobs while this runs: wall times are inflated"}
+                          "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                          "loadavg_at_write": list(os.getloadavg())},
+              "note": "the 2-core CPU is shared with other jobs while this runs: wall times are inflated; "
+                      "minutes.train_cpu is this process's CPU time"}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))

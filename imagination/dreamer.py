@@ -156,8 +156,14 @@ class DreamerLearner(nn.Module):
     def starts_from_batch(self, wm: Any, batch: dict[str, torch.Tensor]) -> tuple[State, torch.Tensor]:
         """Posterior states of a replayed batch -> (flat start states (N, ...), start_cont (N,))."""
         post, _ = wm.observe(batch["obs"], batch["action"], batch["is_first"])
+        return self.starts_from_post(post, batch["is_terminal"])
+
+    @torch.no_grad()
+    def starts_from_post(self, post: State, is_terminal: torch.Tensor) -> tuple[State, torch.Tensor]:
+        """Posterior states (B, T, ...) already computed (e.g. by the world-model loss) and
+        is_terminal (B, T) -> (flat start states (N, ...), start_cont (N,)), detached."""
         start = flatten_state(post)
-        cont = 1.0 - rearrange(batch["is_terminal"].float(), "b t -> (b t)")
+        cont = 1.0 - rearrange(is_terminal.float(), "b t -> (b t)")
         n = cont.shape[0]
         if n > self.cfg.max_starts:
             idx = torch.randperm(n)[: self.cfg.max_starts]

@@ -62,6 +62,7 @@ class OnlineConfig:
     eval_every: int = 2500      # env steps between real evaluations (0 = never)
     eval_episodes: int = 5
     save_every: int = 2000      # env steps
+    cont_terminal_weight: float = 10.0  # world model: weight of terminal steps in the continue loss
     seed: int = 0
 
 
@@ -161,7 +162,7 @@ def train_online(env_id: str, out: str | Path, cfg: OnlineConfig | None = None,
     out.mkdir(parents=True, exist_ok=True)
     env = gym.make(env_id)
     torch.manual_seed(cfg.seed)
-    wcfg = preset(cfg.preset, **(wm_overrides or {}))
+    wcfg = preset(cfg.preset, **{"cont_terminal_weight": cfg.cont_terminal_weight, **(wm_overrides or {})})
     wm = WorldModel(wcfg, env.observation_space, env.action_space)
     opt_conf = wm.configure_optimizers()
     wm_opt, wm_sched = opt_conf["optimizer"], opt_conf["lr_scheduler"]["scheduler"]
@@ -206,7 +207,7 @@ def train_online(env_id: str, out: str | Path, cfg: OnlineConfig | None = None,
             sampler = SequenceSampler(episodes, wm.codec, cfg.seq_len, seed=int(rng.integers(2**31)))
         batch = sampler.sample(cfg.batch_size)
         wm.train()
-        loss, wm_m = wm.loss(batch)
+        loss, wm_m, post = wm.loss(batch, return_post=True)
         wm_opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(wm.parameters(), wcfg.grad_clip)
@@ -215,7 +216,8 @@ def train_online(env_id: str, out: str | Path, cfg: OnlineConfig | None = None,
         wm.eval()
         m: dict[str, float] = {}
         if actor_critic:
-            starts, cont = learner.starts_from_batch(wm, batch)
+            # start states: the posteriors of the world-model pass just made (no second filtering)
+            starts, cont = learner.starts_from_post(post, batch["is_terminal"])
             m = learner.train_step(wm, starts, cont)
         updates += 1
         m.update({f"wm_{k}": float(v) for k, v in wm_m.items()})
@@ -230,13 +232,16 @@ def train_online(env_id: str, out: str | Path, cfg: OnlineConfig | None = None,
     last_m: dict[str, float] = {}
     next_eval = (env_steps // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else None
     next_save = (env_steps // cfg.save_every + 1) * cfg.save_every
-    t0, s0 = time.time(), env_steps
+    t0, s0, cpu0 = time.time(), env_steps, time.process_time()
+    spent = {"act": 0.0, "update": 0.0, "eval": 0.0}  # wall seconds by phase (this session)
     try:
         while env_steps < cfg.steps:
+            tic = time.perf_counter()
             if env_steps < cfg.prefill:
                 action = random_act(obs[None])[0]
             else:
                 action = agent.act(obs[None], np.array([first]))[0]
+            spent["act"] += time.perf_counter() - tic
             first = False
             obs, rew, term, trunc, _ = env.step(action)
             ep_obs.append(obs)
@@ -255,6 +260,7 @@ def train_online(env_id: str, out: str | Path, cfg: OnlineConfig | None = None,
                 obs, _ = env.reset(seed=int(rng.integers(2**31)))
                 ep_obs, ep_act, ep_rew = [obs], [], []
                 first = True
+            tic = time.perf_counter()
             if env_steps >= cfg.prefill and sum(e.length for e in episodes) >= cfg.seq_len:
                 if updates == 0 and cfg.pretrain > 0:
                     for _ in range(cfg.pretrain):
@@ -263,10 +269,13 @@ def train_online(env_id: str, out: str | Path, cfg: OnlineConfig | None = None,
                 while credit >= 1.0:
                     credit -= 1.0
                     last_m = update()
+            spent["update"] += time.perf_counter() - tic
             if next_eval is not None and env_steps >= next_eval:
+                tic = time.perf_counter()
                 next_eval += cfg.eval_every
                 rets = evaluate_real(DreamerAgent(wm, learner.actor, greedy=True), env_id, cfg.eval_episodes,
                                      seed=10_000 + env_steps)
+                spent["eval"] += time.perf_counter() - tic
                 record({"env_steps": env_steps, "eval_mean": float(rets.mean()), "eval_std": float(rets.std()),
                         "updates": updates, "minutes": (time.time() - t0) / 60, **last_m})
             if env_steps >= next_save:
@@ -275,4 +284,6 @@ def train_online(env_id: str, out: str | Path, cfg: OnlineConfig | None = None,
     finally:
         bar.close()
     save()
+    record({"env_steps": env_steps, "updates": updates, "final": True, "wall_s": time.time() - t0,
+            "cpu_s": time.process_time() - cpu0, **{f"{k}_s": v for k, v in spent.items()}})
     return DreamerAgent(wm, learner.actor, greedy=True, env_id=env_id, dreamer_config=dcfg)

@@ -41,6 +41,7 @@ class WorldModelConfig:
     dec_scale: float = 1.0
     reward_scale: float = 1.0
     cont_scale: float = 1.0
+    cont_terminal_weight: float = 1.0  # weight of terminal steps in the continue loss (rare class; 1 = plain BCE)
     reward_source: str = "env"      # env | feedback | both
     heads_on_prior: bool = True     # also train reward/continue heads on prior samples (as imagined)
     # --- optimisation
@@ -73,6 +74,8 @@ class WorldModelConfig:
             raise ConfigError(f"WorldModelConfig field 'optimizer' must be 'adam' or 'adamw', got {self.optimizer!r}")
         if not 0.0 <= self.unimix < 1.0:
             raise ConfigError(f"WorldModelConfig field 'unimix' must be in [0, 1), got {self.unimix}")
+        if self.cont_terminal_weight <= 0:
+            raise ConfigError(f"WorldModelConfig field 'cont_terminal_weight' must be > 0, got {self.cont_terminal_weight}")
         if self.reward_bins < 2 or self.reward_bins % 2 == 0:
             raise ConfigError(f"WorldModelConfig field 'reward_bins' must be odd and >= 3 (a bin at 0), got {self.reward_bins}")
         if not 0.0 <= self.val_fraction < 1.0:

@@ -5,7 +5,9 @@ Losses (per step, averaged over batch and time):
 * decoder: symlog MSE summed over observation dims (vectors) or MSE over pixels (64x64 images);
 * reward: two-hot cross-entropy over symexp-spaced bins; the target is the batch's ``reward``,
   ``feedback`` or their sum (``cfg.reward_source``), the value that *arrived with* obs t;
-* continue: Bernoulli, target ``1 - is_terminal``; both heads are trained on posterior states and
+* continue: Bernoulli, target ``1 - is_terminal``, terminal steps weighted by
+  ``cfg.cont_terminal_weight`` (terminals are rare: about 1 step in 200 once a CartPole policy is
+  good, and an unweighted head learns to say "never ends"); both heads are trained on posterior states and
   (``cfg.heads_on_prior``) on samples of the prior at the same step, which is what they see in
   imagination;
 * KL, split: ``dyn_scale * max(free_bits, KL(sg(post) || prior_k))`` +
@@ -164,7 +166,9 @@ class WorldModel(L.LightningModule):
         return self.rssm.disagreement(state, action.float())
 
     # --------------------------------------------------------------------- training
-    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(self, batch: dict[str, torch.Tensor], return_post: bool = False) -> Any:
+        """-> (total, metrics), or (total, metrics, posterior states (B, T, ...)) with ``return_post``
+        (an online learner reuses them as imagination starts instead of filtering the batch again)."""
         c = self.cfg
         embed = self._obs_in(batch["obs"])  # (B, T, E)
         post, prior_logits = self.rssm.observe(embed, batch["action"].float(), batch["is_first"])
@@ -183,7 +187,9 @@ class WorldModel(L.LightningModule):
             prior_probs = prior_logits.gather(2, idx).squeeze(2).exp()  # (B, T, G, C)
             feats.append(self.features({"deter": post["deter"], "stoch": sample_onehot(prior_probs)}))
         rew = sum(self.twohot.loss(self.reward_head(f), rew_target).mean() for f in feats) / len(feats)
-        cont = sum(F.binary_cross_entropy_with_logits(self.cont_head(f).squeeze(-1), cont_target)
+        cont_w = None if c.cont_terminal_weight == 1.0 else \
+            1.0 + (c.cont_terminal_weight - 1.0) * batch["is_terminal"].float()  # (B, T)
+        cont = sum(F.binary_cross_entropy_with_logits(self.cont_head(f).squeeze(-1), cont_target, weight=cont_w)
                    for f in feats) / len(feats)
         post_l = post["logits"].unsqueeze(2)  # (B, T, 1, G, C) against (B, T, K, G, C)
         dyn_raw = categorical_kl(post_l.detach(), prior_logits)  # (B, T, K)
@@ -195,6 +201,8 @@ class WorldModel(L.LightningModule):
         metrics = {"loss": total.detach(), "dec": dec.detach(), "rew": rew.detach(), "cont": cont.detach(),
                    "dyn": dyn.detach(), "rep": rep.detach(), "kl": dyn_raw.mean().detach(),
                    "post_ent": categorical_entropy(post["logits"]).mean().detach()}
+        if return_post:
+            return total, metrics, post
         return total, metrics
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

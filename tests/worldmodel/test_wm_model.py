@@ -134,3 +134,21 @@ def test_block_diagonal_and_continuous_actions():
     total, _ = m.loss(b)
     assert torch.isfinite(total)
     assert m.decode(m.img_step(m.initial(2), torch.zeros(2, 1))).shape == (2, 3)
+
+
+def test_terminal_steps_weigh_more_in_the_continue_loss_and_loss_can_return_posteriors():
+    from worldmodel.config import ConfigError
+
+    torch.manual_seed(0)
+    m = WorldModel(preset("tiny", heads_on_prior=False, cont_terminal_weight=5.0), CARTPOLE_OBS, gym.spaces.Discrete(2))
+    b = _batch(2, 8, (4,), 2)
+    _, metrics, post = m.loss(b, return_post=True)
+    assert post["deter"].shape == (2, 8, m.cfg.deter)
+    with torch.no_grad():
+        logits = m.cont_head(m.features(post)).squeeze(-1)  # (B, T)
+    bce = F.binary_cross_entropy_with_logits(logits, 1.0 - b["is_terminal"].float(), reduction="none")
+    weight = 1.0 + 4.0 * b["is_terminal"].float()
+    assert torch.allclose(metrics["cont"], (weight * bce).mean(), atol=1e-5)
+    assert not torch.allclose(metrics["cont"], bce.mean(), atol=1e-5)  # the terminal step counts 5x
+    with pytest.raises(ConfigError, match="cont_terminal_weight"):
+        preset("tiny", cont_terminal_weight=0.0)
