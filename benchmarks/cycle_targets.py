@@ -97,6 +97,7 @@ def main() -> None:
     extra = json.loads(args.config) if args.config else {}
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     configs: dict[str, Any] = {}
+    walls: dict[str, dict[str, float]] = {}  # minutes of stage work per run (summed over resumptions)
     t0 = time.perf_counter()
     for variant in args.variants:
         runs[variant] = {}
@@ -114,11 +115,13 @@ def main() -> None:
             print(f"[cycle_targets] {args.env} {variant} seed {seed} -> {out}", flush=True)
             res = run_cycle(cfg)
             runs[variant][str(seed)] = res["rounds"]
+            walls.setdefault(variant, {})[str(seed)] = round(res["stages_wall_s"] / 60, 1)
     summary = summarise(runs, args.goal)
     name = args.env.split("-")[0].lower() + (f"_{args.tag}" if args.tag else "")
     RESULTS.mkdir(exist_ok=True)
     record = {"benchmark": "cycle_targets", "env_id": args.env, "summary": summary, "runs": runs,
-              "configs": configs, "wall_minutes": (time.perf_counter() - t0) / 60,
+              "configs": configs, "run_stage_minutes": walls,
+              "invocation_minutes": (time.perf_counter() - t0) / 60,
               "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                           "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                           "note": "CPU shared with other jobs while measured: wall times are noisy"}}

@@ -376,6 +376,7 @@ class Cycle:
             hf_logging.disable_progress_bar()
         t0 = time.perf_counter()
         base = _stage(self.stages, "base", self.base, _log)
+        stage_s = float(base.get("wall_s", 0.0))  # summed over invocations: a resumed run counts its earlier work
         rows: list[dict[str, Any]] = [{"round": "base", "real_steps": 0, "llm_real": base["real"]["mean"],
                                        "llm_real_std": base["real"]["std"]}]
         steps = 0
@@ -391,6 +392,7 @@ class Cycle:
                     continue  # the LLM did not change: only the teacher is evaluated (in practice)
                 info[name] = _stage(self.stages, f"round{r}_{name}", lambda fn=fn, r=r: fn(r), _log)
             steps += info["deploy"]["real_steps"]
+            stage_s += sum(float(v.get("wall_s", 0.0)) for v in info.values())
             wm_info = info.get("worldmodel", {})
             om, horizon = wm_info.get("openloop_summary", {}), wm_info.get("openloop_horizon")
             teacher = info.get("practice", {}).get("teacher_real", {})
@@ -405,7 +407,8 @@ class Cycle:
                          "openloop_horizon": horizon,
                          "wm_steps": wm_info.get("global_step")})
             _write_csv(self.out / "cycle.csv", rows)
-        result = {"config": asdict(cfg), "rounds": rows, "wall_s": time.perf_counter() - t0}
+        result = {"config": asdict(cfg), "rounds": rows, "stages_wall_s": stage_s,
+                  "invocation_wall_s": time.perf_counter() - t0}
         (self.out / "cycle.json").write_text(json.dumps(result, indent=1))
         result["report"] = str(write_cycle_report(self.out, cfg, rows))
         return result
