@@ -227,9 +227,9 @@ class Cycle:
             shutil.rmtree(raw)  # interrupted before its marker: redo it whole
         s = collect(cfg.env_id, self.deployed_policy(r), cfg.deploy_steps, num_envs=cfg.deploy_envs,
                     seed=cfg.seed * 1000 + 100 * r, out=raw, progress=cfg.progress, budget="taken")
-        episodes = with_feedback(EpisodeStore(raw).episodes(), feedback_fn(cfg.feedback, cfg.env_id), str(raw))
-        store = EpisodeStore.create(self.logs, cfg.env_id, EpisodeStore(raw).observation_space,
-                                    EpisodeStore(raw).action_space)
+        deployed = EpisodeStore(raw)
+        episodes = with_feedback(deployed.episodes(), feedback_fn(cfg.feedback, cfg.env_id), str(raw))
+        store = EpisodeStore.create(self.logs, cfg.env_id, deployed.observation_space, deployed.action_space)
         store.add_many(episodes, [f"round {r}"] * len(episodes))
         finished = [ep.ret for ep in episodes if ep.is_terminal[-1] or ep.num_steps >= _time_limit(cfg.env_id)]
         return {"real_steps": int(s.steps_taken), "episodes": len(episodes),

@@ -26,24 +26,29 @@ def _time_limit(env_id: str, default: int = 1000) -> int:
     return int(spec.max_episode_steps or default)
 
 
+def _first_episode_returns(policy: Any, envs: Any, obs: np.ndarray, n: int) -> np.ndarray:
+    """(n,) returns of each env's first episode, ``policy`` acting from ``obs`` on ``n`` batched envs."""
+    policy.reset(n)
+    returns = np.zeros(n)
+    done = np.zeros(n, bool)
+    first = np.ones(n, bool)
+    while not done.all():
+        action = policy.act(obs, first)
+        first = np.zeros(n, bool)
+        obs, rew, term, trunc, _ = envs.step(action)
+        returns += np.where(done, 0.0, rew)
+        done |= term | trunc
+    return returns
+
+
 def evaluate_real(policy: Any, env_id: str, episodes: int = 10, seed: int = 0) -> np.ndarray:
     """Returns (episodes,) of ``policy`` (Policy protocol) in the real env, all envs batched."""
     envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync")
     try:
         obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
-        policy.reset(episodes)
-        returns = np.zeros(episodes)
-        done = np.zeros(episodes, bool)
-        first = np.ones(episodes, bool)
-        while not done.all():
-            action = policy.act(obs, first)
-            first = np.zeros(episodes, bool)
-            obs, rew, term, trunc, _ = envs.step(action)
-            returns += np.where(done, 0.0, rew)
-            done |= term | trunc
+        return _first_episode_returns(policy, envs, obs, episodes)
     finally:
         envs.close()
-    return returns
 
 
 def _dream_from_real_starts(wm: Any, env_id: str, episodes: int, seed: int, max_steps: int | None,
@@ -87,17 +92,7 @@ def evaluate_dream_policy(policy: Any, wm: Any, env_id: str, episodes: int = 10,
     """Returns (episodes,) of any Policy acting on *decoded* dream observations of ``wm``, from real
     start states (the same starts as :func:`evaluate_real` with the same seed)."""
     dream, obs = _dream_from_real_starts(wm, env_id, episodes, seed, max_steps, "decoded")
-    policy.reset(episodes)
-    first = np.ones(episodes, bool)
-    returns = np.zeros(episodes)
-    done = np.zeros(episodes, bool)
-    while not done.all():
-        action = policy.act(obs, first)
-        first = np.zeros(episodes, bool)
-        obs, rew, term, trunc, _ = dream.step(action)
-        returns += np.where(done, 0.0, rew)
-        done |= term | trunc
-    return returns
+    return _first_episode_returns(policy, dream, obs, episodes)
 
 
 def dream_vs_real(agent: Any, env_id: str, episodes: int = 10, seed: int = 0) -> dict[str, Any]:
