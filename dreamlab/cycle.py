@@ -42,6 +42,7 @@ deployment is redone from scratch (its partial logs are discarded before they re
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -85,6 +86,8 @@ class CycleConfig:
     # (c) practice in the dream
     practice: str = "dreamer"  # dreamer | grpo | none
     dream_steps: int = 400  # Dreamer actor-critic updates per round
+    dream_warm_start: bool = True  # round r > 0 continues round r-1's actor-critic (weights, optimisers)
+    dream_penalty: float = 0.0  # imagined reward minus this x ensemble disagreement (MOPO); 0 = off
     grpo_iterations: int = 30
     verifier: str = ""  # "" = the env's built-in verifier
     # (d) distil into the LLM
@@ -273,6 +276,7 @@ class Cycle:
     # -- (c) practice ---------------------------------------------------------------------------
     def practice(self, r: int) -> dict[str, Any]:
         from imagination.evaluate import dream_vs_real, evaluate_real
+        from imagination.dreamer import DreamerConfig
         from imagination.loops import OfflineConfig, dream_offline
         from worldmodel.model import WorldModel
 
@@ -280,11 +284,13 @@ class Cycle:
         wm_path = self.rdir(r) / "world_model.ckpt"
         agent_dir = self.rdir(r) / "agent"
         if cfg.practice == "dreamer":
+            start = self._warm_start(r, agent_dir)
             dream_offline(WorldModel.load(wm_path), self.logs, agent_dir,
-                          OfflineConfig(steps=cfg.dream_steps, seed=cfg.seed * 1000 + r, save_every=100),
-                          wm_path=wm_path, progress=cfg.progress)
+                          OfflineConfig(steps=start + cfg.dream_steps, seed=cfg.seed * 1000 + r, save_every=100),
+                          DreamerConfig(penalty=cfg.dream_penalty), wm_path=wm_path, progress=cfg.progress)
             res = dream_vs_real(self.teacher(r), cfg.env_id, cfg.eval_episodes, seed=cfg.seed + 60_000)
-            return {"agent": str(agent_dir), "teacher_real": res["real"], "teacher_dream": res["dream"]}
+            return {"agent": str(agent_dir), "teacher_real": res["real"], "teacher_dream": res["dream"],
+                    "dream_updates_total": start + cfg.dream_steps, "warm_started_from": start}
         from dreamlab.grpo_cli import train_grpo
         from imagination.grpo import GRPOConfig
         from imagination.grpo_agent import GRPODreamConfig
@@ -295,6 +301,24 @@ class Cycle:
         real = evaluate_real(self.teacher(r), cfg.env_id, cfg.eval_episodes, seed=cfg.seed + 60_000)
         return {"agent": str(agent_dir), "teacher_real": {"mean": float(real.mean()), "std": float(real.std())},
                 "dream_success": trainer.history[-1].dream_success if trainer.history else None}
+
+    def _warm_start(self, r: int, agent_dir: Path) -> int:
+        """Seed round r's Dreamer training state with round r-1's (the world model kept training,
+        so its features are the ones the actor and critic already know); returns the update count
+        it starts from (0 = from scratch). Deterministic, so a resumed stage finds the same count."""
+        from imagination.loops import _load_state
+
+        prev = self.rdir(r - 1) / "agent" / "train_state.pt"
+        if not (self.cfg.dream_warm_start and r > 0 and prev.exists()):
+            return 0
+        start = int(_load_state(prev)["step"])
+        mine = agent_dir / "train_state.pt"
+        if not mine.exists():  # (an interrupted stage already holds its own, further on)
+            agent_dir.mkdir(parents=True, exist_ok=True)
+            tmp = agent_dir / ".train_state.pt.tmp"
+            shutil.copyfile(prev, tmp)
+            os.replace(tmp, mine)
+        return start
 
     def teacher(self, r: int) -> Any:
         import imagination.agent  # noqa: F401  (registers the agent-directory loaders)

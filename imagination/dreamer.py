@@ -63,6 +63,9 @@ class DreamerConfig:
     hidden: int = 256
     layers: int = 2
     unimix: float = 0.01
+    # MOPO-style pessimism: imagined reward minus penalty x the world model's ensemble disagreement
+    # on that step (0 = off). Keeps the actor out of states the logs never showed the model.
+    penalty: float = 0.0
 
     @property
     def gamma(self) -> float:
@@ -178,6 +181,8 @@ class DreamerLearner(nn.Module):
             roll = self.imagine(wm, start, grad)
         feat, action = roll["feat"], roll["action"]  # (H+1, N, F), (H, N, A)
         reward, cont = roll["reward"], roll["cont"]  # (H, N)
+        if cfg.penalty > 0:
+            reward = reward - cfg.penalty * roll["disagreement"]
         with frozen(self.slow_critic):
             value = self.slow_critic.value(feat if grad else feat.detach())  # (H+1, N)
         ret = lambda_returns(reward, cont, value, cfg.gamma, cfg.lam)  # (H, N)
@@ -216,22 +221,27 @@ class DreamerLearner(nn.Module):
             "cont": float(cont.detach().mean()), "value": float(value.detach().mean()),
             "entropy": float(ent.detach().mean()), "ret_scale": float(scale),
             "actor_grad": float(actor_gn), "critic_grad": float(critic_gn),
+            **({"disagreement": float(roll["disagreement"].mean())} if "disagreement" in roll else {}),
         }
 
     def imagine(self, wm: Any, start: State, grad: bool) -> dict[str, torch.Tensor]:
         """Roll the actor ``horizon`` steps through the world model from ``start`` (N, ...):
-        feat (H+1, N, F), action (H, N, A), reward / cont / entropy (H, N) for steps 1..H.
+        feat (H+1, N, F), action (H, N, A), reward / cont / entropy (H, N) for steps 1..H, and
+        with ``penalty`` > 0 the ensemble ``disagreement`` (H, N) of each step (no gradient).
         With ``grad`` the graph is kept (continuous actions, reparameterised)."""
         ctx = contextlib.nullcontext() if grad else torch.no_grad()
         with ctx:
             state = start
-            states, feats, actions, ents = [], [wm.features(state)], [], []
+            states, feats, actions, ents, dis = [], [wm.features(state)], [], [], []
             for _ in range(self.cfg.horizon):
                 if self.actor.discrete:
                     act = self.actor.act(feats[-1] if grad else feats[-1].detach())
                 else:
                     act, _, ent = self.actor.sample(feats[-1])
                     ents.append(ent)
+                if self.cfg.penalty > 0:
+                    with torch.no_grad():
+                        dis.append(wm.disagreement({k: v.detach() for k, v in state.items()}, act.detach()))
                 state = wm.img_step(state, act)
                 states.append(state)
                 actions.append(act)
@@ -242,6 +252,8 @@ class DreamerLearner(nn.Module):
         out = {"feat": torch.stack(feats), "action": torch.stack(actions), "reward": reward, "cont": cont}
         if ents:
             out["entropy"] = torch.stack(ents)
+        if dis:
+            out["disagreement"] = torch.stack(dis)
         return out
 
     @torch.no_grad()

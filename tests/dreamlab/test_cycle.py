@@ -49,6 +49,10 @@ def test_cycle_runs_rounds_counts_real_steps_and_reloads(tmp_path, capsys):
     # the world model continued: round 1 trained further from round 0's state
     wm = [json.loads((out / "stages" / f"round{r}_worldmodel.json").read_text())["global_step"] for r in (0, 1)]
     assert wm == [40, 60]
+    # so did the actor-critic: round 1 starts from round 0's 8 updates and adds 8 more
+    practice = [json.loads((out / "stages" / f"round{r}_practice.json").read_text()) for r in (0, 1)]
+    assert [p["warm_started_from"] for p in practice] == [0, 8]
+    assert [p["dream_updates_total"] for p in practice] == [8, 16]
     assert "LLM real return" in (out / "report.md").read_text()
     assert (out / "plots" / "cycle.png").stat().st_size > 1000
     capsys.readouterr()

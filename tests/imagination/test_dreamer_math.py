@@ -116,3 +116,34 @@ def test_continuous_update_backpropagates_through_the_frozen_world_model():
     assert any(not torch.equal(a, b) for a, b in zip(actor_before, learner.actor.parameters()))
     assert all(torch.equal(before[k], v) for k, v in wm.state_dict().items())  # the model did not move
     assert all(p.requires_grad for p in wm.parameters())  # and is trainable again afterwards
+
+
+def test_disagreement_penalty_lowers_the_imagined_reward_by_lambda_times_disagreement():
+    from worldmodel.config import preset
+    from worldmodel.model import WorldModel
+
+    from imagination.dreamer import DreamerLearner
+
+    env = gym.make("CartPole-v1")
+    wm = WorldModel(preset("tiny"), env.observation_space, env.action_space).eval()
+    start = wm.initial(8)
+    start["stoch"] = torch.nn.functional.one_hot(torch.randint(0, 4, start["stoch"].shape[:-1]), 4).float()
+    out = {}
+    for lam in (0.0, 2.0):
+        torch.manual_seed(0)
+        learner = DreamerLearner(wm.feature_dim, wm.action_space, DreamerConfig(hidden=32, horizon=4, penalty=lam))
+        torch.manual_seed(1)
+        out[lam] = learner.imagine(wm, start, grad=False)
+    assert "disagreement" not in out[0.0]
+    dis = out[2.0]["disagreement"]
+    assert dis.shape == (4, 8) and bool((dis > 0).any())  # untrained heads disagree
+    torch.testing.assert_close(out[2.0]["reward"], out[0.0]["reward"])  # same rollout
+    metrics = {}
+    for lam in (0.0, 2.0):
+        torch.manual_seed(0)
+        learner = DreamerLearner(wm.feature_dim, wm.action_space, DreamerConfig(hidden=32, horizon=4, penalty=lam))
+        torch.manual_seed(2)
+        metrics[lam] = learner.train_step(wm, start, torch.ones(8))
+    m = metrics[2.0]
+    assert m["disagreement"] > 0 and np.isfinite(m["actor_loss"])
+    assert abs(m["reward"] - (metrics[0.0]["reward"] - 2.0 * m["disagreement"])) < 1e-5  # what the critic sees
