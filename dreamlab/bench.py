@@ -60,7 +60,7 @@ import numpy as np
 import torch
 
 from data.behaviour import CARTPOLE_MEDIOCRE_EPSILON, MCC_MINORITY_EPSILON
-from dreamlab.pipeline import Stages, _stage, _write_csv
+from dreamlab.stages import Stages, run_stage, write_csv
 
 MODES = ("offline", "online")
 SUITE_ENVS: dict[str, tuple[str, ...]] = {
@@ -224,26 +224,26 @@ def _offline(env_id: str, seed: int, run: Path, b: Budget, cfg: BenchConfig) -> 
         collect(env_id, policy, b.log_steps, num_envs=cfg.num_envs, seed=seed, out=logs, progress=cfg.progress)
         return {"epsilon": eps, **EpisodeStore(logs).stats().summary()}
 
-    logs_info = _stage(stages, "collect", do_collect, _log)
+    logs_info = run_stage(stages, "collect", do_collect, _log)
 
     def do_worldmodel() -> dict[str, Any]:
         ckpt = train_wm(logs, wm_dir, preset(b.preset, seed=seed), max_steps=b.wm_steps,
                         max_minutes=b.wm_minutes, progress=cfg.progress, accelerator="cpu")
         return {"checkpoint": str(ckpt)}
 
-    wm_ckpt = Path(_stage(stages, "worldmodel", do_worldmodel, _log)["checkpoint"])
+    wm_ckpt = Path(run_stage(stages, "worldmodel", do_worldmodel, _log)["checkpoint"])
 
     def do_dream() -> dict[str, Any]:
         ocfg = OfflineConfig(steps=b.dream_steps, seed=seed, save_every=max(1, b.dream_steps // 4))
         dream_offline(WorldModel.load(wm_ckpt), logs, agent_dir, ocfg, wm_path=wm_ckpt, progress=cfg.progress)
         return {"agent": str(agent_dir), "updates": b.dream_steps}
 
-    _stage(stages, "dream", do_dream, _log)
+    run_stage(stages, "dream", do_dream, _log)
 
     def do_evaluate() -> dict[str, Any]:
         return dream_vs_real(DreamerAgent.load(agent_dir), env_id, b.eval_episodes, seed=10_000 + seed)
 
-    ev = _stage(stages, "evaluate", do_evaluate, _log)
+    ev = run_stage(stages, "evaluate", do_evaluate, _log)
     return {"evaluate": ev, "real_env_steps": int(logs_info["steps"]),
             "behaviour_return_mean": logs_info.get("return_mean"), "log_epsilon": eps,
             "stage_seconds": {s: stages.done(s)["wall_s"] for s in ("collect", "worldmodel", "dream", "evaluate")}}
@@ -263,13 +263,13 @@ def _online(env_id: str, seed: int, run: Path, b: Budget, cfg: BenchConfig) -> d
         train_online(env_id, train_dir, ocfg, progress=cfg.progress)
         return {"agent": str(train_dir / "agent"), "online_config": asdict(ocfg)}
 
-    _stage(stages, "train", do_train, _log)
+    run_stage(stages, "train", do_train, _log)
 
     def do_evaluate() -> dict[str, Any]:
         agent = DreamerAgent.load(train_dir / "agent", greedy=True)
         return dream_vs_real(agent, env_id, b.eval_episodes, seed=10_000 + seed)
 
-    ev = _stage(stages, "evaluate", do_evaluate, _log)
+    ev = run_stage(stages, "evaluate", do_evaluate, _log)
     return {"evaluate": ev, "real_env_steps": int(b.online_steps),
             "stage_seconds": {s: stages.done(s)["wall_s"] for s in ("train", "evaluate")}}
 
@@ -344,7 +344,7 @@ def write_aggregate(out: Path) -> dict[str, Any]:
     rows = load_results(out)
     if not rows:
         raise BenchError(f"{out}: no finished runs (no */*/seed*/result.json) to summarise")
-    _write_csv(out / "results.csv", [{k: r.get(k) for k in CSV_FIELDS} for r in rows])
+    write_csv(out / "results.csv", [{k: r.get(k) for k in CSV_FIELDS} for r in rows])
     lines = ["# dreamlab bench", "",
              "Per env × mode: median over seeds, [min – max] when there are several. Real = the agent's "
              "return in the real env; dream = the same agent in its world model's dream from the same start "

@@ -96,3 +96,16 @@ def load_yaml(path: Path, section: str | None = None) -> dict[str, Any]:
     if section is not None and section in data and isinstance(data[section], dict):
         data = data[section]
     return {k.replace("-", "_"): tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+
+
+def run_with_config(cls: type[T], args: argparse.Namespace, job: typing.Callable[[T], Any]) -> int:
+    """The body of a config-driven command: build ``cls`` from ``args`` (YAML, then flags), apply
+    its ``threads`` field (when > 0) to torch, run ``job(cfg)``. Errors propagate to
+    :func:`dreamlab.cli.main`, which prints library errors (naming file and field) and exits 1."""
+    cfg = config_from_args(cls, args)
+    if getattr(cfg, "threads", 0) > 0:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    job(cfg)
+    return 0

@@ -52,7 +52,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dreamlab.pipeline import Stages, _stage, _write_csv
+from dreamlab.stages import Stages, run_stage, write_csv
 
 PRACTICE = ("dreamer", "grpo", "none")
 DISTILL = ("opsd", "sft-logs", "none")
@@ -399,7 +399,7 @@ class Cycle:
 
             hf_logging.disable_progress_bar()
         t0 = time.perf_counter()
-        base = _stage(self.stages, "base", self.base, _log)
+        base = run_stage(self.stages, "base", self.base, _log)
         stage_s = float(base.get("wall_s", 0.0))  # summed over invocations: a resumed run counts its earlier work
         rows: list[dict[str, Any]] = [{"round": "base", "real_steps": 0, "llm_real": base["real"]["mean"],
                                        "llm_real_std": base["real"]["std"]}]
@@ -414,7 +414,7 @@ class Cycle:
                     continue  # no dreaming: no world model either (SFT on the logs alone)
                 if name == "evaluate" and cfg.distill == "none":
                     continue  # the LLM did not change: only the teacher is evaluated (in practice)
-                info[name] = _stage(self.stages, f"round{r}_{name}", lambda fn=fn, r=r: fn(r), _log)
+                info[name] = run_stage(self.stages, f"round{r}_{name}", lambda fn=fn, r=r: fn(r), _log)
             steps += info["deploy"]["real_steps"]
             stage_s += sum(float(v.get("wall_s", 0.0)) for v in info.values())
             wm_info = info.get("worldmodel", {})
@@ -430,7 +430,7 @@ class Cycle:
                          "openloop_nmse": om.get("nmse_at_horizon"), "openloop_copy_last": om.get("nmse_copy_last_at_horizon"),
                          "openloop_horizon": horizon,
                          "wm_steps": wm_info.get("global_step")})
-            _write_csv(self.out / "cycle.csv", rows)
+            write_csv(self.out / "cycle.csv", rows)
         result = {"config": asdict(cfg), "rounds": rows, "stages_wall_s": stage_s,
                   "invocation_wall_s": time.perf_counter() - t0}
         (self.out / "cycle.json").write_text(json.dumps(result, indent=1))

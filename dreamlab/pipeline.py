@@ -27,6 +27,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from dreamlab.stages import Stages, run_stage, write_csv
+
 STAGES = ("collect", "worldmodel", "dream", "evaluate", "distill", "report")
 
 
@@ -61,48 +63,6 @@ def _log(msg: str) -> None:
     print(f"[quickstart {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-class Stages:
-    """Completion markers: ``OUT/stages/<name>.json`` holds what the stage reported."""
-
-    def __init__(self, out: Path):
-        self.dir = out / "stages"
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    def done(self, name: str) -> dict[str, Any] | None:
-        p = self.dir / f"{name}.json"
-        return json.loads(p.read_text()) if p.exists() else None
-
-    def mark(self, name: str, info: dict[str, Any]) -> dict[str, Any]:
-        tmp = self.dir / f".{name}.json.tmp"
-        tmp.write_text(json.dumps(info, indent=1))
-        tmp.replace(self.dir / f"{name}.json")
-        return info
-
-
-def _stage(stages: Stages, name: str, fn: Callable[[], dict[str, Any]],
-           log: Callable[[str], None] = _log) -> dict[str, Any]:
-    prev = stages.done(name)
-    if prev is not None:
-        log(f"{name}: already done, skipping (delete {stages.dir / (name + '.json')} to redo)")
-        return prev
-    log(f"{name}: starting")
-    t0 = time.perf_counter()
-    info = fn()
-    info["wall_s"] = round(time.perf_counter() - t0, 1)
-    log(f"{name}: done in {info['wall_s']:.0f} s")
-    return stages.mark(name, info)
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(path)
-
-
 def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     from data.collect import collect
     from data.sampling import split_names
@@ -129,7 +89,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
                     out=logs, epsilon=cfg.log_epsilon, progress=cfg.progress)
         return EpisodeStore(logs).stats().summary()
 
-    logs_info = _stage(stages, "collect", do_collect)
+    logs_info = run_stage(stages, "collect", do_collect, _log)
 
     def do_worldmodel() -> dict[str, Any]:
         wcfg = preset(cfg.wm_preset, seed=cfg.seed)
@@ -144,7 +104,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
         return {"checkpoint": str(ckpt), "val_episodes": len(val), "openloop_summary": s,
                 "one_step": result["one_step"]}
 
-    wm_info = _stage(stages, "worldmodel", do_worldmodel)
+    wm_info = run_stage(stages, "worldmodel", do_worldmodel, _log)
     wm_ckpt = Path(wm_info["checkpoint"])
 
     def do_dream() -> dict[str, Any]:
@@ -165,10 +125,10 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
 
         dream_offline(wm, logs, agent_dir, ocfg, wm_path=wm_ckpt, progress=cfg.progress, callback=checkpoint_eval)
         if rows:
-            _write_csv(out / "transfer.csv", rows)
+            write_csv(out / "transfer.csv", rows)
         return {"agent": str(agent_dir), "updates": cfg.dream_steps, "checkpoints_evaluated": len(rows)}
 
-    _stage(stages, "dream", do_dream)
+    run_stage(stages, "dream", do_dream, _log)
 
     def do_evaluate() -> dict[str, Any]:
         agent = DreamerAgent.load(agent_dir)
@@ -180,21 +140,21 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
                 rows = [dict(x) for x in csv.DictReader(fh)]
         rows.append({"label": "dreamer (final)", "seed": cfg.seed, "updates": cfg.dream_steps,
                      "real_return": r["real"]["mean"], "dream_return": r["dream"]["mean"]})
-        _write_csv(out / "transfer.csv", rows)
+        write_csv(out / "transfer.csv", rows)
         return r
 
-    eval_info = _stage(stages, "evaluate", do_evaluate)
+    eval_info = run_stage(stages, "evaluate", do_evaluate, _log)
 
     def do_distill() -> dict[str, Any]:
         return _distill(cfg, out, logs, wm_ckpt, agent_dir)
 
-    distill_info = _stage(stages, "distill", do_distill)
+    distill_info = run_stage(stages, "distill", do_distill, _log)
 
     def do_report() -> dict[str, Any]:
         return write_report(out, cfg, logs_info, wm_info, eval_info, distill_info,
                             total_s=time.perf_counter() - t_start)
 
-    return _stage(stages, "report", do_report)
+    return run_stage(stages, "report", do_report, _log)
 
 
 def _distill(cfg: QuickstartConfig, out: Path, logs: Path, wm_ckpt: Path, agent_dir: Path) -> dict[str, Any]:
@@ -238,7 +198,7 @@ def _distill(cfg: QuickstartConfig, out: Path, logs: Path, wm_ckpt: Path, agent_
         teacher = json.loads((out / "evaluate.json").read_text())["real"]["mean"]
         rows.append({"method": "ref:teacher (dream-trained agent)", "seed": cfg.seed, "labelled_tokens": 0,
                      "real_return": teacher})
-    _write_csv(out / "distill.csv", rows)
+    write_csv(out / "distill.csv", rows)
     return {"base_llm": str(base_dir), "student": str(student_dir), "base_real_return": base_return,
             "student_real_return": final, "labelled_tokens": state.labelled_tokens, "updates": state.updates}
 

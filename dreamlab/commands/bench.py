@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from dreamlab.config import add_config_args, config_from_args
+from dreamlab.config import add_config_args, run_with_config
 
 
 def run(args: argparse.Namespace) -> int:
     from dreamlab.bench import BenchConfig, run_bench
 
-    cfg = config_from_args(BenchConfig, args)
-    res = run_bench(cfg)
-    print(open(res["summary"]).read())
-    return 0
+    def job(cfg: BenchConfig) -> None:
+        print(Path(run_bench(cfg)["summary"]).read_text())
+
+    return run_with_config(BenchConfig, args, job)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

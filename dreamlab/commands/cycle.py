@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from dreamlab.config import add_config_args, config_from_args
+from dreamlab.config import add_config_args, run_with_config
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from dreamlab.cycle import CycleConfig, run_cycle
 
-    cfg = config_from_args(CycleConfig, args)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    try:
-        result = run_cycle(cfg)
-    except ValueError as exc:
-        print(f"dreamlab cycle: error: {exc}")
-        return 1
-    print(f"report: {result['report']}")
-    return 0
+    def job(cfg: CycleConfig) -> None:
+        print(f"report: {run_cycle(cfg)['report']}")
+
+    return run_with_config(CycleConfig, args, job)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

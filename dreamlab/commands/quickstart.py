@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from dreamlab.config import add_config_args, config_from_args
+from dreamlab.config import add_config_args, run_with_config
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from dreamlab.pipeline import QuickstartConfig, run_quickstart
 
-    cfg = config_from_args(QuickstartConfig, args)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    try:
-        run_quickstart(cfg)
-    except ValueError as exc:
-        print(f"dreamlab quickstart: error: {exc}")
-        return 1
-    return 0
+    return run_with_config(QuickstartConfig, args, run_quickstart)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
