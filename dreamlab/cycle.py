@@ -163,9 +163,30 @@ class Cycle:
         self.cfg = cfg.check()
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
+        self._check_resume(self.out / "cycle_config.json")
         (self.out / "cycle_config.json").write_text(json.dumps(asdict(cfg), indent=1))
         self.stages = Stages(self.out)
         self.logs, self.wm_dir = self.out / "logs", self.out / "worldmodel"
+
+    # settings a resumed run may change: where it is, how many rounds in all, how it reports
+    RESUME_FREE = ("out", "rounds", "progress", "threads")
+
+    def _check_resume(self, path: Path) -> None:
+        """A rerun on an existing folder resumes it, so it must ask for the same cycle: mixing
+        settings across rounds would make the report describe a run that never happened."""
+        if not path.exists():
+            return
+        try:
+            before = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise CycleError(f"{path}: not valid JSON ({exc}); delete the folder to start over") from None
+        now = asdict(self.cfg)
+        diff = [f"{k}: {before[k]!r} -> {now[k]!r}" for k in now
+                if k in before and k not in self.RESUME_FREE and before[k] != now[k]]
+        if diff:
+            raise CycleError(f"{path}: this folder holds a cycle run with other settings ({'; '.join(diff)}); "
+                             f"rerun with the same settings to resume (only {', '.join(self.RESUME_FREE)} "
+                             "may change), or use a new --out")
 
     def rdir(self, r: int) -> Path:
         return self.out / "rounds" / str(r)

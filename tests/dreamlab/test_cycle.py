@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -124,3 +125,16 @@ def test_no_dreaming_ablation_fine_tunes_on_the_best_logs(tmp_path):
     tuned = load_file(out / "rounds" / "0" / "llm" / "model.safetensors")
     assert any(not torch.equal(base[k], tuned[k]) for k in base)
     assert "no world model" in (out / "report.md").read_text()
+
+
+def test_cycle_refuses_to_resume_a_folder_with_other_settings(tmp_path):
+    out = tmp_path / "cyc"
+    out.mkdir()
+    base = CycleConfig(out=str(out), progress=False)
+    (out / "cycle_config.json").write_text(json.dumps({**asdict(base), "dream_steps": 999}))
+    from dreamlab.cycle import Cycle
+
+    with pytest.raises(CycleError, match=r"cycle_config.json.*dream_steps: 999 -> 400"):
+        Cycle(base)
+    assert json.loads((out / "cycle_config.json").read_text())["dream_steps"] == 999  # nothing overwritten
+    Cycle(CycleConfig(out=str(out), progress=True, rounds=5, dream_steps=999))  # free fields may change
