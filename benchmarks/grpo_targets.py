@@ -59,7 +59,9 @@ TASKS: dict[str, dict[str, Any]] = {
                      grpo=dict(iterations=40, groups=16, group_size=8, horizon=200, lr=1e-3, hidden=64,
                                layers=2, score="reward", target_success=0.95),
                      variants={"no_penalty": dict(penalty=0.0, halt_threshold=None),
-                               "no_penalty_no_bc": dict(penalty=0.0, halt_threshold=None, bc_steps=0)},
+                               "no_penalty_no_bc": dict(penalty=0.0, halt_threshold=None, bc_steps=0),
+                               # no BC, dreams as long as the real episode limit (500), not 200
+                               "no_bc_h500": dict(penalty=0.0, halt_threshold=None, bc_steps=0, horizon=500)},
                      eval_episodes=10),
 }
 
