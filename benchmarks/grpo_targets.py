@@ -160,7 +160,7 @@ def run_grpo(task: dict[str, Any], store: EpisodeStore, wm: WorldModel, seed: in
             "imagined_steps_to_dream_success_0.8": steps_to(0.8), "dream_success_curve": curve,
             "kept_groups_curve": [h.kept_groups for h in history],
             "dream_success_greedy": dream_after["success_rate"],
-            "bc_steps": cfg.bc_steps, "bc_nll": bc_nll,
+            "bc_steps": cfg.bc_steps, "bc_nll": bc_nll if bc_nll == bc_nll else None,  # (NaN: no cloning; JSON has no NaN)
             "real_untrained": {k: real_untrained[k] for k in ("mean_return", "success_rate")},
             "real_after_bc": {k: real_before[k] for k in ("mean_return", "success_rate")},
             "real": {k: real[k] for k in ("mean_return", "success_rate", "returns")}}
