@@ -15,6 +15,10 @@ Variants (``--variants``; each is a ``dreamlab cycle`` run with the same seed an
 
     python -m benchmarks.cycle_targets --seeds 0 1 2 --variants full no-dream
     python -m benchmarks.cycle_targets --env Acrobot-v1 --seeds 0 --variants full
+    python -m benchmarks.cycle_targets --merge results/a.json results/b.json --tag ab
+
+``--merge`` joins result files of this script (e.g. one per seed, run as parallel processes)
+into one record, summary, CSV and plot, without running anything.
 
 Every variant of a seed starts from the *same* base LLM: the first variant's ``llm_base`` (made from
 that seed's random-action logs) is passed to the others as ``--llm``, so round 0 deploys the same
@@ -92,8 +96,13 @@ def main() -> None:
     ap.add_argument("--config", default=None, help="JSON of further CycleConfig fields for every run")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tag", default="", help="suffix of the result files (cycle_targets_<env>[_TAG].json)")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="join these result files of this script into one (runs nothing)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.merge:
+        write_outputs(merge_records([Path(p) for p in args.merge], args.goal), args.tag)
+        return
     extra = json.loads(args.config) if args.config else {}
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     configs: dict[str, Any] = {}
@@ -116,15 +125,57 @@ def main() -> None:
             res = run_cycle(cfg)
             runs[variant][str(seed)] = res["rounds"]
             walls.setdefault(variant, {})[str(seed)] = round(res["stages_wall_s"] / 60, 1)
-    summary = summarise(runs, args.goal)
-    name = args.env.split("-")[0].lower() + (f"_{args.tag}" if args.tag else "")
-    RESULTS.mkdir(exist_ok=True)
-    record = {"benchmark": "cycle_targets", "env_id": args.env, "summary": summary, "runs": runs,
+    record = {"benchmark": "cycle_targets", "env_id": args.env, "summary": summarise(runs, args.goal), "runs": runs,
               "configs": configs, "run_stage_minutes": walls,
               "invocation_minutes": (time.perf_counter() - t0) / 60,
               "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                           "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                           "note": "CPU shared with other jobs while measured: wall times are noisy"}}
+    write_outputs(record, args.tag)
+
+
+def merge_records(paths: list[Path], goal: float) -> dict[str, Any]:
+    """One record from several of this script's result files (same env; a variant's seed may
+    appear in one file only, and a variant's settings other than out/seed/llm must agree)."""
+    records = []
+    for p in paths:
+        try:
+            rec = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SystemExit(f"{p}: cannot read a cycle_targets result ({exc})")
+        if rec.get("benchmark") != "cycle_targets" or "runs" not in rec:
+            raise SystemExit(f"{p}: field 'benchmark': expected 'cycle_targets' with 'runs'")
+        records.append(rec)
+    envs = {rec["env_id"] for rec in records}
+    if len(envs) != 1:
+        raise SystemExit(f"--merge: expected one env, got {sorted(envs)}")
+    free = {"out", "seed", "llm"}
+    runs: dict[str, dict[str, Any]] = {}
+    configs: dict[str, Any] = {}
+    walls: dict[str, dict[str, Any]] = {}
+    for p, rec in zip(paths, records):
+        for variant, seeds in rec["runs"].items():
+            cfg = {k: v for k, v in rec["configs"][variant].items() if k not in free}
+            if variant in configs and configs[variant] != cfg:
+                diff = sorted(k for k in cfg if configs[variant].get(k) != cfg[k])
+                raise SystemExit(f"{p}: variant {variant!r} ran with other settings ({', '.join(diff)})")
+            configs[variant] = cfg
+            for seed, rows in seeds.items():
+                if seed in runs.setdefault(variant, {}):
+                    raise SystemExit(f"{p}: variant {variant!r} seed {seed} is already in an earlier file")
+                runs[variant][seed] = rows
+                walls.setdefault(variant, {})[seed] = rec.get("run_stage_minutes", {}).get(variant, {}).get(seed)
+    sources = [name for p, rec in zip(paths, records) for name in rec.get("merged_from", [p.name])]
+    return {"benchmark": "cycle_targets", "env_id": envs.pop(), "summary": summarise(runs, goal), "runs": runs,
+            "configs": configs, "run_stage_minutes": walls, "merged_from": sources,
+            "machine": records[0]["machine"]}
+
+
+def write_outputs(record: dict[str, Any], tag: str) -> None:
+    """cycle_targets_<env>[_tag].json, .csv (one row per round) and the plot; prints the summary."""
+    runs, summary, env_id = record["runs"], record["summary"], record["env_id"]
+    name = env_id.split("-")[0].lower() + (f"_{tag}" if tag else "")
+    RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"cycle_targets_{name}.json").write_text(json.dumps(record, indent=1))
     rows = [{"variant": v, "label": v, "seed": s, **row} for v, seeds in runs.items() for s, rs in seeds.items()
             for row in rs]
@@ -138,7 +189,7 @@ def main() -> None:
     for r in rows:  # the no-opsd variant deploys its teacher: plot that as its line
         if r["variant"] == "no-opsd" and r["round"] != "base":
             r["llm_real"] = r["teacher_real"]
-    plot_cycle(rows, RESULTS / f"cycle_targets_{name}", title=f"Learning on the job: {args.env}")
+    plot_cycle(rows, RESULTS / f"cycle_targets_{name}", title=f"Learning on the job: {env_id}")
     print(json.dumps(summary, indent=1))
 
 

@@ -163,11 +163,12 @@ def plot_cycle(rows: list[dict[str, Any]], stem: Path, title: str = "Learning on
     groups = _series(llm, "real_steps", "llm_real", "label")
     for i, (g, (xs, ys)) in enumerate(groups.items()):
         name = "LLM" if g == "run" else g
-        _band(ax, xs, ys, i, f"{name} ({ys.shape[0]} seed{'s' if ys.shape[0] != 1 else ''})")
+        n = ys.shape[0]
+        _band(ax, xs, ys, i, f"{name} (mean of {n} seeds, band min–max)" if n > 1 else f"{name} (1 seed)")
     teach = [r for r in rows if num(r.get("teacher_real"))]
     for j, (g, (xs, ys)) in enumerate(_series(teach, "real_steps", "teacher_real", "label").items()):
-        name = "teacher (dream-trained)" + ("" if g == "run" else f": {g}")
-        ax.plot(xs, np.nanmedian(ys, 0), linestyle="--", marker="x", color="0.5", ms=5, label=name)
+        name = "teacher (dream-trained, mean)" + ("" if g == "run" else f": {g}")
+        ax.plot(xs, np.nanmean(ys, 0), linestyle="--", marker="x", color="0.5", ms=5, label=name)
     base = [float(r["llm_real"]) for r in rows if str(r.get("round")) == "base" and num(r.get("llm_real"))]
     if base:
         ax.axhline(float(np.median(base)), color="0.3", lw=1, linestyle=":", label="base LLM")
