@@ -82,17 +82,17 @@ class CycleConfig:
     wm_preset: str = "small"
     wm_steps_first: int = 3000  # updates in round 0
     wm_steps_per_round: int = 1500  # further updates in each later round
-    wm_minutes: float = 4.0  # wall cap per round
+    wm_minutes: float = 60.0  # wall cap per round (a safety net: the step budgets above end it first)
     # (c) practice in the dream
     practice: str = "dreamer"  # dreamer | grpo | none
-    dream_steps: int = 400  # Dreamer actor-critic updates per round
+    dream_steps: int = 1000  # Dreamer actor-critic updates per round
     dream_warm_start: bool = True  # round r > 0 continues round r-1's actor-critic (weights, optimisers)
     dream_penalty: float = 0.0  # imagined reward minus this x ensemble disagreement (MOPO); 0 = off
     grpo_iterations: int = 30
     verifier: str = ""  # "" = the env's built-in verifier
     # (d) distil into the LLM
     distill: str = "opsd"  # opsd | sft-logs | none
-    distill_tokens: int = 16_000
+    distill_tokens: int = 48_000  # labelled (teacher-scored) tokens per round
     distill_teacher_mix: float = 0.5
     distill_envs: int = 16
     sft_best_fraction: float = 0.2  # sft-logs: the best fraction of logged episodes by return

@@ -132,9 +132,10 @@ def test_cycle_refuses_to_resume_a_folder_with_other_settings(tmp_path):
     out.mkdir()
     base = CycleConfig(out=str(out), progress=False)
     (out / "cycle_config.json").write_text(json.dumps({**asdict(base), "dream_steps": 999}))
+    assert base.dream_steps != 999
     from dreamlab.cycle import Cycle
 
-    with pytest.raises(CycleError, match=r"cycle_config.json.*dream_steps: 999 -> 400"):
+    with pytest.raises(CycleError, match=rf"cycle_config.json.*dream_steps: 999 -> {base.dream_steps}"):
         Cycle(base)
     assert json.loads((out / "cycle_config.json").read_text())["dream_steps"] == 999  # nothing overwritten
     Cycle(CycleConfig(out=str(out), progress=True, rounds=5, dream_steps=999))  # free fields may change
