@@ -88,7 +88,13 @@ class CycleConfig:
     dream_steps: int = 1000  # Dreamer actor-critic updates per round
     dream_warm_start: bool = True  # round r > 0 continues round r-1's actor-critic (weights, optimisers)
     dream_penalty: float = 0.0  # imagined reward minus this x ensemble disagreement (MOPO); 0 = off
-    grpo_iterations: int = 30
+    # GRPO: the recipe that met issue 5's CartPole target (no behaviour cloning on the logs, dreams as
+    # long as the real episode limit, each rollout scored by its summed verifier reward)
+    grpo_iterations: int = 40
+    grpo_horizon: int = 0  # dream steps per rollout; 0 = the env's own episode limit
+    grpo_score: str = "reward"  # reward (summed per-step verifier score) | success (episode pass/fail)
+    grpo_bc_steps: int = 0  # behaviour cloning on the logs before GRPO; 0 = start from scratch
+    grpo_target_success: float = 0.95  # stop a round's GRPO once dream success stays above this
     verifier: str = ""  # "" = the env's built-in verifier
     # (d) distil into the LLM
     distill: str = "opsd"  # opsd | sft-logs | none
@@ -117,6 +123,15 @@ class CycleConfig:
             raise CycleError("deploy_steps and deploy_envs must be >= 1")
         if not 0 < self.sft_best_fraction <= 1:
             raise CycleError(f"sft_best_fraction: expected in (0, 1], got {self.sft_best_fraction}")
+        if self.grpo_horizon < 0:
+            raise CycleError(f"grpo_horizon: expected >= 0 (0 = the env's episode limit), got {self.grpo_horizon}")
+        from imagination.grpo import GRPOConfig, GRPOConfigError
+
+        try:  # fail now, not after a round of deployment and world-model training
+            GRPOConfig(iterations=self.grpo_iterations, horizon=self.grpo_horizon or 1, score=self.grpo_score,
+                       bc_steps=self.grpo_bc_steps, target_success=self.grpo_target_success).validate()
+        except GRPOConfigError as exc:
+            raise CycleError(f"grpo settings: {exc}") from None
         return self
 
 
@@ -317,7 +332,9 @@ class Cycle:
         from imagination.grpo_agent import GRPODreamConfig
 
         trainer = train_grpo(WorldModel.load(wm_path).eval(), self.logs, agent_dir,
-                             GRPOConfig(iterations=cfg.grpo_iterations, seed=cfg.seed * 1000 + r),
+                             GRPOConfig(iterations=cfg.grpo_iterations, seed=cfg.seed * 1000 + r,
+                                        horizon=cfg.grpo_horizon or _time_limit(cfg.env_id), score=cfg.grpo_score,
+                                        bc_steps=cfg.grpo_bc_steps, target_success=cfg.grpo_target_success),
                              GRPODreamConfig(verifier=cfg.verifier), progress=cfg.progress)
         real = evaluate_real(self.teacher(r), cfg.env_id, cfg.eval_episodes, seed=cfg.seed + 60_000)
         return {"agent": str(agent_dir), "teacher_real": {"mean": float(real.mean()), "std": float(real.std())},

@@ -98,6 +98,27 @@ def test_feedback_rule_and_custom_function_errors(tmp_path):
         feedback_fn("thumbs", "CartPole-v1")
     with pytest.raises(CycleError, match="no teacher"):
         CycleConfig(practice="none", distill="opsd").check()
+    with pytest.raises(CycleError, match="grpo settings.*score"):
+        CycleConfig(grpo_score="vibes").check()
+    with pytest.raises(CycleError, match="grpo_horizon"):
+        CycleConfig(grpo_horizon=-1).check()
+
+
+def test_cycle_practises_with_grpo_and_the_verifier(tmp_path):
+    """One round with GRPO as the practice: its teacher is trained in the dream (from scratch,
+    scored by summed verifier reward over short dreams here), then distilled into the LLM."""
+    out = tmp_path / "cyc"
+    args = ["cycle", "--rounds", "1", "--out", str(out), "--practice", "grpo", "--grpo-iterations", "2",
+            "--grpo-horizon", "20", *TINY]
+    assert main(args) == 0
+    practice = json.loads((out / "stages" / "round0_practice.json").read_text())
+    assert 0 <= practice["dream_success"] <= 1 and practice["teacher_real"]["mean"] > 0
+    cfg = json.loads((out / "cycle_config.json").read_text())
+    assert cfg["grpo_score"] == "reward" and cfg["grpo_bc_steps"] == 0 and cfg["grpo_horizon"] == 20
+    agent = json.loads((out / "rounds" / "0" / "agent" / "grpo_agent.json").read_text())
+    assert agent["grpo"]["horizon"] == 20 and agent["grpo"]["score"] == "reward", agent
+    rows = _rows(out)
+    assert rows[-1]["round"] == "0" and float(rows[-1]["llm_real"]) > 0
 
 
 def test_collect_with_a_taken_budget_keeps_episodes_in_flight(tmp_path):
