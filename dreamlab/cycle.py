@@ -46,7 +46,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -135,6 +135,13 @@ class CycleConfig:
         return self
 
 
+def unused_settings(cfg: CycleConfig) -> set[str]:
+    """The settings a cycle with this practice and distillation never reads (free to differ on resume)."""
+    prefixes = {"grpo_": cfg.practice != "grpo", "dream_": cfg.practice != "dreamer",
+                "distill_": cfg.distill != "opsd", "sft_": cfg.distill != "sft-logs"}
+    return {f.name for f in fields(cfg) if any(f.name.startswith(p) and on for p, on in prefixes.items())}
+
+
 def _log(msg: str) -> None:
     print(f"[cycle {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -196,8 +203,9 @@ class Cycle:
         except json.JSONDecodeError as exc:
             raise CycleError(f"{path}: not valid JSON ({exc}); delete the folder to start over") from None
         now = asdict(self.cfg)
+        free = set(self.RESUME_FREE) | unused_settings(self.cfg)
         diff = [f"{k}: {before[k]!r} -> {now[k]!r}" for k in now
-                if k in before and k not in self.RESUME_FREE and before[k] != now[k]]
+                if k in before and k not in free and before[k] != now[k]]
         if diff:
             raise CycleError(f"{path}: this folder holds a cycle run with other settings ({'; '.join(diff)}); "
                              f"rerun with the same settings to resume (only {', '.join(self.RESUME_FREE)} "

@@ -160,3 +160,6 @@ def test_cycle_refuses_to_resume_a_folder_with_other_settings(tmp_path):
         Cycle(base)
     assert json.loads((out / "cycle_config.json").read_text())["dream_steps"] == 999  # nothing overwritten
     Cycle(CycleConfig(out=str(out), progress=True, rounds=5, dream_steps=999))  # free fields may change
+    Cycle(CycleConfig(out=str(out), dream_steps=999, grpo_iterations=3))  # unused by Dreamer practice: free
+    with pytest.raises(CycleError, match="practice: 'dreamer' -> 'grpo'"):
+        Cycle(CycleConfig(out=str(out), dream_steps=999, practice="grpo", grpo_iterations=3))
