@@ -187,8 +187,10 @@ def write_outputs(record: dict[str, Any], tag: str) -> None:
     from benchmarks.plots import plot_cycle
 
     for r in rows:  # the no-opsd variant deploys its teacher: plot that as its line
-        if r["variant"] == "no-opsd" and r["round"] != "base":
-            r["llm_real"] = r["teacher_real"]
+        if r["variant"] == "no-opsd":
+            r["label"] = "no-opsd (its teacher deployed)"
+            if r["round"] != "base":
+                r["llm_real"] = r.pop("teacher_real")  # one line for it, not a second teacher line
     plot_cycle(rows, RESULTS / f"cycle_targets_{name}", title=f"Learning on the job: {env_id}")
     print(json.dumps(summary, indent=1))
 
