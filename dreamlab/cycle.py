@@ -13,7 +13,7 @@
     RUN/rounds/<r>/agent/      the dream-trained teacher (DreamerAgent or GRPO agent)
     RUN/rounds/<r>/llm/        the LLM after round r (save_pretrained, safetensors)
     RUN/rounds/<r>/evaluate.json
-    RUN/cycle.csv, RUN/cycle.json, RUN/report.md, RUN/plots/cycle.png|pdf
+    RUN/cycle.csv, RUN/cycle.json, RUN/report.md (dreamlab.cycle_report), RUN/plots/cycle.png|pdf
 
 A round ``r`` is five stages, each finished by a marker ``RUN/stages/round<r>_<stage>.json``:
 
@@ -480,6 +480,8 @@ class Cycle:
         result = {"config": asdict(cfg), "rounds": rows, "stages_wall_s": stage_s,
                   "invocation_wall_s": time.perf_counter() - t0}
         (self.out / "cycle.json").write_text(json.dumps(result, indent=1))
+        from dreamlab.cycle_report import write_cycle_report
+
         result["report"] = str(write_cycle_report(self.out, cfg, rows))
         return result
 
@@ -490,38 +492,5 @@ def _time_limit(env_id: str) -> int:
     return int(gym.spec(env_id).max_episode_steps or 1000)
 
 
-def _openloop_cell(row: dict[str, Any]) -> str:
-    if row.get("round") == "base":
-        return ""
-    if row.get("wm_steps") in (None, ""):
-        return "no world model (no dreaming)"
-    if row.get("openloop_nmse") in (None, ""):
-        return "n/a (held-out episodes too short)"
-    return f"{float(row['openloop_nmse']):.4f} ({float(row['openloop_copy_last']):.4f}) at h{row['openloop_horizon']}"
-
-
 def run_cycle(cfg: CycleConfig) -> dict[str, Any]:
     return Cycle(cfg).run()
-
-
-def write_cycle_report(out: Path, cfg: CycleConfig, rows: list[dict[str, Any]]) -> Path:
-    from dreamlab.commands.plot import make_plot
-
-    plots = [str(p.relative_to(out)) for p in make_plot("cycle", out)]
-    fmt = (lambda v, d=1: "" if v is None or v == "" else f"{float(v):.{d}f}")
-    lines = [f"# dreamlab cycle: {cfg.env_id}", "",
-             f"{cfg.rounds} rounds of {cfg.deploy_steps} real steps; practice `{cfg.practice}`, distil `{cfg.distill}`, "
-             f"feedback `{cfg.feedback}`.", "",
-             "| round | real steps so far | LLM real return | LLM dream return | teacher real return | "
-             "deployed episodes' return | world model open-loop nMSE (copy-last) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for row in rows:
-        lines.append(f"| {row['round']} | {row['real_steps']} | {fmt(row.get('llm_real'))} "
-                     f"{'± ' + fmt(row.get('llm_real_std')) if row.get('llm_real_std') is not None else ''} | "
-                     f"{fmt(row.get('llm_dream'))} | {fmt(row.get('teacher_real'))} | {fmt(row.get('deployed_return'))} | "
-                     f"{_openloop_cell(row)} |")
-    lines += ["", *[f"![cycle]({p})" for p in plots if p.endswith(".png")], ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    print("\n".join(lines[:6 + len(rows)]))
-    return path
