@@ -1,0 +1,1 @@
+"""Benchmark scripts (``python -m dreamlab.benchmarks.<name>``) and their results (``benchmarks/results/``)."""

@@ -13,9 +13,9 @@ Variants (``--variants``; each is a ``dreamlab cycle`` run with the same seed an
 * ``grpo``:      GRPO with the env's verifier in the dream instead of Dreamer's learned reward,
                  then OPSD (the GRPO agent as teacher).
 
-    python -m benchmarks.cycle_targets --seeds 0 1 2 --variants full no-dream
-    python -m benchmarks.cycle_targets --env Acrobot-v1 --seeds 0 --variants full
-    python -m benchmarks.cycle_targets --merge results/a.json results/b.json --tag ab
+    python -m dreamlab.benchmarks.cycle_targets --seeds 0 1 2 --variants full no-dream
+    python -m dreamlab.benchmarks.cycle_targets --env Acrobot-v1 --seeds 0 --variants full
+    python -m dreamlab.benchmarks.cycle_targets --merge results/a.json results/b.json --tag ab
 
 ``--merge`` joins result files of this script (e.g. one per seed, run as parallel processes)
 into one record, summary, CSV and plot, without running anything.
@@ -34,24 +34,25 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from dreamlab.core.machine import run_manifest
+from dreamlab.core.io import atomic_write_json
+from dreamlab.config import from_mapping, load_yaml
 from dreamlab.cycle import CycleConfig, run_cycle
 
 RESULTS = Path(__file__).parent / "results"
 VARIANTS: dict[str, dict[str, Any]] = {
-    "full": {"practice": "dreamer", "distill": "opsd"},
-    "no-dream": {"practice": "none", "distill": "sft-logs"},
-    "no-opsd": {"practice": "dreamer", "distill": "none"},
-    "grpo": {"practice": "grpo", "distill": "opsd"},
+    "full": {"practice": "dreamer", "distill": {"method": "opsd"}},
+    "no-dream": {"practice": "none", "distill": {"method": "sft-logs"}},
+    "no-opsd": {"practice": "dreamer", "distill": {"method": "none"}},
+    "grpo": {"practice": "grpo", "distill": {"method": "opsd"}},
 }
 
 
@@ -93,7 +94,8 @@ def main() -> None:
     ap.add_argument("--deploy-steps", type=int, default=2000)
     ap.add_argument("--goal", type=float, default=450.0)
     ap.add_argument("--work", default="runs/cycle_targets")
-    ap.add_argument("--config", default=None, help="JSON of further CycleConfig fields for every run")
+    ap.add_argument("--config", type=Path, default=None,
+                    help="YAML of further CycleConfig settings for every run (the cycle's --config shape)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tag", default="", help="suffix of the result files (cycle_targets_<env>[_TAG].json)")
     ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
@@ -103,7 +105,7 @@ def main() -> None:
     if args.merge:
         write_outputs(merge_records([Path(p) for p in args.merge], args.goal), args.tag)
         return
-    extra = json.loads(args.config) if args.config else {}
+    extra = load_yaml(args.config) if args.config else {}
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     configs: dict[str, Any] = {}
     walls: dict[str, dict[str, float]] = {}  # minutes of stage work per run (summed over resumptions)
@@ -118,8 +120,11 @@ def main() -> None:
                 if not (base / "config.json").exists():
                     raise SystemExit(f"{base}: the first variant's base LLM is missing; run it first")
                 shared["llm"] = str(base)
-            cfg = replace(CycleConfig(), out=str(out), env_id=args.env, seed=seed, rounds=args.rounds,
-                          deploy_steps=args.deploy_steps, progress=False, **VARIANTS[variant], **shared, **extra)
+            cfg = CycleConfig(out=str(out), env_id=args.env, seed=seed, rounds=args.rounds, progress=False)
+            cfg = from_mapping(cfg, {"deploy": {"steps": args.deploy_steps}, **VARIANTS[variant], **shared},
+                               f"variant {variant}")
+            if extra:
+                cfg = from_mapping(cfg, extra, str(args.config))
             configs[variant] = asdict(cfg)
             print(f"[cycle_targets] {args.env} {variant} seed {seed} -> {out}", flush=True)
             res = run_cycle(cfg)
@@ -128,9 +133,7 @@ def main() -> None:
     record = {"benchmark": "cycle_targets", "env_id": args.env, "summary": summarise(runs, args.goal), "runs": runs,
               "configs": configs, "run_stage_minutes": walls,
               "invocation_minutes": (time.perf_counter() - t0) / 60,
-              "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                          "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                          "note": "CPU shared with other jobs while measured: wall times are noisy"}}
+              **run_manifest(note="CPU shared with other jobs while measured: wall times are noisy")}
     write_outputs(record, args.tag)
 
 
@@ -176,7 +179,7 @@ def write_outputs(record: dict[str, Any], tag: str) -> None:
     runs, summary, env_id = record["runs"], record["summary"], record["env_id"]
     name = env_id.split("-")[0].lower() + (f"_{tag}" if tag else "")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"cycle_targets_{name}.json").write_text(json.dumps(record, indent=1))
+    atomic_write_json(RESULTS / f"cycle_targets_{name}.json", record, indent=1)
     rows = [{"variant": v, "label": v, "seed": s, **row} for v, seeds in runs.items() for s, rs in seeds.items()
             for row in rs]
     keys = list(dict.fromkeys(k for r in rows for k in r))
@@ -184,7 +187,7 @@ def write_outputs(record: dict[str, Any], tag: str) -> None:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    from benchmarks.plots import plot_cycle
+    from dreamlab.plots import plot_cycle
 
     for r in rows:  # the no-opsd variant deploys its teacher: plot that as its line
         if r["variant"] == "no-opsd":

@@ -15,8 +15,8 @@ as teacher and the real env for distillation. The JSON records which ran. Return
 measured in the real env (greedy, the same ``--eval-episodes`` episodes and seeds for the
 teacher, the base model and the students); each seed's student is compared with its own teacher.
 
-    python -m benchmarks.distill_targets --runs-dir /tmp/dreamer_targets/offline --jobs 2
-    python -m benchmarks.distill_targets --teacher heuristic --env real
+    python -m dreamlab.benchmarks.distill_targets --runs-dir /tmp/dreamer_targets/offline --jobs 2
+    python -m dreamlab.benchmarks.distill_targets --teacher heuristic --env real
 
 Without ``--logs`` (and ``--runs-dir``) the logs are collected here (the heuristic with
 CARTPOLE_MEDIOCRE_EPSILON: a mediocre "deployed agent"). Writes
@@ -30,7 +30,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -40,13 +39,15 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from data.behaviour import CARTPOLE_MEDIOCRE_EPSILON, make_behaviour
-from data.collect import collect
-from data.store import EpisodeStore
-from policy.base_llm import BaseLLMConfig, make_base_llm
-from policy.distill import DistillConfig, Distiller
-from policy.llm import LLMPolicy, evaluate
-from policy.teachers import ActorTeacher
+from dreamlab.core.machine import run_manifest
+from dreamlab.core.io import atomic_write_json
+from dreamlab.data.behaviour import CARTPOLE_MEDIOCRE_EPSILON, make_behaviour
+from dreamlab.data.collect import collect
+from dreamlab.data.store import EpisodeStore
+from dreamlab.policy.base_llm import BaseLLMConfig, make_base_llm
+from dreamlab.policy.distill import DistillConfig, Distiller
+from dreamlab.policy.llm import LLMPolicy, evaluate
+from dreamlab.policy.teachers import ActorTeacher
 
 ENV = "CartPole-v1"
 RESULTS = Path(__file__).parent / "results"
@@ -60,7 +61,7 @@ SFT = {"method": "sft", "lr": 1e-3, "replay": 8}
 def load_teacher(spec: str) -> Any:
     if spec == "heuristic":
         return make_behaviour(ENV, gym.make(ENV).action_space, 0.0)
-    from imagination.agent import DreamerAgent
+    from dreamlab.imagination.agent import DreamerAgent
 
     return DreamerAgent.load(spec)
 
@@ -70,8 +71,8 @@ def make_env(spec: str, logs: Path, seed: int) -> Any:
         return gym.make_vec(ENV, num_envs=8, vectorization_mode="sync")
     if not spec.startswith("dream:"):
         raise ValueError(f"--env {spec!r}: expected 'real' or dream:WM_CKPT")
-    from imagination.dream_env import DreamEnv
-    from worldmodel.model import WorldModel
+    from dreamlab.imagination.dream_env import DreamEnv
+    from dreamlab.worldmodel.model import WorldModel
 
     return DreamEnv(WorldModel.load(spec[len("dream:"):]), EpisodeStore(logs), num_envs=8, max_steps=500, seed=seed)
 
@@ -164,7 +165,7 @@ def run_seed(spec: SeedSpec) -> dict[str, Any]:
         part["runs"][m] = r
         print(m, spec.seed, [(c["labelled_tokens"], round(c["return"], 1)) for c in r["curve"]], flush=True)
     part["load_average_1_5_15min_at_end"] = list(os.getloadavg())
-    Path(spec.part).write_text(json.dumps(part, indent=1, default=float))
+    atomic_write_json(Path(spec.part), part, indent=1, default=float)
     return part
 
 
@@ -223,9 +224,7 @@ def summarize(runs: dict[str, list[dict[str, Any]]], budget: int) -> dict[str, A
     per_seed = [o / x if o is not None and x else None
                 for o, x in zip(summary["opsd"]["tokens_to_90pct_per_seed"], summary["sft"]["tokens_to_90pct_per_seed"])]
     return {
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "load_average_1_5_15min": list(os.getloadavg()),
-                    "note": "shared CPU; timings are noisy"},
+        **run_manifest(note="shared CPU; timings are noisy"),
         "teacher_return": float(np.median(teachers)), "teacher_return_per_seed": teachers,
         "base_return": float(np.median(bases)), "base_return_per_seed": bases, "summary": summary,
         "opsd_over_sft_tokens_to_90pct": ratio, "opsd_over_sft_tokens_to_90pct_per_seed": per_seed,
@@ -266,7 +265,7 @@ def assemble(parts: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
 
 def write(res: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1, default=float))
+    atomic_write_json(out, res, indent=1, default=float)
     plot(res, out.with_name(out.stem.replace("distill_targets", "distill_curves") + ".png"))
     print(json.dumps({k: res[k] for k in ("teacher_return_per_seed", "base_return_per_seed", "summary", "targets")},
                      indent=1, default=float))

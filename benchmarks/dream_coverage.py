@@ -10,7 +10,7 @@ and in ``--envs`` dreams for the task's horizon, and report side by side:
 * the fraction of logged states that already pass the verifier (how often the world model was
   shown the goal region at all).
 
-    python -m benchmarks.dream_coverage --task mcc --seeds 0 --work /tmp/dreamlab-grpo-bench
+    python -m dreamlab.benchmarks.dream_coverage --task mcc --seeds 0 --work /tmp/dreamlab-grpo-bench
 
 Writes ``benchmarks/results/dream_coverage_<task>.json``.
 """
@@ -18,7 +18,6 @@ Writes ``benchmarks/results/dream_coverage_<task>.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from benchmarks.grpo_targets import TASKS, logs_for, machine, world_model_for
-from data.behaviour import make_behaviour
-from imagination.grpo import dream_env_factory
-from imagination.verifiers import get_verifier
+from dreamlab.core.io import atomic_write_json
+from dreamlab.benchmarks.grpo_targets import TASKS, logs_for, world_model_for
+from dreamlab.core.machine import run_manifest
+from dreamlab.data.behaviour import make_behaviour
+from dreamlab.imagination.grpo import dream_env_factory
+from dreamlab.imagination.verifiers import get_verifier
 
 RESULTS = Path(__file__).parent / "results"
 QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -112,9 +113,9 @@ def main(argv: list[str] | None = None) -> int:
               f" dream {s['dream']['success_rate']:.2f}; logged states passing the verifier "
               f"{s['logs']['pass_verifier_fraction']:.5f}", flush=True)
     out["wall_seconds"] = time.time() - t0
-    out["machine"] = machine()
+    out.update(run_manifest(note="CPU shared with other jobs while measured: timings are noisy"))
     path = RESULTS / f"dream_coverage_{args.task}.json"
-    path.write_text(json.dumps(out, indent=1))
+    atomic_write_json(path, out, indent=1)
     print(f"wrote {path}")
     return 0
 

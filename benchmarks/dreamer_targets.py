@@ -10,97 +10,93 @@ Targets:
 * ``online-pendulum``: ``train_online`` on Pendulum-v1 for 10k real steps: >= -200;
 * transfer, for every final agent: ``|dream - real| <= 0.15 * |real|``.
 
-Each finished seed is written to the JSON at once (``--out``; by default
+Every seed is a :class:`dreamlab.stages.Run` in ``--work`` (manifest and stage markers: an
+interrupted seed resumes at its stage), and each finished seed is written to the JSON at once (``--out``; by default
 ``results/dreamer_targets.json`` for ``offline`` and ``results/dreamer_targets_online.json`` for
 the online targets), and a rerun skips seeds already there (``--fresh`` to redo), so a long run
 can be interrupted. Online runs also record process CPU time beside wall time (the CPU is
 shared), the loop's time by phase, and the greedy evaluation curve (``--online-eval-every``).
 Usage::
 
-    python -m benchmarks.dreamer_targets --targets offline --seeds 0 1 2
-    nice -n 5 python -m benchmarks.dreamer_targets --targets online-cartpole online-pendulum
+    python -m dreamlab.benchmarks.dreamer_targets --targets offline --seeds 0 1 2
+    nice -n 5 python -m dreamlab.benchmarks.dreamer_targets --targets online-cartpole online-pendulum
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from dreamlab.config import from_mapping, load_yaml
+from dreamlab.core.io import atomic_write_json
+from dreamlab.core.machine import git_commit, run_manifest
+from dreamlab.imagination.dreamer import DreamerConfig
+from dreamlab.imagination.loops import OnlineConfig
+from dreamlab.stages import Run, collect_logs, dream_agent, evaluate_agent, train_online_agent, train_world_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GOALS = {"offline": 450.0, "online-cartpole": 475.0, "online-pendulum": -200.0}
 ENVS = {"offline": "CartPole-v1", "online-cartpole": "CartPole-v1", "online-pendulum": "Pendulum-v1"}
 
 
-def run_offline(seed: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from data.behaviour import CARTPOLE_MEDIOCRE_EPSILON
-    from data.collect import collect
-    from data.store import EpisodeStore
-    from imagination.agent import load_world_model
-    from imagination.dreamer import DreamerConfig
-    from imagination.evaluate import dream_vs_real
-    from imagination.loops import OfflineConfig, dream_offline
-    from worldmodel.config import preset
-    from worldmodel.train import train
+@dataclass
+class TargetSettings:
+    """``--config FILE.yaml`` of this script: overrides of the actor-critic and of the online loop."""
+    dreamer: DreamerConfig = field(default_factory=DreamerConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
 
+
+def run_offline(seed: int, work: Path, args: argparse.Namespace, settings: TargetSettings) -> dict[str, Any]:
+    from dreamlab.data.behaviour import CARTPOLE_MEDIOCRE_EPSILON
+    from dreamlab.worldmodel.config import preset
+
+    run = Run(work, {"target": "offline", "seed": seed, "args": {k: str(v) for k, v in vars(args).items()},
+                     "settings": asdict(settings)})
     logs, wm_dir, agent_dir = work / "logs", work / "wm", work / "agent"
-    t0 = time.time()
-    if not (logs / "metadata.json").exists():
-        collect("CartPole-v1", "heuristic", args.log_steps, num_envs=4, seed=seed, out=logs,
-                epsilon=CARTPOLE_MEDIOCRE_EPSILON, progress=False)
-    stats = EpisodeStore(logs).stats()
-    t1 = time.time()
-    wm_path = wm_dir / "world_model.ckpt"
-    if not wm_path.exists():
-        train(logs, wm_dir, preset("small", seed=seed), max_steps=args.wm_steps, max_minutes=args.wm_minutes,
-              progress=False)
-    t2 = time.time()
-    wm = load_world_model(wm_path)
-    dcfg = DreamerConfig(**json.loads(args.dreamer)) if args.dreamer else DreamerConfig()
-    dream_offline(wm, logs, agent_dir, OfflineConfig(steps=args.dream_steps, seed=seed), dcfg, wm_path=wm_path,
-                  progress=False)
-    t3 = time.time()
-    from imagination.agent import DreamerAgent
-
-    res = dream_vs_real(DreamerAgent.load(agent_dir), "CartPole-v1", args.episodes, seed=10_000 + seed)
-    return {"logs": {"steps": int(stats.steps), "episodes": int(stats.episodes),
-                     "best_return": float(stats.returns.max()), "mean_return": float(stats.returns.mean())},
-            "minutes": {"collect": (t1 - t0) / 60, "world_model": (t2 - t1) / 60, "dream": (t3 - t2) / 60},
-            "dreamer_config": asdict(dcfg), "dream_steps": args.dream_steps, **res}
+    stats = run.stage("collect", lambda: collect_logs("CartPole-v1", "heuristic", args.log_steps, logs, num_envs=4,
+                                                      seed=seed, epsilon=CARTPOLE_MEDIOCRE_EPSILON, progress=False))
+    wm_path = Path(run.stage("worldmodel", lambda: train_world_model(
+        logs, wm_dir, preset("small", seed=seed), args.wm_steps, args.wm_minutes, progress=False))["checkpoint"])
+    run.stage("dream", lambda: dream_agent(wm_path, logs, agent_dir, args.dream_steps, seed=seed,
+                                           dreamer=settings.dreamer, progress=False))
+    res = run.stage("evaluate", lambda: evaluate_agent(agent_dir, "CartPole-v1", args.episodes, seed=10_000 + seed))
+    minutes = {k: v / 60 for k, v in run.seconds(("collect", "worldmodel", "dream")).items()}
+    return {"logs": {"steps": int(stats["steps"]), "episodes": int(stats["episodes"]),
+                     "best_return": float(stats["return_max"]), "mean_return": float(stats["return_mean"])},
+            "minutes": {"collect": minutes["collect"], "world_model": minutes["worldmodel"], "dream": minutes["dream"]},
+            "dreamer_config": asdict(settings.dreamer), "dream_steps": args.dream_steps,
+            "commit": git_commit(), **{k: v for k, v in res.items() if k != "wall_s"}}
 
 
-def run_online(target: str, seed: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from imagination.dreamer import DreamerConfig
-    from imagination.evaluate import dream_vs_real
-    from imagination.loops import OnlineConfig, train_online
-
+def run_online(target: str, seed: int, work: Path, args: argparse.Namespace, settings: TargetSettings) -> dict[str, Any]:
     env_id = ENVS[target]
-    dcfg = DreamerConfig(**json.loads(args.dreamer)) if args.dreamer else DreamerConfig()
-    loop = json.loads(args.online) if args.online else {}
-    ocfg = OnlineConfig(**{"steps": args.online_steps, "seed": seed, "eval_every": args.online_eval_every,
-                           "eval_episodes": args.episodes, **loop})
-    t0, c0 = time.time(), time.process_time()
-    agent = train_online(env_id, work / "run", ocfg, dcfg, progress=False)
-    minutes, cpu_minutes = (time.time() - t0) / 60, (time.process_time() - c0) / 60
-    res = dream_vs_real(agent, env_id, args.episodes, seed=10_000 + seed)
+    ocfg = replace(settings.online, steps=args.online_steps, seed=seed, eval_every=args.online_eval_every,
+                   eval_episodes=args.episodes)
+    run = Run(work, {"target": target, "seed": seed, "online": asdict(ocfg), "dreamer": asdict(settings.dreamer)})
+    c0 = time.process_time()
+    run.stage("train", lambda: {**train_online_agent(env_id, work / "run", ocfg, settings.dreamer, progress=False),
+                                "cpu_minutes": (time.process_time() - c0) / 60})
+    res = run.stage("evaluate", lambda: evaluate_agent(work / "run" / "agent", env_id, args.episodes,
+                                                       seed=10_000 + seed))
+    train = run.done("train") or {}
     rows = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().splitlines() if line]
     curve = [{"env_steps": r["env_steps"], "eval_mean": r["eval_mean"], "minutes": r["minutes"]}
              for r in rows if "eval_mean" in r]
     final = [r for r in rows if r.get("final")]
     reached = [c["env_steps"] for c in curve if c["eval_mean"] >= GOALS[target]]
-    return {"minutes": {"train": minutes, "train_cpu": cpu_minutes}, "env_steps": args.online_steps,
+    return {"minutes": {"train": float(train.get("wall_s", 0.0)) / 60, "train_cpu": train.get("cpu_minutes")},
+            "env_steps": args.online_steps,
             "phases_s": {k: v for k, v in final[-1].items() if k.endswith("_s")} if final else {},
             "eval_curve": curve, "first_eval_at_goal": reached[0] if reached else None,
-            "online_config": asdict(ocfg), "dreamer_config": asdict(dcfg), **res}
+            "online_config": asdict(ocfg), "dreamer_config": asdict(settings.dreamer), "commit": git_commit(),
+            **{k: v for k, v in res.items() if k != "wall_s"}}
 
 
 def summarise(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -138,8 +134,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--online-steps", type=int, default=10_000)
     ap.add_argument("--online-eval-every", type=int, default=1000, help="env steps between greedy evaluations "
                     "(--episodes episodes) during online training; 0 = none")
-    ap.add_argument("--dreamer", default="", help="JSON of DreamerConfig overrides")
-    ap.add_argument("--online", default="", help="JSON of OnlineConfig overrides")
+    ap.add_argument("--config", type=Path, default=None,
+                    help="YAML with sections 'dreamer' (actor-critic) and 'online' (online loop) overrides")
     ap.add_argument("--work", type=Path, default=Path("/tmp/dreamer_targets"))
     ap.add_argument("--out", type=Path, default=None,
                     help="results JSON (default: results/dreamer_targets.json with 'offline' among the "
@@ -152,6 +148,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.out is None:
         args.out = RESULTS / ("dreamer_targets.json" if "offline" in args.targets else "dreamer_targets_online.json")
     torch.set_num_threads(1)
+    settings = from_mapping(TargetSettings(), load_yaml(args.config), str(args.config)) if args.config \
+        else TargetSettings()
     prev = json.loads(args.out.read_text()) if args.out.exists() and not args.fresh else {}
     runs: dict[str, dict[str, Any]] = prev.get("runs", {})
     if args.merge:
@@ -170,7 +168,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 shutil.rmtree(work)
             work.mkdir(parents=True, exist_ok=True)
             t = time.time()
-            row = run_offline(seed, work, args) if target == "offline" else run_online(target, seed, work, args)
+            row = (run_offline(seed, work, args, settings) if target == "offline"
+                   else run_online(target, seed, work, args, settings))
             row["wall_minutes"] = (time.time() - t) / 60
             runs.setdefault(target, {})[str(seed)] = row
             print(f"{target} seed {seed}: real {row['real']['mean']:.1f} +- {row['real']['std']:.1f}, "
@@ -183,15 +182,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def _write(path: Path, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     result = {"benchmark": "dreamer_targets", "summary": summarise(runs), "runs": runs,
-              "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                          "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                          "loadavg_at_write": list(os.getloadavg())},
+              **run_manifest(),
               "note": "the 2-core CPU is shared with other jobs while this runs: wall times are inflated; "
                       "minutes.train_cpu is this process's CPU time"}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, path)
+    atomic_write_json(path, result)
     return result
 
 

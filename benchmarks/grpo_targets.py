@@ -11,7 +11,7 @@ Tasks (each seed: collect logs -> train a world model -> GRPO in its dreams -> r
 * ``ablation`` forks vs. independent starts on the MCC dream: dream success per iteration,
                imagined steps to reach a dream success of 0.5 / 0.8, real goal rate.
 
-    python -m benchmarks.grpo_targets --tasks mcc cartpole ablation --seeds 0 1 2
+    python -m dreamlab.benchmarks.grpo_targets --tasks mcc cartpole ablation --seeds 0 1 2
 
 Writes ``benchmarks/results/grpo_targets.json`` (merged per task, so tasks may run separately).
 World models and logs are cached under ``--work`` so a rerun skips what is done.
@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -32,15 +30,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from data.behaviour import CARTPOLE_MEDIOCRE_EPSILON, MCC_MINORITY_EPSILON, make_behaviour
-from data.collect import collect
-from data.sampling import SequenceSampler
-from data.store import EpisodeStore
-from imagination.grpo import GRPOConfig, GRPOTrainer, ObsActor, ObsActorPolicy, behaviour_clone, dream_env_factory
-from imagination.grpo_eval import evaluate_dream, evaluate_real, resolve_uncertainty
-from imagination.verifiers import get_verifier
-from worldmodel.config import preset
-from worldmodel.model import WorldModel
+from dreamlab.core.machine import run_manifest
+from dreamlab.core.io import atomic_write_json
+from dreamlab.data.behaviour import CARTPOLE_MEDIOCRE_EPSILON, MCC_MINORITY_EPSILON, make_behaviour
+from dreamlab.data.collect import collect
+from dreamlab.data.sampling import SequenceSampler
+from dreamlab.data.store import EpisodeStore
+from dreamlab.imagination.grpo import GRPOConfig, GRPOTrainer, ObsActor, ObsActorPolicy, behaviour_clone, dream_env_factory
+from dreamlab.imagination.grpo_eval import dream_success, real_success, resolve_uncertainty
+from dreamlab.imagination.verifiers import get_verifier
+from dreamlab.worldmodel.config import preset
+from dreamlab.worldmodel.model import WorldModel
 
 RESULTS = Path(__file__).parent / "results" / "grpo_targets.json"
 
@@ -68,10 +68,6 @@ TASKS: dict[str, dict[str, Any]] = {
 TASKS_DEFAULT_WM_STEPS = {t["env_id"]: t["wm_steps"] for t in TASKS.values()}
 
 
-def machine() -> dict[str, Any]:
-    return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "note": "CPU shared with other engineers' jobs while measured: timings are noisy"}
 
 
 def logs_for(task: dict[str, Any], seed: int, work: Path) -> EpisodeStore:
@@ -113,7 +109,7 @@ def world_model_for(task: dict[str, Any], store: EpisodeStore, seed: int, work: 
     info = {"steps": task["wm_steps"], "obs_stats_from_logs": obs_stats, "seconds": time.time() - t0, "final_loss": metrics,
             "config": cfg.to_dict()}
     wm.save(path)
-    info_path.write_text(json.dumps(info, indent=1))
+    atomic_write_json(info_path, info, indent=1)
     return wm.eval(), info
 
 
@@ -137,15 +133,15 @@ def run_grpo(task: dict[str, Any], store: EpisodeStore, wm: WorldModel, seed: in
     make = dream_env_factory(wm, episodes, verifier, cfg.horizon, penalty=penalty,
                              halt_threshold=halt_threshold, seed=seed)
     agent = ObsActor.from_episodes(episodes, store.observation_space, store.action_space, cfg.hidden, cfg.layers)
-    real_untrained = evaluate_real(env_id, agent, verifier, task["eval_episodes"], seed=10_000 + seed)
+    real_untrained = real_success(env_id, agent, verifier, task["eval_episodes"], seed=10_000 + seed)
     bc_nll = behaviour_clone(agent, episodes, cfg.bc_steps, seed=seed)
-    real_before = evaluate_real(env_id, agent, verifier, task["eval_episodes"], seed=10_000 + seed)
+    real_before = real_success(env_id, agent, verifier, task["eval_episodes"], seed=10_000 + seed)
     trainer = GRPOTrainer(make, agent, verifier, cfg)
     t0 = time.time()
     history = trainer.train(progress=progress)
     seconds = time.time() - t0
-    dream_after = evaluate_dream(make, ObsActorPolicy(agent, greedy=True), verifier, 128, cfg.horizon, seed=999)
-    real = evaluate_real(env_id, agent, verifier, task["eval_episodes"], seed=10_000 + seed)
+    dream_after = dream_success(make, ObsActorPolicy(agent, greedy=True), verifier, 128, cfg.horizon, seed=999)
+    real = real_success(env_id, agent, verifier, task["eval_episodes"], seed=10_000 + seed)
     curve = [h.dream_success for h in history]
     steps = [h.total_imagined_steps for h in history]
 
@@ -173,7 +169,7 @@ def dream_check(task: dict[str, Any], store: EpisodeStore, wm: WorldModel) -> di
     horizon = task["grpo"]["horizon"]
     make = dream_env_factory(wm, store.episodes(), verifier, horizon, seed=0)
     heur = make_behaviour(task["env_id"], store.action_space, 0.0, seed=0)
-    r = evaluate_dream(make, heur, verifier, 64, horizon, seed=1)
+    r = dream_success(make, heur, verifier, 64, horizon, seed=1)
     return {"heuristic_dream_success": r["success_rate"], "horizon": horizon, "envs": 64}
 
 
@@ -259,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    results["machine"] = machine()
+    results.update(run_manifest(note="CPU shared with other engineers' jobs while measured: timings are noisy"))
     previous_commands = {k: v.get("commands", [v["command"]] if "command" in v else [])
                          for k, v in results.items() if isinstance(v, dict) and k in ("mcc", "cartpole", "ablation")}
     if args.wm_steps is not None:
@@ -296,12 +292,12 @@ def main(argv: list[str] | None = None) -> int:
             (f" --log-steps {args.log_steps}" if args.log_steps is not None else "") + \
             (f" --work {args.work}" if str(args.work) != "/tmp/dreamlab-grpo-bench" else "") + \
             (f" --out {args.out}" if args.out != RESULTS else "")
-        command = f"python -m benchmarks.grpo_targets --tasks {name} --seeds {' '.join(map(str, args.seeds))}{extra}"
+        command = f"python -m dreamlab.benchmarks.grpo_targets --tasks {name} --seeds {' '.join(map(str, args.seeds))}{extra}"
         earlier = (previous_commands.get(name) or []) if args.variants else []
         results[name]["commands"] = earlier + [command]
         merged = json.loads(args.out.read_text()) if args.out.exists() else {}  # other tasks may run in parallel
         merged.update({"machine": results["machine"], name: results[name]})
-        args.out.write_text(json.dumps(merged, indent=1))
+        atomic_write_json(args.out, merged, indent=1)
         print(json.dumps({name: results[name].get("summary"), "target": results[name].get("target")}, indent=1))
     return 0
 

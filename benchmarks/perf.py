@@ -1,10 +1,10 @@
 """All performance figures in one table: ours against the plain-PyTorch (or raw) ceiling timed in
 the same run, the ratio, and the goal of the issue that asked for it.
 
-    python -m benchmarks.perf                      # run every perf_* benchmark, then the table
-    python -m benchmarks.perf --from-results       # only read benchmarks/results/perf_*.json
-    python -m benchmarks.perf --run data llm       # re-run these, read the others
-    python -m benchmarks.perf --quick --out-dir D  # tiny sizes (~15 s, for the test); JSONs in D
+    python -m dreamlab.benchmarks.perf                      # run every perf_* benchmark, then the table
+    python -m dreamlab.benchmarks.perf --from-results       # only read benchmarks/results/perf_*.json
+    python -m dreamlab.benchmarks.perf --run data llm       # re-run these, read the others
+    python -m dreamlab.benchmarks.perf --quick --out-dir D  # tiny sizes (~15 s, for the test); JSONs in D
 
 Sources (each script's own JSON; the ceilings are measured inside that script, in the same run):
 
@@ -34,8 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import shutil
 import tempfile
 import time
@@ -43,6 +41,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from dreamlab.core.machine import run_manifest
+from dreamlab.core.io import atomic_write_json, atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SOURCES = ("data", "worldmodel", "imagination", "llm")
@@ -111,23 +111,23 @@ def run_full(name: str, results: Path) -> dict[str, Any]:
     """Run one benchmark at its own default sizes; it writes ``results/perf_<name>.json``."""
     out = ["--out", str(results / f"perf_{name}.json")]
     if name == "data":
-        from benchmarks.perf_data import main
+        from dreamlab.benchmarks.perf_data import main
         return main(out)
     if name == "worldmodel":
-        from benchmarks.perf_worldmodel import main as wm_main
+        from dreamlab.benchmarks.perf_worldmodel import main as wm_main
         wm_main(out)
         return json.loads((results / "perf_worldmodel.json").read_text())
     if name == "imagination":
-        from benchmarks.perf_imagination import main as im_main
+        from dreamlab.benchmarks.perf_imagination import main as im_main
         return im_main(out)
-    from benchmarks.perf_llm import main as llm_main
+    from dreamlab.benchmarks.perf_llm import main as llm_main
     return llm_main(out)
 
 
 def run_quick(name: str, out_dir: Path) -> dict[str, Any]:
     """Tiny sizes of the same measurements (seconds, not minutes): checks the plumbing only."""
     if name == "data":
-        from benchmarks.perf_data import bench_collection, bench_sampling
+        from dreamlab.benchmarks.perf_data import bench_collection, bench_sampling
         tmp = Path(tempfile.mkdtemp(prefix="perf_quick-"))
         try:
             return {"collection": [bench_collection("CartPole-v1", 4, 1000, 1, tmp)],
@@ -135,13 +135,13 @@ def run_quick(name: str, out_dir: Path) -> dict[str, Any]:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     if name == "worldmodel":
-        from benchmarks.perf_worldmodel import bench_preset
+        from dreamlab.benchmarks.perf_worldmodel import bench_preset
         return {"results": [bench_preset("tiny", 2, lightning=False)]}
     if name == "imagination":
-        from benchmarks.perf_imagination import main as im_main
+        from dreamlab.benchmarks.perf_imagination import main as im_main
         return im_main(["--batch", "64", "--horizon", "5", "--repeats", "1", "--preset", "tiny",
                         "--out", str(out_dir / "perf_imagination.json")])
-    from benchmarks.perf_llm import (actions_per_s, make_student, raw_forward_actions_per_s,
+    from dreamlab.benchmarks.perf_llm import (actions_per_s, make_student, raw_forward_actions_per_s,
                                      raw_train_tokens_per_s, tokens_per_s)
     student = make_student(None)
     return {"actions_per_s": {"8": actions_per_s(student, 8, 0.3)},
@@ -168,17 +168,15 @@ def write_table(rows: list[dict[str, Any]], sources: dict[str, dict[str, Any]], 
         raise ValueError(f"non-finite ratio in rows {bad}")
     report = {
         "benchmark": "perf", "mode": mode, "rows": rows,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "load_avg": [round(x, 2) for x in os.getloadavg()]},
+        **run_manifest(),
         "sources": {k: {"machine": v.get("machine"), "date": v.get("date") or v.get("when"),
                         "read_from": v.get("_read_from")} for k, v in sources.items()},
         "note": "shared 2-core CPU: absolute figures are noisy; each ratio compares two timings taken in the same run",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    (out_dir / "perf.json").write_text(json.dumps(report, indent=1))
+    atomic_write_json(out_dir / "perf.json", report, indent=1)
     lines = ["# Performance against plain-PyTorch / raw ceilings", "",
-             f"`python -m benchmarks.perf` ({mode}); ratio = ours relative to the ceiling measured in the same run "
+             f"`python -m dreamlab.benchmarks.perf` ({mode}); ratio = ours relative to the ceiling measured in the same run "
              "(higher is better, 1.0 = as fast as the ceiling).", "",
              "| issue | measurement | unit | ours | ceiling | ratio | goal | met |",
              "| ---: | --- | --- | ---: | ---: | ---: | --- | --- |"]
@@ -191,7 +189,7 @@ def write_table(rows: list[dict[str, Any]], sources: dict[str, dict[str, Any]], 
               f"Machine: {report['machine']['platform']}, {report['machine']['cpu_count']} CPUs, "
               f"{report['machine']['torch_threads']} torch thread(s), torch {report['machine']['torch']}; "
               "each source's own machine record and date are in perf.json. " + report["note"] + ".", ""]
-    (out_dir / "perf.md").write_text("\n".join(lines))
+    atomic_write_text(out_dir / "perf.md", "\n".join(lines))
     return report
 
 

@@ -1,6 +1,6 @@
 """Data-layer performance: collection steps/s vs raw gymnasium vector stepping, and batches/s.
 
-    python -m benchmarks.perf_data            # writes benchmarks/results/perf_data.json (~30 s)
+    python -m dreamlab.benchmarks.perf_data            # writes benchmarks/results/perf_data.json (~30 s)
 
 Collection: ``data.collect.collect`` with a random policy into a fresh EpisodeStore, against
 raw ``gymnasium.vector.SyncVectorEnv`` stepping with random actions (the same envs, same number
@@ -17,9 +17,6 @@ Sampling: ``SequenceSampler.sample(16)`` windows of length 64 over a store of ~2
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import shutil
 import tempfile
 import time
@@ -29,10 +26,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from data.collect import collect
-from data.sampling import SequenceSampler
-from data.spaces import ActionCodec
-from data.store import EpisodeStore
+from dreamlab.core.machine import run_manifest
+from dreamlab.core.io import atomic_write_json
+from dreamlab.data.collect import collect
+from dreamlab.data.sampling import SequenceSampler
+from dreamlab.data.spaces import ActionCodec
+from dreamlab.data.store import EpisodeStore
 
 RESULTS = Path(__file__).resolve().parent / "results" / "perf_data.json"
 
@@ -146,9 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     result = {
         "benchmark": "perf_data",
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "processor": platform.processor(), "note": "shared machine: timings are noisy"},
+        **run_manifest(note="shared machine: timings are noisy"),
         "goal_ratio": 0.8,
         "collection": collection,
         "sampling": sampling,
@@ -156,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
+    atomic_write_json(args.out, result, indent=1)
     for c in collection:
         print(f"{c['env']:12s} raw {c['raw_steps_per_s']:8.0f}/s  collector inline "
               f"{c['collector_inline_steps_per_s']:8.0f}/s ({c['ratio_inline']:.2f}x)  process writer "

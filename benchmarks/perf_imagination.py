@@ -11,15 +11,12 @@ sampling, actor, reward and continue heads) and timed in the same run, interleav
 ``ratio`` = ours / plain in imagined steps per second (goal >= 0.8). Writes
 ``benchmarks/results/perf_imagination.json``. Usage::
 
-    python -m benchmarks.perf_imagination [--batch 1024] [--horizon 15] [--repeats 5]
+    python -m dreamlab.benchmarks.perf_imagination [--batch 1024] [--horizon 15] [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -28,9 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imagination.dreamer import DreamerConfig, DreamerLearner, lambda_returns
-from worldmodel.config import preset
-from worldmodel.model import WorldModel
+from dreamlab.core.machine import run_manifest
+from dreamlab.core.io import atomic_write_json
+from dreamlab.imagination.dreamer import DreamerConfig, DreamerLearner, lambda_returns
+from dreamlab.worldmodel.config import preset
+from dreamlab.worldmodel.model import WorldModel
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -188,12 +187,11 @@ def main(argv: list[str] | None = None) -> dict:
         "benchmark": "perf_imagination", "batch": n, "horizon": h, "preset": args.preset,
         "world_model": {k: getattr(cfg, k) for k in ("deter", "hidden", "groups", "classes", "ensemble", "mlp_layers")},
         "results": rows, "goal_ratio": 0.8,
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+        **run_manifest(),
         "note": "best of repeats, interleaved; the CPU is shared with other jobs, so timings are noisy",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
+    atomic_write_json(args.out, result, indent=1)
     print(f"wrote {args.out}")
     return result
 

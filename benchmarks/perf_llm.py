@@ -6,7 +6,7 @@
   teacher + update) for OPSD (reverse KL) and SFT, with the CartPole heuristic teacher in the real
   env. The student is the default base-LLM architecture (``BaseLLMConfig``), or ``--student DIR``.
 
-    python -m benchmarks.perf_llm [--student DIR] [--out benchmarks/results/perf_llm.json]
+    python -m dreamlab.benchmarks.perf_llm [--student DIR] [--out benchmarks/results/perf_llm.json]
 
 Timings on a shared machine are noisy; the JSON records the machine and torch threads.
 """
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -24,12 +22,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from data.behaviour import make_behaviour
-from policy.base_llm import BaseLLMConfig, build_model, char_tokenizer
-from policy.distill import DistillConfig, Distiller
-from policy.llm import ActionVocab, LLMPolicy
-from policy.render import get_renderer
-from policy.teachers import ActorTeacher
+from dreamlab.core.machine import run_manifest
+from dreamlab.core.io import atomic_write_json
+from dreamlab.data.behaviour import make_behaviour
+from dreamlab.policy.base_llm import BaseLLMConfig, build_model, char_tokenizer
+from dreamlab.policy.distill import DistillConfig, Distiller
+from dreamlab.policy.llm import ActionVocab, LLMPolicy
+from dreamlab.policy.render import get_renderer
+from dreamlab.policy.teachers import ActorTeacher
 
 ENV = "CartPole-v1"
 
@@ -133,10 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     student = make_student(args.student)
     res = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "load_average_1_5_15min": list(os.getloadavg()),
-                    "note": "shared CPU: other jobs ran at the same time"},
+        **run_manifest(note="shared CPU: other jobs ran at the same time"),
         "student": str(args.student) if args.student else "untrained default BaseLLMConfig architecture",
         "parameters": int(sum(p.numel() for p in student.model.parameters())),
         "env": ENV,
@@ -146,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
         "raw_train_labelled_tokens_per_s": raw_train_tokens_per_s(make_student(args.student)),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=1))
+    atomic_write_json(args.out, res, indent=1)
     print(json.dumps(res, indent=1))
     return res
 

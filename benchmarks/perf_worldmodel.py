@@ -7,7 +7,7 @@ straightforward single-file RSSM: concatenations feeding each linear layer insid
 ``torch.distributions.OneHotCategoricalStraightThrough`` for the latents, the same heads and losses.
 Ours and plain alternate repetition by repetition so that load from other jobs hits both alike.
 
-    python -m benchmarks.perf_worldmodel [--presets tiny small medium large] [--reps N]
+    python -m dreamlab.benchmarks.perf_worldmodel [--presets tiny small medium large] [--reps N]
 
 Writes ``benchmarks/results/perf_worldmodel.json`` with the machine and thread count.
 """
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -30,8 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from worldmodel.config import WorldModelConfig, preset
-from worldmodel.model import WorldModel
+from dreamlab.core.machine import run_manifest
+from dreamlab.core.io import atomic_write_json
+from dreamlab.worldmodel.config import WorldModelConfig, preset
+from dreamlab.worldmodel.model import WorldModel
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OBS_DIM, N_ACT, B, T = 8, 4, 16, 64
@@ -231,15 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "perf_worldmodel", "batch": B, "length": T, "obs_dim": OBS_DIM, "actions": N_ACT,
         "goal": "ours <= 1.25x plain",
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "load_avg_at_end": os.getloadavg()},
+        **run_manifest(),
         "note": "CPU shared with other jobs during the run: absolute times are noisy; ours and plain "
                 "alternate per repetition so the ratio is fairer than either time",
         "results": rows, "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
+    atomic_write_json(args.out, report, indent=1)
     print(f"wrote {args.out}")
     return 0
 

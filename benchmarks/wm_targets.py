@@ -8,8 +8,8 @@ then evaluate open-loop on the held-out episodes (context 8, horizon 15) next to
 Targets: CartPole-v1: horizon-15 normalised MSE >= 5x below copy-last; termination balanced
 accuracy >= 95% one step ahead. Pendulum-v1: reward MAE reported.
 
-    python -m benchmarks.wm_targets                       # full: 20k steps, 10 minutes per env
-    python -m benchmarks.wm_targets --minutes 3 --envs CartPole-v1 --out /tmp/t.json   # tuning
+    python -m dreamlab.benchmarks.wm_targets                       # full: 20k steps, 10 minutes per env
+    python -m dreamlab.benchmarks.wm_targets --minutes 3 --envs CartPole-v1 --out /tmp/t.json   # tuning
 
 Writes ``benchmarks/results/wm_targets.json`` (machine, threads, conditions, figures).
 """
@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -30,14 +28,17 @@ from typing import Any
 import lightning as L
 import torch
 
-from data.behaviour import CARTPOLE_MEDIOCRE_EPSILON
-from data.collect import collect
-from data.sampling import split_names
-from data.store import EpisodeStore
-from worldmodel.config import preset
-from worldmodel.evaluate import evaluate, plot
-from worldmodel.model import WorldModel
-from worldmodel.train import train
+from dreamlab.core.machine import run_manifest
+from dreamlab.core.io import atomic_write_json
+from dreamlab.data.behaviour import CARTPOLE_MEDIOCRE_EPSILON
+from dreamlab.data.collect import collect
+from dreamlab.data.sampling import split_names
+from dreamlab.data.store import EpisodeStore
+from dreamlab.worldmodel.config import preset
+from dreamlab.plots import plot_openloop_panels
+from dreamlab.worldmodel.evaluate import evaluate
+from dreamlab.worldmodel.model import WorldModel
+from dreamlab.worldmodel.train import train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EPSILON = {"CartPole-v1": CARTPOLE_MEDIOCRE_EPSILON, "Pendulum-v1": 0.3}
@@ -95,7 +96,7 @@ def run_env(env_id: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
     eval_s = time.perf_counter() - t0
     plot_path = args.out.parent / f"wm_targets_{env_id}.png"
     plot_path.parent.mkdir(parents=True, exist_ok=True)
-    plot(res, str(plot_path), title=f"{env_id}, {args.preset}")
+    plot_openloop_panels(res, str(plot_path), title=f"{env_id}, {args.preset}")
     stats = store.stats()
     row: dict[str, Any] = {
         "env": env_id, "log_steps": stats.steps, "log_episodes": stats.episodes,
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         parts = [json.loads(p.read_text()) for p in args.merge]
         merged = dict(parts[0], results=[r for part in parts for r in part["results"]],
                       commands=[part["command"] for part in parts], merged_from=[str(p) for p in args.merge])
-        args.out.write_text(json.dumps(merged, indent=1))
+        atomic_write_json(args.out, merged, indent=1)
         print(f"wrote {args.out}")
         return 0
     torch.set_num_threads(args.threads)
@@ -154,16 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     rows = [run_env(env_id, args, work) for env_id in args.envs]
     report = {
-        "benchmark": "wm_targets", "command": "python -m benchmarks.wm_targets " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "load_avg_at_end": os.getloadavg()},
+        "benchmark": "wm_targets", "command": "python -m dreamlab.benchmarks.wm_targets " + " ".join(sys.argv[1:] if argv is None else argv),
+        **run_manifest(),
         "note": "the CPU is shared with other jobs; wall-clock budgets buy fewer steps under load",
         "results": rows,
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
+    atomic_write_json(args.out, report, indent=1)
     print(f"wrote {args.out}")
     return 0
 

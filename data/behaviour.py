@@ -1,12 +1,12 @@
 """Heuristic behaviour policies for the classic-control tasks, with epsilon noise, and policy loading.
 
-Every policy here follows :class:`policy.protocol.Policy` on batches: ``act(obs (n, *obs))`` returns
+Every policy here follows :class:`dreamlab.core.protocol.Policy` on batches: ``act(obs (n, *obs))`` returns
 ``(n, *action_shape)`` actions. ``epsilon`` is the probability, drawn independently per row and
 per step, that the heuristic's action is replaced by a uniformly random action from the action
 space (for ``Box`` spaces: uniform between ``low`` and ``high``). Policies are seeded, so logs of a
 chosen quality can be re-made exactly.
 
-Measured quality (``python -m data.behaviour``; 20 episodes each, numbers vary with seeds):
+Measured quality (``python -m dreamlab.data.behaviour``; 20 episodes each, numbers vary with seeds):
 
 =============================  =========  ==================================================
 env                            epsilon    behaviour
@@ -25,25 +25,27 @@ MountainCarContinuous-v0       0.93       ``MCC_MINORITY_EPSILON``: the goal is 
 
 ``load_policy(spec, env)`` resolves ``--policy``: ``random``, ``heuristic``, ``module:attr`` (a
 Policy, or a class/function called with the env and returning one), or anything a loader
-registered with :func:`register_policy_loader` recognises (e.g. a saved agent directory).
+passed in ``loaders`` recognises (e.g. a saved agent directory).
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
 
-from policy.protocol import Policy, RandomPolicy
+from dreamlab.core.errors import DreamlabError
+from dreamlab.core.protocol import Policy, RandomPolicy
 
 CARTPOLE_MEDIOCRE_EPSILON = 0.75
 MCC_MINORITY_EPSILON = 0.93
 
 
-class PolicyLoadError(ValueError):
+class PolicyLoadError(DreamlabError):
     """A ``--policy`` spec that cannot be turned into a Policy."""
 
 
@@ -134,14 +136,9 @@ def make_behaviour(env_id: str, action_space: gym.Space, epsilon: float = 0.0,
 
 # ------------------------------------------------------------------------------------ loading
 PolicyLoader = Callable[[str, gym.Env], "Policy | None"]
-_LOADERS: list[PolicyLoader] = []
-
-
-def register_policy_loader(loader: PolicyLoader) -> None:
-    """Let another package resolve more ``--policy`` specs: ``loader(spec, env)`` returns a Policy,
-    or None when the spec is not its kind. Loaders are tried in registration order."""
-    if loader not in _LOADERS:
-        _LOADERS.append(loader)
+"""``loader(spec, env)`` returns a Policy, or None when the spec is not its kind (e.g. a saved
+agent directory). Loaders are passed explicitly: :data:`dreamlab.imagination.registry.POLICY_LOADERS`
+lists those of the packages above this one."""
 
 
 def _is_policy(obj: Any) -> bool:
@@ -149,8 +146,9 @@ def _is_policy(obj: Any) -> bool:
 
 
 def load_policy(spec: str, env: gym.Env, epsilon: float = 0.0, seed: int | None = None,
-                env_id: str | None = None) -> Policy:
-    """Resolve a ``--policy`` spec for ``env`` (a single gymnasium env, used for its spaces/id)."""
+                env_id: str | None = None, loaders: Sequence[PolicyLoader] = ()) -> Policy:
+    """Resolve a ``--policy`` spec for ``env`` (a single gymnasium env, used for its spaces/id);
+    ``loaders`` are tried in order before ``module:attr``."""
     if spec == "random":
         return RandomPolicy(env.action_space, seed=seed)
     if spec == "heuristic":
@@ -158,14 +156,13 @@ def load_policy(spec: str, env: gym.Env, epsilon: float = 0.0, seed: int | None 
         if eid is None:
             raise PolicyLoadError("--policy heuristic needs a registered env id (the env has no spec)")
         return make_behaviour(eid, env.action_space, epsilon, seed)
-    for loader in _LOADERS:
+    for loader in loaders:
         pol = loader(spec, env)
         if pol is not None:
             return pol
     if Path(spec).exists():
-        raise PolicyLoadError(f"{spec}: no policy loader recognises this path (a saved agent directory "
-                              "needs its package to register a loader; otherwise use random, heuristic "
-                              "or module:attr)")
+        raise PolicyLoadError(f"{spec}: no policy loader recognises this path (a saved agent directory holds "
+                              "agent.json or grpo_agent.json; otherwise use random, heuristic or module:attr)")
     if ":" not in spec:
         raise PolicyLoadError(f"--policy '{spec}': expected random, heuristic, a saved policy path or "
                               "module:attr (a Policy or a factory called with the env)")

@@ -24,6 +24,8 @@ directory appends (the env id and spaces must match).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import importlib
 import signal
 import threading
@@ -39,14 +41,15 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-from data.behaviour import load_policy
-from data.episodes import Episode
-from data.store import EpisodeStore
-from data.writers import make_writer
-from policy.protocol import Policy
+from dreamlab.core.errors import DreamlabError
+from dreamlab.data.behaviour import PolicyLoader, load_policy
+from dreamlab.data.episodes import Episode
+from dreamlab.data.store import EpisodeStore
+from dreamlab.data.writers import make_writer
+from dreamlab.core.protocol import Policy
 
 
-class EnvSpecError(ValueError):
+class EnvSpecError(DreamlabError):
     """An ``--env`` that cannot be made."""
 
 
@@ -138,7 +141,8 @@ def _sigterm_as_exit():
 
 def collect(env_id: str, policy: Policy | str, steps: int, num_envs: int = 4, seed: int = 0,
             out: str | Path = "logs", epsilon: float = 0.0, max_episode_steps: int | None = None,
-            progress: bool = True, writer: str = "process", budget: str = "stored") -> CollectSummary:
+            progress: bool = True, writer: str = "process", budget: str = "stored",
+            loaders: Sequence[PolicyLoader] = ()) -> CollectSummary:
     """Collect at least ``steps`` transitions into the store at ``out`` (see the module docstring).
 
     ``budget="taken"`` instead caps the env steps *taken* (a deployment budget): collection stops
@@ -154,7 +158,7 @@ def collect(env_id: str, policy: Policy | str, steps: int, num_envs: int = 4, se
     if isinstance(policy, str):
         probe = make_env(env_id, max_episode_steps)
         policy = load_policy(policy, probe, epsilon=epsilon, seed=seed,
-                             env_id=env_id if env_id in gym.registry else None)
+                             env_id=env_id if env_id in gym.registry else None, loaders=loaders)
         probe.close()
     store = EpisodeStore.create(out, env_id, obs_space, act_space)
 

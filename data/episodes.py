@@ -32,10 +32,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from dreamlab.core.errors import DreamlabError
+
 FIELDS = ("obs", "action", "reward", "is_first", "is_last", "is_terminal", "feedback")
 
 
-class EpisodeError(ValueError):
+class EpisodeError(DreamlabError):
     """A file or field that breaks the episode convention; the message names both."""
 
     def __init__(self, source: str | Path, field: str | None, problem: str):

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,14 +58,16 @@ from typing import Any, Iterable
 import gymnasium as gym
 import numpy as np
 
-from data.episodes import Episode, EpisodeError
-from data.spaces import SpaceError, space_from_json, space_to_json
+from dreamlab.core.errors import DreamlabError
+from dreamlab.core.io import atomic_path
+from dreamlab.data.episodes import Episode, EpisodeError
+from dreamlab.data.spaces import SpaceError, space_from_json, space_to_json
 
 SCHEMA = "dreamlab-jsonl"
 STEP_KEYS = ("episode", "obs", "action", "reward", "terminated", "truncated")
 
 
-class FormatError(ValueError):
+class FormatError(DreamlabError):
     """Input in a log format that cannot be read; the message names the file and line or field."""
 
 
@@ -145,9 +146,8 @@ def write_jsonl(episodes: Iterable[Episode], path: str | Path, env_id: str | Non
     last line); returns the number of step lines. Floats round-trip exactly."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
     lines = 0
-    with open(tmp, "w") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
         fh.write(json.dumps({"schema": SCHEMA, "version": 1, "env_id": env_id,
                              "observation_space": space_to_json(observation_space),
                              "action_space": space_to_json(action_space)}) + "\n")
@@ -167,7 +167,6 @@ def write_jsonl(episodes: Iterable[Episode], path: str | Path, env_id: str | Non
                     rec["next_obs"] = _to_json(ep.obs[t + 1])
                 fh.write(json.dumps(rec) + "\n")
                 lines += 1
-    os.replace(tmp, path)
     return lines
 
 
@@ -301,7 +300,7 @@ def _jsonl_spaces(path: Path, header: dict[str, Any] | None, env_id: str | None,
             raise FormatError(f"{path}:1: header env_id '{hid}' differs from the requested env '{env_id}'")
         return obs_space, act_space, env_id or hid
     if env_id is not None:
-        from data.collect import make_env  # local: collect imports this module's peers
+        from dreamlab.data.collect import make_env  # local: collect imports this module's peers
         env = make_env(env_id)
         spaces = env.observation_space, env.action_space
         env.close()

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from data.episodes import Episode
-from data.spaces import ActionCodec
-from data.store import EpisodeStore, StoreError
+from dreamlab.data.episodes import Episode
+from dreamlab.data.spaces import ActionCodec
+from dreamlab.data.store import EpisodeStore, StoreError
 
 KEYS = ("obs", "action", "reward", "feedback", "is_first", "is_last", "is_terminal")
 

@@ -12,8 +12,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from dreamlab.core.errors import DreamlabError
 
-class SpaceError(ValueError):
+
+class SpaceError(DreamlabError):
     """A space that cannot be serialised, parsed or matched."""
 
 

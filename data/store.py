@@ -29,24 +29,17 @@ from typing import Any, Iterator
 import gymnasium as gym
 import numpy as np
 
-from data.episodes import FIELDS, Episode, EpisodeError, validate_arrays
-from data.spaces import SpaceError, space_from_json, space_to_json, spaces_equal
+from dreamlab.core.errors import DreamlabError
+from dreamlab.core.io import atomic_write_bytes
+from dreamlab.data.episodes import FIELDS, Episode, EpisodeError, validate_arrays
+from dreamlab.data.spaces import SpaceError, space_from_json, space_to_json, spaces_equal
 
 FORMAT = "dreamlab-episodes"
 VERSION = 1
 
 
-class StoreError(ValueError):
+class StoreError(DreamlabError):
     """A store that cannot be opened or appended to; the message names the file."""
-
-
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    with open(tmp, "wb") as fh:
-        fh.write(payload)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def load_episode_file(path: Path, obs_space: gym.Space | None = None,
@@ -134,7 +127,7 @@ class EpisodeStore:
         }
         with _locked(root):
             if not meta_path.exists():
-                _atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode())
+                atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode(), fsync=True)
         store = cls(root)
         store.check_compatible(env_id, observation_space, action_space, source=meta_path)
         return store
@@ -217,7 +210,7 @@ class EpisodeStore:
             meta["index"].update(zip(names, entries))
             meta["episodes"] = len(meta["index"])
             meta["steps"] = int(sum(e["steps"] for e in meta["index"].values()))
-            _atomic_write_bytes(self.root / "metadata.json", json.dumps(meta, indent=1).encode())
+            atomic_write_bytes(self.root / "metadata.json", json.dumps(meta, indent=1).encode(), fsync=True)
             self.meta = meta
         return names
 
@@ -239,7 +232,7 @@ class EpisodeStore:
                 del meta["index"][name]
             meta["episodes"] = len(meta["index"])
             meta["steps"] = int(sum(e["steps"] for e in meta["index"].values()))
-            _atomic_write_bytes(self.root / "metadata.json", json.dumps(meta, indent=1).encode())
+            atomic_write_bytes(self.root / "metadata.json", json.dumps(meta, indent=1).encode(), fsync=True)
             self.meta = meta
         return added
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from data.episodes import Episode, EpisodeError
-from data.store import EpisodeStore, StoreError
+from dreamlab.data.episodes import Episode, EpisodeError
+from dreamlab.data.store import EpisodeStore, StoreError
 
 
 class InlineWriter:

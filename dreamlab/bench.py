@@ -10,7 +10,8 @@ every seed, one run into ``OUT/<env>/<mode>/seed<k>/``:
 * **online**: ``imagination.loops.train_online`` (collect with the agent, train the world model,
   dream, act) for ``online_steps`` real steps, then ``dream_vs_real``.
 
-Each run's stages are marked in ``RUN/stages/<stage>.json`` (``dreamlab.pipeline.Stages``), and
+Each run is a :class:`dreamlab.stages.Run` (``RUN/manifest.json``; stages marked in
+``RUN/stages/<stage>.json``), and
 the run ends by writing ``RUN/result.json``: env, mode, seed, real return mean/std, dream return
 mean, gap (dream - real) and relative gap, real env steps used, wall seconds (sum of the stages'
 times, so resumed runs are not double counted), the budget. A rerun skips finished runs and
@@ -19,7 +20,8 @@ resumes unfinished ones stage by stage. Evaluation episodes (``eval_episodes``, 
 one row per finished run under ``OUT`` and ``OUT/summary.md`` the median and min–max over seeds
 per env × mode, with cited RL Zoo model-free rows beside each env (``benchmarks.references``).
 
-Suites and their budgets (per run; every budget can be overridden from the command line):
+Suites and their budgets (per run; every budget can be overridden from the command line:
+``--budget.log-steps 4000``, or ``budget: {log_steps: 4000}`` in ``--config``):
 
 ===========  ===================================  =======  =====================  ======  =======================
 suite        envs                                 preset   offline: logs / WM     dream   online: real steps
@@ -47,20 +49,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import platform
-import shutil
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from data.behaviour import CARTPOLE_MEDIOCRE_EPSILON, MCC_MINORITY_EPSILON
-from dreamlab.stages import Stages, run_stage, write_csv
+from dreamlab.core.errors import DreamlabError
+from dreamlab.data.behaviour import CARTPOLE_MEDIOCRE_EPSILON, MCC_MINORITY_EPSILON
+from dreamlab.stages import Run, collect_logs, dream_agent, evaluate_agent, stderr_log, train_online_agent, \
+    train_world_model, write_csv
+from dreamlab.core.seeding import EVAL_OFFSET
+from dreamlab.core.io import atomic_write_json, atomic_write_text
 
 MODES = ("offline", "online")
 SUITE_ENVS: dict[str, tuple[str, ...]] = {
@@ -74,7 +76,7 @@ LOG_EPSILON: dict[str, float] = {
 }
 
 
-class BenchError(ValueError):
+class BenchError(DreamlabError):
     """A bad bench configuration (names the field and what it expects)."""
 
 
@@ -103,14 +105,8 @@ SUITES: dict[str, Budget] = {
 
 
 @dataclass
-class BenchConfig:
-    suite: str = "quick"
-    out: str = "runs/bench"
-    seeds: int = 1                   # seeds first_seed .. first_seed + seeds - 1
-    first_seed: int = 0
-    envs: tuple[str, ...] = ()       # empty: the suite's envs
-    modes: tuple[str, ...] = MODES   # "offline,online" is accepted too
-    # budget overrides (None: the suite's value, see the module docstring)
+class BudgetOverrides:
+    """Per-run budget overrides; None keeps the suite's value (see the module docstring)."""
     preset: str | None = None
     log_steps: int | None = None
     wm_steps: int | None = None
@@ -121,15 +117,26 @@ class BenchConfig:
     online_pretrain: int | None = None
     replay_ratio: float | None = None
     eval_episodes: int | None = None
+
+
+@dataclass
+class BenchConfig:
+    suite: str = "quick"
+    out: str = "runs/bench"
+    seeds: int = 1                   # seeds first_seed .. first_seed + seeds - 1
+    first_seed: int = 0
+    envs: tuple[str, ...] = ()       # empty: the suite's envs
+    modes: tuple[str, ...] = MODES   # "offline,online" is accepted too
     num_envs: int = 8                # vector envs while collecting the offline logs
     threads: int = 1                 # torch CPU threads (0 = torch's default)
     progress: bool = True
+    budget: BudgetOverrides = field(default_factory=BudgetOverrides)
 
-    def budget(self) -> Budget:
+    def resolved_budget(self) -> Budget:
+        """The suite's budget with the overrides applied."""
         if self.suite not in SUITES:
             raise BenchError(f"suite: unknown suite {self.suite!r}; choose one of {sorted(SUITES)}")
-        names = {f.name for f in dataclasses.fields(Budget)}
-        over = {k: v for k, v in asdict(self).items() if k in names and v is not None}
+        over = {k: v for k, v in asdict(self.budget).items() if v is not None}
         return dataclasses.replace(SUITES[self.suite], **over)
 
     def env_ids(self) -> tuple[str, ...]:
@@ -153,7 +160,7 @@ class BenchConfig:
         return modes
 
     def validate(self) -> "BenchConfig":
-        b = self.budget()
+        b = self.resolved_budget()
         self.env_ids()
         self.mode_list()
         if self.seeds < 1:
@@ -167,15 +174,7 @@ class BenchConfig:
         return self
 
 
-def _log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def machine() -> dict[str, Any]:
-    return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "load_avg": [round(x, 2) for x in os.getloadavg()],
-            "note": "shared 2-core CPU: wall times depend on the other jobs running"}
+_log = stderr_log("bench")
 
 
 def _base_name(env_id: str) -> str:
@@ -184,7 +183,7 @@ def _base_name(env_id: str) -> str:
 
 def _behaviour(env_id: str, action_space: Any, epsilon: float, seed: int) -> Any:
     """The env's heuristic with epsilon-random actions (a Policy)."""
-    from data.behaviour import HeuristicPolicy, make_behaviour
+    from dreamlab.data.behaviour import HeuristicPolicy, make_behaviour
 
     if _base_name(env_id) != "LunarLander":
         return make_behaviour(env_id, action_space, epsilon, seed)
@@ -201,77 +200,37 @@ def _behaviour(env_id: str, action_space: Any, epsilon: float, seed: int) -> Any
 
 
 # ------------------------------------------------------------------------------------ runs
-def _offline(env_id: str, seed: int, run: Path, b: Budget, cfg: BenchConfig) -> dict[str, Any]:
+def _offline(env_id: str, seed: int, run: Run, b: Budget, cfg: BenchConfig) -> dict[str, Any]:
     import gymnasium as gym
 
-    from data.collect import collect
-    from data.store import EpisodeStore
-    from imagination.agent import DreamerAgent
-    from imagination.evaluate import dream_vs_real
-    from imagination.loops import OfflineConfig, dream_offline
-    from worldmodel.config import preset
-    from worldmodel.model import WorldModel
-    from worldmodel.train import train as train_wm
+    from dreamlab.worldmodel.config import preset
 
-    stages = Stages(run)
-    logs, wm_dir, agent_dir = run / "logs", run / "worldmodel", run / "agent"
+    logs, wm_dir, agent_dir = run.out / "logs", run.out / "worldmodel", run.out / "agent"
     eps = LOG_EPSILON[_base_name(env_id)]
-
-    def do_collect() -> dict[str, Any]:
-        if (logs / "metadata.json").exists():  # a half-written store from an interrupted collect
-            shutil.rmtree(logs)
-        policy = _behaviour(env_id, gym.make(env_id).action_space, eps, seed)
-        collect(env_id, policy, b.log_steps, num_envs=cfg.num_envs, seed=seed, out=logs, progress=cfg.progress)
-        return {"epsilon": eps, **EpisodeStore(logs).stats().summary()}
-
-    logs_info = run_stage(stages, "collect", do_collect, _log)
-
-    def do_worldmodel() -> dict[str, Any]:
-        ckpt = train_wm(logs, wm_dir, preset(b.preset, seed=seed), max_steps=b.wm_steps,
-                        max_minutes=b.wm_minutes, progress=cfg.progress, accelerator="cpu")
-        return {"checkpoint": str(ckpt)}
-
-    wm_ckpt = Path(run_stage(stages, "worldmodel", do_worldmodel, _log)["checkpoint"])
-
-    def do_dream() -> dict[str, Any]:
-        ocfg = OfflineConfig(steps=b.dream_steps, seed=seed, save_every=max(1, b.dream_steps // 4))
-        dream_offline(WorldModel.load(wm_ckpt), logs, agent_dir, ocfg, wm_path=wm_ckpt, progress=cfg.progress)
-        return {"agent": str(agent_dir), "updates": b.dream_steps}
-
-    run_stage(stages, "dream", do_dream, _log)
-
-    def do_evaluate() -> dict[str, Any]:
-        return dream_vs_real(DreamerAgent.load(agent_dir), env_id, b.eval_episodes, seed=10_000 + seed)
-
-    ev = run_stage(stages, "evaluate", do_evaluate, _log)
+    policy = _behaviour(env_id, gym.make(env_id).action_space, eps, seed)
+    logs_info = run.stage("collect", lambda: collect_logs(env_id, policy, b.log_steps, logs, num_envs=cfg.num_envs,
+                                                          seed=seed, epsilon=eps, progress=cfg.progress))
+    wm_ckpt = Path(run.stage("worldmodel", lambda: train_world_model(
+        logs, wm_dir, preset(b.preset, seed=seed), b.wm_steps, b.wm_minutes, cfg.progress))["checkpoint"])
+    run.stage("dream", lambda: dream_agent(wm_ckpt, logs, agent_dir, b.dream_steps, seed=seed,
+                                           save_every=max(1, b.dream_steps // 4), progress=cfg.progress))
+    ev = run.stage("evaluate", lambda: evaluate_agent(agent_dir, env_id, b.eval_episodes, seed=EVAL_OFFSET + seed))
     return {"evaluate": ev, "real_env_steps": int(logs_info["steps"]),
             "behaviour_return_mean": logs_info.get("return_mean"), "log_epsilon": eps,
-            "stage_seconds": {s: stages.done(s)["wall_s"] for s in ("collect", "worldmodel", "dream", "evaluate")}}
+            "stage_seconds": run.seconds(("collect", "worldmodel", "dream", "evaluate"))}
 
 
-def _online(env_id: str, seed: int, run: Path, b: Budget, cfg: BenchConfig) -> dict[str, Any]:
-    from imagination.agent import DreamerAgent
-    from imagination.evaluate import dream_vs_real
-    from imagination.loops import OnlineConfig, train_online
+def _online(env_id: str, seed: int, run: Run, b: Budget, cfg: BenchConfig) -> dict[str, Any]:
+    from dreamlab.imagination.loops import OnlineConfig
 
-    stages = Stages(run)
-    train_dir = run / "online"
+    train_dir = run.out / "online"
     ocfg = OnlineConfig(steps=b.online_steps, preset=b.preset, prefill=b.online_prefill, pretrain=b.online_pretrain,
                         replay_ratio=b.replay_ratio, eval_every=0, save_every=max(500, b.online_steps // 5), seed=seed)
-
-    def do_train() -> dict[str, Any]:
-        train_online(env_id, train_dir, ocfg, progress=cfg.progress)
-        return {"agent": str(train_dir / "agent"), "online_config": asdict(ocfg)}
-
-    run_stage(stages, "train", do_train, _log)
-
-    def do_evaluate() -> dict[str, Any]:
-        agent = DreamerAgent.load(train_dir / "agent", greedy=True)
-        return dream_vs_real(agent, env_id, b.eval_episodes, seed=10_000 + seed)
-
-    ev = run_stage(stages, "evaluate", do_evaluate, _log)
+    run.stage("train", lambda: train_online_agent(env_id, train_dir, ocfg, progress=cfg.progress))
+    ev = run.stage("evaluate", lambda: evaluate_agent(train_dir / "agent", env_id, b.eval_episodes,
+                                                      seed=EVAL_OFFSET + seed, greedy=True))
     return {"evaluate": ev, "real_env_steps": int(b.online_steps),
-            "stage_seconds": {s: stages.done(s)["wall_s"] for s in ("train", "evaluate")}}
+            "stage_seconds": run.seconds(("train", "evaluate"))}
 
 
 def run_path(out: Path, env_id: str, mode: str, seed: int) -> Path:
@@ -286,8 +245,10 @@ def run_one(env_id: str, mode: str, seed: int, cfg: BenchConfig) -> dict[str, An
         _log(f"{env_id} {mode} seed {seed}: finished before, skipping ({done})")
         return json.loads(done.read_text())
     _log(f"{env_id} {mode} seed {seed}: starting ({run})")
-    b = cfg.budget()
-    info = (_offline if mode == "offline" else _online)(env_id, seed, run, b, cfg)
+    b = cfg.resolved_budget()
+    r = Run(run, {"bench": asdict(cfg), "env": env_id, "mode": mode, "seed": seed, "budget": asdict(b)}, _log)
+    info = (_offline if mode == "offline" else _online)(env_id, seed, r, b, cfg)
+    manifest = json.loads((run / "manifest.json").read_text())
     ev = info.pop("evaluate")
     result = {
         "env": env_id, "mode": mode, "seed": seed, "suite": cfg.suite,
@@ -297,12 +258,11 @@ def run_one(env_id: str, mode: str, seed: int, cfg: BenchConfig) -> dict[str, An
         "real_env_steps": info.pop("real_env_steps"),
         "wall_seconds": round(sum(info["stage_seconds"].values()), 1),
         **info, "eval_episodes": ev["episodes"], "real_returns": ev["real"]["returns"],
-        "dream_returns": ev["dream"]["returns"], "config": asdict(b), "machine": machine(),
+        "dream_returns": ev["dream"]["returns"], "config": asdict(b),
+        "command": manifest["command"], "commit": manifest["commit"], "machine": manifest["machine"],
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(done)
+    atomic_write_json(done, result)
     _log(f"{env_id} {mode} seed {seed}: real {result['real_return_mean']:.1f} ± {result['real_return_std']:.1f}, "
          f"dream {result['dream_return_mean']:.1f}, gap {result['gap']:+.1f}, {result['wall_seconds']:.0f} s")
     return result
@@ -315,7 +275,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_config.json").write_text(json.dumps({**asdict(cfg), "budget": asdict(cfg.budget())}, indent=1))
+    atomic_write_json(out / "bench_config.json", {**asdict(cfg), "resolved_budget": asdict(cfg.resolved_budget())})
     results = [run_one(env_id, mode, seed, cfg) for env_id in cfg.env_ids() for mode in cfg.mode_list()
                for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds)]
     return {"runs": results, **write_aggregate(out)}
@@ -339,7 +299,7 @@ def _spread(values: list[float], fmt: str = ".1f") -> str:
 
 def write_aggregate(out: Path) -> dict[str, Any]:
     """``OUT/results.csv`` (one row per finished run) and ``OUT/summary.md``."""
-    from benchmarks.references import SOURCE, references_for
+    from dreamlab.references import SOURCE, references_for
 
     rows = load_results(out)
     if not rows:
@@ -377,8 +337,9 @@ def write_aggregate(out: Path) -> dict[str, Any]:
     lines += ["[ref]: RL Baselines3 Zoo, final performance of one trained agent per algorithm "
               f"(deterministic policy), mean ± std over its evaluation episodes, after the real steps shown: {SOURCE}",
               "",
-              f"Machine: {first['platform']}, {first['cpu_count']} CPUs, {first['torch_threads']} torch thread(s), "
-              f"torch {first['torch']} ({first['note']}).", ""]
-    (out / "summary.md").write_text("\n".join(lines))
+              f"Machine: {first['platform']}, {first['cpu_count']} CPUs, {first.get('torch_threads')} torch thread(s), "
+              f"torch {first.get('torch')}, load average {first.get('load_avg')} when the first run ended "
+              "(the machine may be shared: wall times depend on what else runs).", ""]
+    atomic_write_text(out / "summary.md", "\n".join(lines))
     _log(f"wrote {out / 'results.csv'} ({len(rows)} runs) and {out / 'summary.md'}")
     return {"csv": str(out / "results.csv"), "summary": str(out / "summary.md"), "rows": len(rows)}

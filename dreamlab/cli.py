@@ -3,6 +3,10 @@
 Subcommands live one per module in :mod:`dreamlab.commands`; each module defines
 ``register(subparsers)`` which adds its parser and sets ``func`` (``args -> exit code``).
 They are discovered automatically, so adding a command never edits this file.
+
+One error path: a user error anywhere (a :class:`~dreamlab.core.errors.DreamlabError`, any
+``ValueError``, or an ``OSError`` such as a missing file) ends as one line on stderr naming the
+file, field and expectation, with exit code 2; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ import pkgutil
 import sys
 
 from dreamlab import commands
+from dreamlab.core.errors import DreamlabError
+
+USER_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dreamlab",
         description="Learn a world model from logs, practise in its dreams, distil into an LLM.",
     )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -34,20 +42,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return USER_ERROR
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("\ninterrupted; everything finished so far is kept", file=sys.stderr)
         return 130
-    except (DreamlabError, ValueError, FileNotFoundError) as exc:
-        # library errors are ValueError subclasses whose message names the file and field
-        print(f"dreamlab {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-
-
-class DreamlabError(Exception):
-    """Base for user-facing errors; kept here only for the CLI's catch (libraries raise ValueError subclasses)."""
+    except (DreamlabError, ValueError, OSError) as exc:
+        if args.debug:
+            raise
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"dreamlab {args.command}: error: {msg}", file=sys.stderr)
+        return USER_ERROR
 
 
 if __name__ == "__main__":

@@ -15,12 +15,16 @@
     RUN/rounds/<r>/evaluate.json
     RUN/cycle.csv, RUN/cycle.json, RUN/report.md (dreamlab.cycle_report), RUN/plots/cycle.png|pdf
 
+Settings are one nested :class:`CycleConfig` (sections ``prior``, ``deploy``, ``world_model``,
+``dreamer``, ``grpo``, ``distill``): ``--deploy.steps 2000`` on the command line, ``deploy: {steps:
+2000}`` in ``--config FILE.yaml``.
+
 A round ``r`` is five stages, each finished by a marker ``RUN/stages/round<r>_<stage>.json``:
 
 (a) **deploy**: the current policy (round 0: the base LLM; then the LLM of round r-1) acts in the
-    real env for ``deploy_steps`` env steps (sampling at ``deploy_temperature``); the episodes in
+    real env for ``deploy.steps`` env steps (sampling at ``deploy.temperature``); the episodes in
     flight when the budget is spent are kept as truncated. ``--feedback`` turns outcomes into
-    thumbs up/down in the logs' ``feedback`` field: ``env`` (none: the world model learns the env's
+    thumbs up/down in the logs' ``feedback`` field (``deploy.feedback``): ``env`` (none: the world model learns the env's
     reward), ``rule`` (+1 when the env's verifier passes on the next observation, -1 when it
     fails), or ``module:function`` (``fn(episode) -> (num_steps,)`` feedback per transition). With
     ``rule`` or a function the world model learns the feedback instead of the env reward, so the
@@ -28,7 +32,7 @@ A round ``r`` is five stages, each finished by a marker ``RUN/stages/round<r>_<s
 (b) **worldmodel**: continue training the world model on all logs so far (round 0 starts it).
 (c) **practice**: Dreamer actor-critic (``dreamer``) or GRPO with the verifier (``grpo``) in the
     dreams of that model, from the logs' states; ``none`` skips it (the no-dreaming ablation).
-(d) **distill**: OPSD inside the dream, the round's agent as teacher, the current LLM as student
+(d) **distill** (``distill.method``): OPSD inside the dream, the round's agent as teacher, the current LLM as student
     (``opsd``); ``sft-logs`` fine-tunes the LLM on the best logged episodes (no dream, no teacher);
     ``none`` leaves the LLM alone and the teacher itself is deployed next round.
 (e) **evaluate**: the LLM's real return (greedy, fixed seeds) and its return in the dream from the
@@ -42,24 +46,99 @@ deployment is redone from scratch (its partial logs are discarded before they re
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from dreamlab.stages import Stages, run_stage, write_csv
+from dreamlab.core.errors import DreamlabError
+from dreamlab.core.seeding import PRIOR_LOGS_OFFSET, round_seed
+from dreamlab.stages import Run, dream_agent, score_world_model, stderr_log, train_world_model, write_csv
+from dreamlab.core.io import atomic_copy, atomic_write_json
 
 PRACTICE = ("dreamer", "grpo", "none")
 DISTILL = ("opsd", "sft-logs", "none")
 
 
-class CycleError(ValueError):
+class CycleError(DreamlabError):
     """A cycle setting or folder that cannot work (names the field or file)."""
+
+
+@dataclass
+class PriorConfig:
+    """Round 0's LLM when ``llm`` is empty: made with make-base-llm from prior logs."""
+    log_steps: int = 5000
+    log_epsilon: float = 1.0  # 1 = uniformly random actions: the base LLM knows the action format, not the skill; -1 = the env's mediocre heuristic default
+    pretrain_steps: int = 1000
+
+
+@dataclass
+class DeployConfig:
+    """(a) deploy the LLM in the real env and log what happens."""
+    steps: int = 2000
+    envs: int = 4
+    temperature: float = 1.0
+    feedback: str = "env"  # env | rule | module:function
+
+
+@dataclass
+class CycleWorldModelConfig:
+    """(b) one world model, trained further every round on all logs so far."""
+    preset: str = "small"
+    steps_first: int = 3000  # updates in round 0
+    steps_per_round: int = 1500  # further updates in each later round
+    minutes: float = 60.0  # wall cap per round (a safety net: the step budgets above end it first)
+
+
+@dataclass
+class DreamerPracticeConfig:
+    """(c) practice = dreamer: the actor-critic in the dream."""
+    steps: int = 1000  # actor-critic updates per round
+    warm_start: bool = True  # round r > 0 continues round r-1's actor-critic (weights, optimisers)
+    penalty: float = 0.0  # imagined reward minus this x ensemble disagreement (MOPO); 0 = off
+
+
+@dataclass
+class GRPOPracticeConfig:
+    """(c) practice = grpo: the recipe that met issue 5's CartPole target (no behaviour cloning on
+    the logs, dreams as long as the real episode limit, each rollout scored by its summed verifier reward)."""
+    iterations: int = 40
+    horizon: int = 0  # dream steps per rollout; 0 = the env's own episode limit
+    score: str = "reward"  # reward (summed per-step verifier score) | success (episode pass/fail)
+    bc_steps: int = 0  # behaviour cloning on the logs before GRPO; 0 = start from scratch
+    target_success: float = 0.95  # stop a round's GRPO once dream success stays above this
+    verifier: str = ""  # "" = the env's built-in verifier
+
+    def validate(self) -> None:
+        if self.horizon < 0:
+            raise CycleError(f"grpo.horizon: expected >= 0 (0 = the env's episode limit), got {self.horizon}")
+        from dreamlab.imagination.grpo import GRPOConfig, GRPOConfigError
+
+        try:  # fail now, not after a round of deployment and world-model training
+            GRPOConfig(iterations=self.iterations, horizon=self.horizon or 1, score=self.score,
+                       bc_steps=self.bc_steps, target_success=self.target_success).validate()
+        except GRPOConfigError as exc:
+            raise CycleError(f"grpo settings: {exc}") from None
+
+
+@dataclass
+class CycleDistillConfig:
+    """(d) write the practice into the LLM: OPSD inside the dream, or SFT on the best logs."""
+    method: str = "opsd"  # opsd | sft-logs | none
+    tokens: int = 48_000  # opsd: labelled (teacher-scored) tokens per round
+    teacher_mix: float = 0.5
+    envs: int = 16
+    sft_best_fraction: float = 0.2  # sft-logs: the best fraction of logged episodes by return
+    sft_steps: int = 300
+
+    def validate(self) -> None:
+        if self.method not in DISTILL:
+            raise CycleError(f"distill.method: expected one of {DISTILL}, got {self.method!r}")
+        if not 0 < self.sft_best_fraction <= 1:
+            raise CycleError(f"distill.sft_best_fraction: expected in (0, 1], got {self.sft_best_fraction}")
 
 
 @dataclass
@@ -68,82 +147,62 @@ class CycleConfig:
     env_id: str = "CartPole-v1"
     rounds: int = 3
     seed: int = 0
-    # round 0's LLM: a local causal-LM folder, or "" to make one from prior logs of a mediocre agent
-    llm: str = ""
-    prior_log_steps: int = 5000
-    prior_log_epsilon: float = 1.0  # 1 = uniformly random actions: the base LLM knows the action format, not the skill; -1 = the env's mediocre heuristic default
-    llm_pretrain_steps: int = 1000
-    # (a) deploy
-    deploy_steps: int = 2000
-    deploy_envs: int = 4
-    deploy_temperature: float = 1.0
-    feedback: str = "env"  # env | rule | module:function
-    # (b) world model
-    wm_preset: str = "small"
-    wm_steps_first: int = 3000  # updates in round 0
-    wm_steps_per_round: int = 1500  # further updates in each later round
-    wm_minutes: float = 60.0  # wall cap per round (a safety net: the step budgets above end it first)
-    # (c) practice in the dream
+    llm: str = ""  # round 0's LLM: a local causal-LM folder, or "" to make one (see prior)
     practice: str = "dreamer"  # dreamer | grpo | none
-    dream_steps: int = 1000  # Dreamer actor-critic updates per round
-    dream_warm_start: bool = True  # round r > 0 continues round r-1's actor-critic (weights, optimisers)
-    dream_penalty: float = 0.0  # imagined reward minus this x ensemble disagreement (MOPO); 0 = off
-    # GRPO: the recipe that met issue 5's CartPole target (no behaviour cloning on the logs, dreams as
-    # long as the real episode limit, each rollout scored by its summed verifier reward)
-    grpo_iterations: int = 40
-    grpo_horizon: int = 0  # dream steps per rollout; 0 = the env's own episode limit
-    grpo_score: str = "reward"  # reward (summed per-step verifier score) | success (episode pass/fail)
-    grpo_bc_steps: int = 0  # behaviour cloning on the logs before GRPO; 0 = start from scratch
-    grpo_target_success: float = 0.95  # stop a round's GRPO once dream success stays above this
-    verifier: str = ""  # "" = the env's built-in verifier
-    # (d) distil into the LLM
-    distill: str = "opsd"  # opsd | sft-logs | none
-    distill_tokens: int = 48_000  # labelled (teacher-scored) tokens per round
-    distill_teacher_mix: float = 0.5
-    distill_envs: int = 16
-    sft_best_fraction: float = 0.2  # sft-logs: the best fraction of logged episodes by return
-    sft_steps: int = 300
-    # (e) evaluate
-    eval_episodes: int = 10
+    eval_episodes: int = 10  # (e) real and dream episodes per evaluation
     threads: int = 0  # torch CPU threads (0 = torch's default)
     progress: bool = True
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
+    world_model: CycleWorldModelConfig = field(default_factory=CycleWorldModelConfig)
+    dreamer: DreamerPracticeConfig = field(default_factory=DreamerPracticeConfig)
+    grpo: GRPOPracticeConfig = field(default_factory=GRPOPracticeConfig)
+    distill: CycleDistillConfig = field(default_factory=CycleDistillConfig)
 
-    def check(self) -> "CycleConfig":
+    def validate(self) -> None:
         if self.rounds < 1:
             raise CycleError(f"rounds: expected >= 1, got {self.rounds}")
         if self.practice not in PRACTICE:
             raise CycleError(f"practice: expected one of {PRACTICE}, got {self.practice!r}")
-        if self.distill not in DISTILL:
-            raise CycleError(f"distill: expected one of {DISTILL}, got {self.distill!r}")
-        if self.practice == "none" and self.distill == "opsd":
-            raise CycleError("practice 'none' leaves no teacher for distill 'opsd'; use distill 'sft-logs'")
-        if self.practice == "none" and self.distill == "none":
-            raise CycleError("practice 'none' with distill 'none' learns nothing")
-        if self.deploy_steps < 1 or self.deploy_envs < 1:
-            raise CycleError("deploy_steps and deploy_envs must be >= 1")
-        if not 0 < self.sft_best_fraction <= 1:
-            raise CycleError(f"sft_best_fraction: expected in (0, 1], got {self.sft_best_fraction}")
-        if self.grpo_horizon < 0:
-            raise CycleError(f"grpo_horizon: expected >= 0 (0 = the env's episode limit), got {self.grpo_horizon}")
-        from imagination.grpo import GRPOConfig, GRPOConfigError
+        if self.practice == "none" and self.distill.method == "opsd":
+            raise CycleError("practice 'none' leaves no teacher for distill.method 'opsd'; use 'sft-logs'")
+        if self.practice == "none" and self.distill.method == "none":
+            raise CycleError("practice 'none' with distill.method 'none' learns nothing")
+        if self.deploy.steps < 1 or self.deploy.envs < 1:
+            raise CycleError("deploy.steps and deploy.envs must be >= 1")
 
-        try:  # fail now, not after a round of deployment and world-model training
-            GRPOConfig(iterations=self.grpo_iterations, horizon=self.grpo_horizon or 1, score=self.grpo_score,
-                       bc_steps=self.grpo_bc_steps, target_success=self.grpo_target_success).validate()
-        except GRPOConfigError as exc:
-            raise CycleError(f"grpo settings: {exc}") from None
-        return self
+    def check(self) -> "CycleConfig":
+        """Every field's type and every section's own checks (:func:`dreamlab.config.validate`)."""
+        from dreamlab.config import validate
+
+        return validate(self, "cycle config")
+
+
+def flat_settings(cfg: CycleConfig | dict[str, Any]) -> dict[str, Any]:
+    """``{"dotted.key": value}`` of a config (or its ``asdict`` record)."""
+    d = asdict(cfg) if not isinstance(cfg, dict) else cfg
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in flat_settings(v).items()})
+        else:
+            out[k] = v
+    return out
 
 
 def unused_settings(cfg: CycleConfig) -> set[str]:
-    """The settings a cycle with this practice and distillation never reads (free to differ on resume)."""
-    prefixes = {"grpo_": cfg.practice != "grpo", "dream_": cfg.practice != "dreamer",
-                "distill_": cfg.distill != "opsd", "sft_": cfg.distill != "sft-logs"}
-    return {f.name for f in fields(cfg) if any(f.name.startswith(p) and on for p, on in prefixes.items())}
+    """The settings (dotted keys) a cycle with this practice and distillation never reads (free to differ on resume)."""
+    off = {"grpo.": cfg.practice != "grpo", "dreamer.": cfg.practice != "dreamer",
+           "distill.sft_": cfg.distill.method != "sft-logs"}
+    opsd_only = {"distill.tokens", "distill.teacher_mix", "distill.envs"}
+    keys = set(flat_settings(cfg))
+    unused = {k for k in keys if any(k.startswith(p) and on for p, on in off.items())}
+    if cfg.distill.method != "opsd":
+        unused |= opsd_only
+    return unused
 
 
-def _log(msg: str) -> None:
-    print(f"[cycle {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+_log = stderr_log("cycle")
 
 
 # ------------------------------------------------------------------------------------ feedback
@@ -152,7 +211,7 @@ def feedback_fn(spec: str, env_id: str) -> Callable[[Any], np.ndarray] | None:
     if spec == "env":
         return None
     if spec == "rule":
-        from imagination.verifiers import get_verifier
+        from dreamlab.imagination.verifiers import get_verifier
 
         verifier = get_verifier(env_id)
 
@@ -161,7 +220,7 @@ def feedback_fn(spec: str, env_id: str) -> Callable[[Any], np.ndarray] | None:
             return np.where(ok, 1.0, -1.0).astype(np.float32)
         return rule
     if ":" in spec:
-        from data.imports import import_attr
+        from dreamlab.core.imports import import_attr
 
         return import_attr(spec, "--feedback")
     raise CycleError(f"feedback: expected 'env', 'rule' or module:function, got {spec!r}")
@@ -186,8 +245,8 @@ class Cycle:
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self._check_resume(self.out / "cycle_config.json")
-        (self.out / "cycle_config.json").write_text(json.dumps(asdict(cfg), indent=1))
-        self.stages = Stages(self.out)
+        atomic_write_json(self.out / "cycle_config.json", asdict(cfg), indent=1)
+        self.run_dir = Run(self.out, cfg, _log)
         self.logs, self.wm_dir = self.out / "logs", self.out / "worldmodel"
 
     # settings a resumed run may change: where it is, how many rounds in all, how it reports
@@ -202,7 +261,7 @@ class Cycle:
             before = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise CycleError(f"{path}: not valid JSON ({exc}); delete the folder to start over") from None
-        now = asdict(self.cfg)
+        before, now = flat_settings(before), flat_settings(self.cfg)
         free = set(self.RESUME_FREE) | unused_settings(self.cfg)
         diff = [f"{k}: {before[k]!r} -> {now[k]!r}" for k in now
                 if k in before and k not in free and before[k] != now[k]]
@@ -223,25 +282,25 @@ class Cycle:
 
     # -- round 0's LLM --------------------------------------------------------------------------
     def base(self) -> dict[str, Any]:
-        from data.behaviour import CARTPOLE_MEDIOCRE_EPSILON, MCC_MINORITY_EPSILON
-        from data.collect import collect
-        from imagination.evaluate import evaluate_real
-        from policy.base_llm import BaseLLMConfig, make_base_llm
-        from policy.llm import LLMPolicy
+        from dreamlab.data.behaviour import CARTPOLE_MEDIOCRE_EPSILON, MCC_MINORITY_EPSILON
+        from dreamlab.data.collect import collect
+        from dreamlab.imagination.evaluate import evaluate_real
+        from dreamlab.policy.base_llm import BaseLLMConfig, make_base_llm
+        from dreamlab.policy.llm import LLMPolicy
 
         cfg = self.cfg
         info: dict[str, Any] = {}
         if not cfg.llm:
-            eps = cfg.prior_log_epsilon
+            eps = cfg.prior.log_epsilon
             if eps < 0:
                 eps = MCC_MINORITY_EPSILON if "MountainCar" in cfg.env_id else CARTPOLE_MEDIOCRE_EPSILON
             prior = self.out / "prior_logs"
             if prior.exists():
                 shutil.rmtree(prior)  # an interrupted stage: start the prior logs over
-            s = collect(cfg.env_id, "heuristic", cfg.prior_log_steps, num_envs=8, seed=cfg.seed + 7919,
+            s = collect(cfg.env_id, "heuristic", cfg.prior.log_steps, num_envs=8, seed=cfg.seed + PRIOR_LOGS_OFFSET,
                         out=prior, epsilon=eps, progress=cfg.progress)
             made = make_base_llm(prior, self.out / "llm_base",
-                                 BaseLLMConfig(steps=cfg.llm_pretrain_steps, seed=cfg.seed, progress=cfg.progress))
+                                 BaseLLMConfig(steps=cfg.prior.pretrain_steps, seed=cfg.seed, progress=cfg.progress))
             info.update(prior_logs=str(prior), prior_steps=s.store_steps_total, prior_epsilon=eps,
                         prior_return_mean=float(np.mean(s.returns)) if s.returns else None,
                         base_llm_agreement=made.get("agreement"))
@@ -256,26 +315,26 @@ class Cycle:
 
     # -- (a) deploy -----------------------------------------------------------------------------
     def deployed_policy(self, r: int) -> Any:
-        from policy.llm import LLMPolicy
+        from dreamlab.policy.llm import LLMPolicy
 
         cfg = self.cfg
-        if cfg.distill == "none" and r > 0:  # the teacher stays a separate policy: deploy it
+        if cfg.distill.method == "none" and r > 0:  # the teacher stays a separate policy: deploy it
             return self.teacher(r - 1)
         return LLMPolicy.from_pretrained(self.llm_dir(r), env_id=cfg.env_id,
-                                         temperature=cfg.deploy_temperature, seed=cfg.seed * 1000 + r)
+                                         temperature=cfg.deploy.temperature, seed=round_seed(cfg.seed, r))
 
     def deploy(self, r: int) -> dict[str, Any]:
-        from data.collect import collect
-        from data.store import EpisodeStore
+        from dreamlab.data.collect import collect
+        from dreamlab.data.store import EpisodeStore
 
         cfg = self.cfg
         raw = self.rdir(r) / "deploy"
         if raw.exists():
             shutil.rmtree(raw)  # interrupted before its marker: redo it whole
-        s = collect(cfg.env_id, self.deployed_policy(r), cfg.deploy_steps, num_envs=cfg.deploy_envs,
-                    seed=cfg.seed * 1000 + 100 * r, out=raw, progress=cfg.progress, budget="taken")
+        s = collect(cfg.env_id, self.deployed_policy(r), cfg.deploy.steps, num_envs=cfg.deploy.envs,
+                    seed=round_seed(cfg.seed, r, stride=100), out=raw, progress=cfg.progress, budget="taken")
         deployed = EpisodeStore(raw)
-        episodes = with_feedback(deployed.episodes(), feedback_fn(cfg.feedback, cfg.env_id), str(raw))
+        episodes = with_feedback(deployed.episodes(), feedback_fn(cfg.deploy.feedback, cfg.env_id), str(raw))
         store = EpisodeStore.create(self.logs, cfg.env_id, deployed.observation_space, deployed.action_space)
         store.add_many(episodes, [f"round {r}"] * len(episodes))
         finished = [ep.ret for ep in episodes if ep.is_terminal[-1] or ep.num_steps >= _time_limit(cfg.env_id)]
@@ -287,63 +346,45 @@ class Cycle:
 
     # -- (b) world model ------------------------------------------------------------------------
     def worldmodel(self, r: int) -> dict[str, Any]:
-        from data.sampling import split_names
-        from data.store import EpisodeStore
-        from worldmodel.config import preset
-        from worldmodel.evaluate import evaluate as eval_wm
-        from worldmodel.model import WorldModel
-        from worldmodel.train import train as train_wm
+        from dreamlab.worldmodel.config import preset
 
         cfg = self.cfg
-        wcfg = preset(cfg.wm_preset, seed=cfg.seed)
-        wcfg.reward_source = "env" if cfg.feedback == "env" else "feedback"
-        target = cfg.wm_steps_first + r * cfg.wm_steps_per_round  # cumulative: training continues
-        ckpt = train_wm(self.logs, self.wm_dir, wcfg, max_steps=target, max_minutes=cfg.wm_minutes,
-                        progress=cfg.progress, accelerator="cpu", log=_log)
+        wcfg = preset(cfg.world_model.preset, seed=cfg.seed)
+        wcfg.reward_source = "env" if cfg.deploy.feedback == "env" else "feedback"
+        target = cfg.world_model.steps_first + r * cfg.world_model.steps_per_round  # cumulative: training continues
+        trained = train_world_model(self.logs, self.wm_dir, wcfg, target, cfg.world_model.minutes, cfg.progress,
+                                    log=_log)
         dst = self.rdir(r) / "world_model.ckpt"
-        shutil.copyfile(ckpt, dst)
-        wm = WorldModel.load(dst)
-        store = EpisodeStore(self.logs)
-        _, val = split_names(store.names(), wcfg.val_fraction, wcfg.seed)
-        val_eps = store.episodes(val)
-        longest = max(ep.length for ep in val_eps)  # early rounds' episodes can be short
-        horizon = min(15, longest - 8)
-        summary = json.loads((self.wm_dir / "train_summary.json").read_text())
-        info = {"checkpoint": str(dst), "global_step": summary["global_step"], "val_episodes": len(val),
-                "openloop_horizon": horizon, "openloop_summary": {}}
-        if horizon >= 1:
-            result = eval_wm(wm, val_eps, context=8, horizon=horizon, seed=cfg.seed)
-            (self.rdir(r) / "openloop.json").write_text(json.dumps(result, indent=1))
-            info["openloop_summary"] = result["summary"]
-        return info
+        shutil.copyfile(trained["checkpoint"], dst)
+        scored = score_world_model(dst, self.logs, seed=cfg.seed, out_json=self.rdir(r) / "openloop.json")
+        return {"checkpoint": str(dst), "global_step": trained["global_step"], "val_episodes": scored["val_episodes"],
+                "openloop_horizon": scored["openloop_horizon"], "openloop_summary": scored["openloop_summary"]}
 
     # -- (c) practice ---------------------------------------------------------------------------
     def practice(self, r: int) -> dict[str, Any]:
-        from imagination.evaluate import dream_vs_real, evaluate_real
-        from imagination.dreamer import DreamerConfig
-        from imagination.loops import OfflineConfig, dream_offline
-        from worldmodel.model import WorldModel
+        from dreamlab.imagination.dreamer import DreamerConfig
+        from dreamlab.imagination.evaluate import dream_vs_real, evaluate_real
+        from dreamlab.worldmodel.model import WorldModel
 
         cfg = self.cfg
         wm_path = self.rdir(r) / "world_model.ckpt"
         agent_dir = self.rdir(r) / "agent"
         if cfg.practice == "dreamer":
             start = self._warm_start(r, agent_dir)
-            dream_offline(WorldModel.load(wm_path), self.logs, agent_dir,
-                          OfflineConfig(steps=start + cfg.dream_steps, seed=cfg.seed * 1000 + r, save_every=100),
-                          DreamerConfig(penalty=cfg.dream_penalty), wm_path=wm_path, progress=cfg.progress)
+            dream_agent(wm_path, self.logs, agent_dir, start + cfg.dreamer.steps, seed=round_seed(cfg.seed, r),
+                        save_every=100, dreamer=DreamerConfig(penalty=cfg.dreamer.penalty), progress=cfg.progress)
             res = dream_vs_real(self.teacher(r), cfg.env_id, cfg.eval_episodes, seed=cfg.seed + 60_000)
             return {"agent": str(agent_dir), "teacher_real": res["real"], "teacher_dream": res["dream"],
-                    "dream_updates_total": start + cfg.dream_steps, "warm_started_from": start}
+                    "dream_updates_total": start + cfg.dreamer.steps, "warm_started_from": start}
         from dreamlab.grpo_cli import train_grpo
-        from imagination.grpo import GRPOConfig
-        from imagination.grpo_agent import GRPODreamConfig
+        from dreamlab.imagination.grpo import GRPOConfig
+        from dreamlab.imagination.grpo_agent import GRPODreamConfig
 
         trainer = train_grpo(WorldModel.load(wm_path).eval(), self.logs, agent_dir,
-                             GRPOConfig(iterations=cfg.grpo_iterations, seed=cfg.seed * 1000 + r,
-                                        horizon=cfg.grpo_horizon or _time_limit(cfg.env_id), score=cfg.grpo_score,
-                                        bc_steps=cfg.grpo_bc_steps, target_success=cfg.grpo_target_success),
-                             GRPODreamConfig(verifier=cfg.verifier), progress=cfg.progress)
+                             GRPOConfig(iterations=cfg.grpo.iterations, seed=round_seed(cfg.seed, r),
+                                        horizon=cfg.grpo.horizon or _time_limit(cfg.env_id), score=cfg.grpo.score,
+                                        bc_steps=cfg.grpo.bc_steps, target_success=cfg.grpo.target_success),
+                             GRPODreamConfig(verifier=cfg.grpo.verifier), progress=cfg.progress)
         real = evaluate_real(self.teacher(r), cfg.env_id, cfg.eval_episodes, seed=cfg.seed + 60_000)
         return {"agent": str(agent_dir), "teacher_real": {"mean": float(real.mean()), "std": float(real.std())},
                 "dream_success": trainer.history[-1].dream_success if trainer.history else None}
@@ -352,74 +393,70 @@ class Cycle:
         """Seed round r's Dreamer training state with round r-1's (the world model kept training,
         so its features are the ones the actor and critic already know); returns the update count
         it starts from (0 = from scratch). Deterministic, so a resumed stage finds the same count."""
-        from imagination.loops import _load_state
+        from dreamlab.imagination.loops import _load_state
 
         prev = self.rdir(r - 1) / "agent" / "train_state.pt"
-        if not (self.cfg.dream_warm_start and r > 0 and prev.exists()):
+        if not (self.cfg.dreamer.warm_start and r > 0 and prev.exists()):
             return 0
         start = int(_load_state(prev)["step"])
         mine = agent_dir / "train_state.pt"
         if not mine.exists():  # (an interrupted stage already holds its own, further on)
             agent_dir.mkdir(parents=True, exist_ok=True)
-            tmp = agent_dir / ".train_state.pt.tmp"
-            shutil.copyfile(prev, tmp)
-            os.replace(tmp, mine)
+            atomic_copy(prev, mine)
         return start
 
     def teacher(self, r: int) -> Any:
-        import imagination.agent  # noqa: F401  (registers the agent-directory loaders)
-        import imagination.grpo  # noqa: F401  (its loader too)
-        from data.behaviour import load_policy
-        from data.collect import make_env
+        from dreamlab.imagination.registry import load_any_policy
+        from dreamlab.data.collect import make_env
 
         env = make_env(self.cfg.env_id)
         try:
-            return load_policy(str(self.rdir(r) / "agent"), env, seed=self.cfg.seed)
+            return load_any_policy(str(self.rdir(r) / "agent"), env, seed=self.cfg.seed)
         finally:
             env.close()
 
     # -- (d) distil -----------------------------------------------------------------------------
     def distill(self, r: int) -> dict[str, Any]:
-        from data.store import EpisodeStore
-        from imagination.dream_env import DreamEnv
-        from policy.distill import DistillConfig, Distiller
-        from policy.llm import LLMPolicy
-        from policy.teachers import ActorTeacher
-        from worldmodel.model import WorldModel
+        from dreamlab.data.store import EpisodeStore
+        from dreamlab.imagination.dream_env import DreamEnv
+        from dreamlab.policy.distill import DistillConfig, Distiller
+        from dreamlab.policy.llm import LLMPolicy
+        from dreamlab.policy.teachers import ActorTeacher
+        from dreamlab.worldmodel.model import WorldModel
 
         cfg = self.cfg
         student = LLMPolicy.from_pretrained(self.llm_dir(r), env_id=cfg.env_id)
         out = self.rdir(r) / "llm"
-        if cfg.distill == "sft-logs":
+        if cfg.distill.method == "sft-logs":
             return self._sft_on_logs(student, out, r)
         store = EpisodeStore(self.logs)
-        dream = DreamEnv(WorldModel.load(self.rdir(r) / "world_model.ckpt"), store, num_envs=cfg.distill_envs,
-                         max_steps=_time_limit(cfg.env_id), seed=cfg.seed * 1000 + r)
+        dream = DreamEnv(WorldModel.load(self.rdir(r) / "world_model.ckpt"), store, num_envs=cfg.distill.envs,
+                         max_steps=_time_limit(cfg.env_id), seed=round_seed(cfg.seed, r))
         teacher = ActorTeacher.for_student(self.teacher(r), student)
-        dcfg = DistillConfig(method="opsd", loss="reverse_kl", max_labelled_tokens=cfg.distill_tokens,
-                             teacher_mix=cfg.distill_teacher_mix, seed=cfg.seed * 1000 + r, progress=cfg.progress)
+        dcfg = DistillConfig(method="opsd", loss="reverse_kl", max_labelled_tokens=cfg.distill.tokens,
+                             teacher_mix=cfg.distill.teacher_mix, seed=round_seed(cfg.seed, r), progress=cfg.progress)
         state = Distiller(student, teacher, dream, dcfg, out=out, env_id=cfg.env_id).run()
         return {"llm": str(out), "method": "opsd", "labelled_tokens": state.labelled_tokens, "updates": state.updates}
 
     def _sft_on_logs(self, student: Any, out: Path, r: int) -> dict[str, Any]:
-        from data.store import EpisodeStore
-        from policy.base_llm import BaseLLMConfig, finetune_on_episodes
+        from dreamlab.data.store import EpisodeStore
+        from dreamlab.policy.base_llm import BaseLLMConfig, finetune_on_episodes
 
         cfg = self.cfg
         episodes = EpisodeStore(self.logs).episodes()
-        k = max(1, int(round(cfg.sft_best_fraction * len(episodes))))
+        k = max(1, int(round(cfg.distill.sft_best_fraction * len(episodes))))
         best = sorted(episodes, key=lambda ep: ep.ret, reverse=True)[:k]
-        losses = finetune_on_episodes(student, best, BaseLLMConfig(steps=cfg.sft_steps, lr=1e-3, warmup=10,
-                                                                   seed=cfg.seed * 1000 + r, progress=cfg.progress))
+        losses = finetune_on_episodes(student, best, BaseLLMConfig(steps=cfg.distill.sft_steps, lr=1e-3, warmup=10,
+                                                                   seed=round_seed(cfg.seed, r), progress=cfg.progress))
         student.save_pretrained(out, cfg.env_id)
         return {"llm": str(out), "method": "sft-logs", "episodes": k, "min_return": float(best[-1].ret),
                 "final_loss": float(np.mean(losses[-20:]))}
 
     # -- (e) evaluate ---------------------------------------------------------------------------
     def evaluate(self, r: int) -> dict[str, Any]:
-        from imagination.evaluate import evaluate_dream_policy, evaluate_real
-        from policy.llm import LLMPolicy
-        from worldmodel.model import WorldModel
+        from dreamlab.imagination.evaluate import evaluate_dream_policy, evaluate_real
+        from dreamlab.policy.llm import LLMPolicy
+        from dreamlab.worldmodel.model import WorldModel
 
         cfg = self.cfg
         seed = cfg.seed + 50_000  # the base LLM's evaluation seeds: the same start states every round
@@ -432,7 +469,7 @@ class Cycle:
         if wm_path.exists():  # (no world model in the no-dreaming ablation)
             dream = evaluate_dream_policy(policy, WorldModel.load(wm_path), cfg.env_id, cfg.eval_episodes, seed=seed)
             res["dream"] = {"mean": float(dream.mean()), "std": float(dream.std()), "returns": dream.tolist()}
-        (self.rdir(r) / "evaluate.json").write_text(json.dumps(res, indent=1))
+        atomic_write_json((self.rdir(r) / "evaluate.json"), res, indent=1)
         _log(f"round {r}: LLM real {real.mean():.1f} ± {real.std():.1f}"
              + (f", dream {res['dream']['mean']:.1f}" if res["dream"] else ""))
         return res
@@ -445,7 +482,7 @@ class Cycle:
 
             hf_logging.disable_progress_bar()
         t0 = time.perf_counter()
-        base = run_stage(self.stages, "base", self.base, _log)
+        base = self.run_dir.stage("base", self.base)
         stage_s = float(base.get("wall_s", 0.0))  # summed over invocations: a resumed run counts its earlier work
         rows: list[dict[str, Any]] = [{"round": "base", "real_steps": 0, "llm_real": base["real"]["mean"],
                                        "llm_real_std": base["real"]["std"]}]
@@ -456,11 +493,11 @@ class Cycle:
             for name, fn in (("deploy", self.deploy), ("worldmodel", self.worldmodel), ("practice", self.practice),
                              ("distill", self.distill), ("evaluate", self.evaluate)):
                 if name in ("worldmodel", "practice") and cfg.practice == "none" or \
-                        name == "distill" and cfg.distill == "none":
+                        name == "distill" and cfg.distill.method == "none":
                     continue  # no dreaming: no world model either (SFT on the logs alone)
-                if name == "evaluate" and cfg.distill == "none":
+                if name == "evaluate" and cfg.distill.method == "none":
                     continue  # the LLM did not change: only the teacher is evaluated (in practice)
-                info[name] = run_stage(self.stages, f"round{r}_{name}", lambda fn=fn, r=r: fn(r), _log)
+                info[name] = self.run_dir.stage(f"round{r}_{name}", lambda fn=fn, r=r: fn(r))
             steps += info["deploy"]["real_steps"]
             stage_s += sum(float(v.get("wall_s", 0.0)) for v in info.values())
             wm_info = info.get("worldmodel", {})
@@ -479,7 +516,7 @@ class Cycle:
             write_csv(self.out / "cycle.csv", rows)
         result = {"config": asdict(cfg), "rounds": rows, "stages_wall_s": stage_s,
                   "invocation_wall_s": time.perf_counter() - t0}
-        (self.out / "cycle.json").write_text(json.dumps(result, indent=1))
+        atomic_write_json(self.out / "cycle.json", result, indent=1)
         from dreamlab.cycle_report import write_cycle_report
 
         result["report"] = str(write_cycle_report(self.out, cfg, rows))

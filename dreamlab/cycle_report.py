@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from dreamlab.core.io import atomic_write_text
 
 if TYPE_CHECKING:
     from dreamlab.cycle import CycleConfig
@@ -25,8 +26,8 @@ def write_cycle_report(out: Path, cfg: "CycleConfig", rows: list[dict[str, Any]]
     plots = [str(p.relative_to(out)) for p in make_plot("cycle", out)]
     fmt = (lambda v, d=1: "" if v is None or v == "" else f"{float(v):.{d}f}")
     lines = [f"# dreamlab cycle: {cfg.env_id}", "",
-             f"{cfg.rounds} rounds of {cfg.deploy_steps} real steps; practice `{cfg.practice}`, distil `{cfg.distill}`, "
-             f"feedback `{cfg.feedback}`.", "",
+             f"{cfg.rounds} rounds of {cfg.deploy.steps} real steps; practice `{cfg.practice}`, "
+             f"distil `{cfg.distill.method}`, feedback `{cfg.deploy.feedback}`.", "",
              "| round | real steps so far | LLM real return | LLM dream return | teacher real return | "
              "deployed episodes' return | world model open-loop nMSE (copy-last) |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -37,6 +38,6 @@ def write_cycle_report(out: Path, cfg: "CycleConfig", rows: list[dict[str, Any]]
                      f"{_openloop_cell(row)} |")
     lines += ["", *[f"![cycle]({p})" for p in plots if p.endswith(".png")], ""]
     path = out / "report.md"
-    path.write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
     print("\n".join(lines[:6 + len(rows)]))
     return path

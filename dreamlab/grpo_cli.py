@@ -1,39 +1,25 @@
-"""``dreamlab dream --algo grpo``: the command-line glue over :mod:`imagination.grpo` and
-:mod:`imagination.grpo_agent` (kept in the ``dreamlab`` face: library packages never import it)."""
+"""GRPO in dreams from a saved world model and logs: the glue ``dreamlab dream --algo grpo`` and
+``dreamlab cycle --practice grpo`` share (over :mod:`dreamlab.imagination.grpo` and
+:mod:`dreamlab.imagination.grpo_agent`)."""
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from imagination.grpo import GRPOConfig, GRPOTrainer, IterationLog, ObsActor, behaviour_clone, dream_env_factory
-from imagination.grpo_agent import GRPOAgentError, GRPODreamConfig, save_agent
-from imagination.grpo_eval import resolve_uncertainty
-from imagination.verifiers import get_verifier
-
-
-def add_dream_args(parser: argparse.ArgumentParser) -> None:
-    """Add the GRPO flags; fields whose flag the dreamer already defines share it (e.g. --horizon)."""
-    from dreamlab.config import add_config_args  # CLI glue only
-
-    taken = {s for a in parser._actions for s in a.option_strings}
-    for cls, title in ((GRPODreamConfig, "GRPO dreams (--algo grpo)"),
-                       (GRPOConfig, "GRPO (--algo grpo; shared flags such as --horizon, --seed, "
-                                    "--hidden apply to it too)")):
-        skip = tuple(f.name for f in dataclasses.fields(cls) if "--" + f.name.replace("_", "-") in taken)
-        add_config_args(parser, cls, title, skip=skip)
-        taken = {s for a in parser._actions for s in a.option_strings}
+from dreamlab.imagination.grpo import GRPOConfig, GRPOTrainer, IterationLog, ObsActor, behaviour_clone, dream_env_factory
+from dreamlab.imagination.grpo_agent import GRPOAgentError, GRPODreamConfig, save_agent
+from dreamlab.imagination.grpo_eval import resolve_uncertainty
+from dreamlab.imagination.verifiers import get_verifier
 
 
 def train_grpo(wm: Any, logs: str | Path, out: str | Path, cfg: GRPOConfig, dcfg: GRPODreamConfig,
                progress: bool = True) -> GRPOTrainer:
     """GRPO in the dreams of ``wm`` from the episodes in ``logs``; saves (and resumes) the agent in ``out``."""
-    from data.store import EpisodeStore
+    from dreamlab.data.store import EpisodeStore
 
     cfg = cfg.validate()
     store = EpisodeStore(logs)
@@ -71,21 +57,10 @@ def train_grpo(wm: Any, logs: str | Path, out: str | Path, cfg: GRPOConfig, dcfg
     return trainer
 
 
-def run_dream(args: argparse.Namespace) -> int:
-    from dreamlab.commands.dream import split_configs  # CLI glue only
-    from imagination.agent import load_world_model
-
-    torch.set_num_threads(max(1, args.threads))
-    try:
-        cfg, dcfg = split_configs(args, [GRPOConfig, GRPODreamConfig])
-        trainer = train_grpo(load_world_model(args.wm).eval(), args.logs, args.out, cfg, dcfg,
-                             progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"dreamlab dream: error: {exc}", file=sys.stderr)
-        return 1
+def report_grpo(trainer: GRPOTrainer, out: str | Path) -> None:
+    """The one-paragraph summary ``dreamlab dream --algo grpo`` prints."""
     last = trainer.history[-1] if trainer.history else None
     if last is not None:
         print(f"dream success {last.dream_success:.2f} after {len(trainer.history)} iterations, "
               f"{trainer.total_steps} imagined steps")
-    print(f"GRPO agent written to {args.out}")
-    return 0
+    print(f"GRPO agent written to {out}")

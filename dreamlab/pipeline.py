@@ -18,18 +18,55 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from dreamlab.stages import Stages, run_stage, write_csv
+from dreamlab.core.io import atomic_write_text
+from dreamlab.core.seeding import CHECKPOINT_EVAL_OFFSET, EVAL_OFFSET
+from dreamlab.stages import Run, collect_logs, dream_agent, evaluate_agent, score_world_model, stderr_log, \
+    train_world_model, write_csv
 
 STAGES = ("collect", "worldmodel", "dream", "evaluate", "distill", "report")
+_log = stderr_log("quickstart")
+
+
+@dataclass
+class LogsConfig:
+    """The logs of a mediocre deployed agent: the env's heuristic with epsilon-random actions."""
+    steps: int = 20_000
+    epsilon: float = 0.75
+    num_envs: int = 8
+
+
+@dataclass
+class QuickstartWorldModelConfig:
+    preset: str = "small"
+    steps: int = 6000
+    minutes: float = 5.0  # wall-clock safety net
+
+
+@dataclass
+class QuickstartDreamConfig:
+    steps: int = 500  # actor-critic updates in the dream
+    transfer_every: int = 100  # updates between dream-vs-real checkpoints
+
+
+@dataclass
+class QuickstartLLMConfig:
+    pretrain_steps: int = 1000  # the small base LLM made from the logs
+
+
+@dataclass
+class QuickstartDistillConfig:
+    tokens: int = 16_000
+    eval_every: int = 4000
+    teacher_mix: float = 0.5
+    envs: int = 16
 
 
 @dataclass
@@ -37,141 +74,91 @@ class QuickstartConfig:
     out: str = "runs/quickstart"
     env_id: str = "CartPole-v1"
     seed: int = 0
-    # logs of a mediocre deployed agent: the heuristic with epsilon-random actions
-    log_steps: int = 20_000
-    log_epsilon: float = 0.75
-    num_envs: int = 8
-    # world model
-    wm_preset: str = "small"
-    wm_steps: int = 6000
-    wm_minutes: float = 5.0
-    # dreaming (actor-critic updates) and the transfer checkpoints
-    dream_steps: int = 500
-    transfer_every: int = 100
     eval_episodes: int = 10
-    # LLM
-    llm_pretrain_steps: int = 1000
-    distill_tokens: int = 16_000
-    distill_eval_every: int = 4000
-    distill_teacher_mix: float = 0.5
-    distill_envs: int = 16
     threads: int = 0  # torch CPU threads (0 = torch's default); 1 is safer on a machine shared with other jobs
     progress: bool = True
-
-
-def _log(msg: str) -> None:
-    print(f"[quickstart {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    logs: LogsConfig = field(default_factory=LogsConfig)
+    world_model: QuickstartWorldModelConfig = field(default_factory=QuickstartWorldModelConfig)
+    dream: QuickstartDreamConfig = field(default_factory=QuickstartDreamConfig)
+    llm: QuickstartLLMConfig = field(default_factory=QuickstartLLMConfig)
+    distill: QuickstartDistillConfig = field(default_factory=QuickstartDistillConfig)
 
 
 def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
-    from data.collect import collect
-    from data.sampling import split_names
-    from data.store import EpisodeStore
-    from imagination.agent import DreamerAgent
-    from imagination.evaluate import dream_vs_real
-    from imagination.loops import OfflineConfig, dream_offline
-    from worldmodel.config import preset
-    from worldmodel.evaluate import evaluate as eval_wm
-    from worldmodel.model import WorldModel
-    from worldmodel.train import train as train_wm
+    from dreamlab.worldmodel.config import preset
 
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "quickstart_config.json").write_text(json.dumps(asdict(cfg), indent=1))
-    stages = Stages(out)
+    run = Run(cfg.out, cfg, _log)
+    out = run.out
     logs, wm_dir, agent_dir = out / "logs", out / "worldmodel", out / "agent"
     t_start = time.perf_counter()
 
-    def do_collect() -> dict[str, Any]:
-        have = EpisodeStore(logs).num_steps if (logs / "metadata.json").exists() else 0
-        if have < cfg.log_steps:
-            collect(cfg.env_id, "heuristic", cfg.log_steps - have, num_envs=cfg.num_envs, seed=cfg.seed + have,
-                    out=logs, epsilon=cfg.log_epsilon, progress=cfg.progress)
-        return EpisodeStore(logs).stats().summary()
-
-    logs_info = run_stage(stages, "collect", do_collect, _log)
+    logs_info = run.stage("collect", lambda: collect_logs(
+        cfg.env_id, "heuristic", cfg.logs.steps, logs, num_envs=cfg.logs.num_envs, seed=cfg.seed,
+        epsilon=cfg.logs.epsilon, progress=cfg.progress))
 
     def do_worldmodel() -> dict[str, Any]:
-        wcfg = preset(cfg.wm_preset, seed=cfg.seed)
-        ckpt = train_wm(logs, wm_dir, wcfg, max_steps=cfg.wm_steps, max_minutes=cfg.wm_minutes,
-                        progress=cfg.progress, accelerator="cpu")
-        wm = WorldModel.load(ckpt)
-        store = EpisodeStore(logs)
-        _, val = split_names(store.names(), wcfg.val_fraction, wcfg.seed)
-        result = eval_wm(wm, store.episodes(val), context=8, horizon=15, seed=cfg.seed)
-        (out / "openloop.json").write_text(json.dumps(result, indent=1))
-        s = result["summary"]
-        return {"checkpoint": str(ckpt), "val_episodes": len(val), "openloop_summary": s,
-                "one_step": result["one_step"]}
+        trained = train_world_model(logs, wm_dir, preset(cfg.world_model.preset, seed=cfg.seed),
+                                    cfg.world_model.steps, cfg.world_model.minutes, cfg.progress)
+        scored = score_world_model(Path(trained["checkpoint"]), logs, seed=cfg.seed, out_json=out / "openloop.json")
+        return {**trained, **scored}
 
-    wm_info = run_stage(stages, "worldmodel", do_worldmodel, _log)
+    wm_info = run.stage("worldmodel", do_worldmodel)
     wm_ckpt = Path(wm_info["checkpoint"])
 
     def do_dream() -> dict[str, Any]:
-        wm = WorldModel.load(wm_ckpt)
         rows: list[dict[str, Any]] = []
-        ocfg = OfflineConfig(steps=cfg.dream_steps, seed=cfg.seed, save_every=cfg.transfer_every)
 
         def checkpoint_eval(step: int, metrics: dict[str, float]) -> None:
-            if step % cfg.transfer_every:
+            if step % cfg.dream.transfer_every or not (agent_dir / "agent.json").exists():
                 return
-            agent = DreamerAgent.load(agent_dir) if (agent_dir / "agent.json").exists() else None
-            if agent is None:
-                return
-            r = dream_vs_real(agent, cfg.env_id, episodes=5, seed=cfg.seed + 1000 + step)
+            r = evaluate_agent(agent_dir, cfg.env_id, episodes=5, seed=cfg.seed + CHECKPOINT_EVAL_OFFSET + step)
             rows.append({"label": "dreamer", "seed": cfg.seed, "updates": step,
                          "real_return": r["real"]["mean"], "dream_return": r["dream"]["mean"]})
             _log(f"dream update {step}: real {r['real']['mean']:.1f}, dream {r['dream']['mean']:.1f}")
 
-        dream_offline(wm, logs, agent_dir, ocfg, wm_path=wm_ckpt, progress=cfg.progress, callback=checkpoint_eval)
+        info = dream_agent(wm_ckpt, logs, agent_dir, cfg.dream.steps, seed=cfg.seed,
+                           save_every=cfg.dream.transfer_every, callback=checkpoint_eval, progress=cfg.progress)
         if rows:
             write_csv(out / "transfer.csv", rows)
-        return {"agent": str(agent_dir), "updates": cfg.dream_steps, "checkpoints_evaluated": len(rows)}
+        return {**info, "checkpoints_evaluated": len(rows)}
 
-    run_stage(stages, "dream", do_dream, _log)
+    run.stage("dream", do_dream)
 
     def do_evaluate() -> dict[str, Any]:
-        agent = DreamerAgent.load(agent_dir)
-        r = dream_vs_real(agent, cfg.env_id, episodes=cfg.eval_episodes, seed=cfg.seed + 10_000)
-        (out / "evaluate.json").write_text(json.dumps(r, indent=1))
+        from dreamlab.core.io import atomic_write_json
+
+        r = evaluate_agent(agent_dir, cfg.env_id, episodes=cfg.eval_episodes, seed=cfg.seed + EVAL_OFFSET)
+        atomic_write_json(out / "evaluate.json", r)
         rows = []
         if (out / "transfer.csv").exists():
             with open(out / "transfer.csv", newline="") as fh:
                 rows = [dict(x) for x in csv.DictReader(fh)]
-        rows.append({"label": "dreamer (final)", "seed": cfg.seed, "updates": cfg.dream_steps,
+        rows.append({"label": "dreamer (final)", "seed": cfg.seed, "updates": cfg.dream.steps,
                      "real_return": r["real"]["mean"], "dream_return": r["dream"]["mean"]})
         write_csv(out / "transfer.csv", rows)
         return r
 
-    eval_info = run_stage(stages, "evaluate", do_evaluate, _log)
-
-    def do_distill() -> dict[str, Any]:
-        return _distill(cfg, out, logs, wm_ckpt, agent_dir)
-
-    distill_info = run_stage(stages, "distill", do_distill, _log)
-
-    def do_report() -> dict[str, Any]:
-        return write_report(out, cfg, logs_info, wm_info, eval_info, distill_info,
-                            total_s=time.perf_counter() - t_start)
-
-    return run_stage(stages, "report", do_report, _log)
+    eval_info = run.stage("evaluate", do_evaluate)
+    distill_info = run.stage("distill", lambda: _distill(cfg, out, logs, wm_ckpt, agent_dir))
+    return run.stage("report", lambda: write_report(out, cfg, logs_info, wm_info, eval_info, distill_info,
+                                                    total_s=time.perf_counter() - t_start))
 
 
 def _distill(cfg: QuickstartConfig, out: Path, logs: Path, wm_ckpt: Path, agent_dir: Path) -> dict[str, Any]:
     import gymnasium as gym
 
-    from data.store import EpisodeStore
-    from imagination.agent import DreamerAgent
-    from imagination.dream_env import DreamEnv
-    from policy.base_llm import BaseLLMConfig, make_base_llm
-    from policy.distill import DistillConfig, Distiller
-    from policy.llm import LLMPolicy, evaluate as eval_llm
-    from policy.teachers import ActorTeacher
-    from worldmodel.model import WorldModel
+    from dreamlab.data.store import EpisodeStore
+    from dreamlab.imagination.agent import DreamerAgent
+    from dreamlab.imagination.dream_env import DreamEnv
+    from dreamlab.policy.base_llm import BaseLLMConfig, make_base_llm
+    from dreamlab.policy.distill import DistillConfig, Distiller
+    from dreamlab.policy.llm import LLMPolicy, evaluate as eval_llm
+    from dreamlab.policy.teachers import ActorTeacher
+    from dreamlab.worldmodel.model import WorldModel
 
     base_dir, student_dir = out / "llm_base", out / "llm_opsd"
     if not (base_dir / "config.json").exists():
-        make_base_llm(logs, base_dir, BaseLLMConfig(steps=cfg.llm_pretrain_steps, seed=cfg.seed,
+        make_base_llm(logs, base_dir, BaseLLMConfig(steps=cfg.llm.pretrain_steps, seed=cfg.seed,
                                                     progress=cfg.progress))
     eval_env = gym.make_vec(cfg.env_id, num_envs=cfg.eval_episodes, vectorization_mode="sync")
 
@@ -181,12 +168,12 @@ def _distill(cfg: QuickstartConfig, out: Path, logs: Path, wm_ckpt: Path, agent_
     base_return = real_return(LLMPolicy.from_pretrained(base_dir))
     _log(f"base LLM real return {base_return:.1f}")
     store = EpisodeStore(logs)
-    dream = DreamEnv(WorldModel.load(wm_ckpt), store, num_envs=cfg.distill_envs, max_steps=500, seed=cfg.seed)
+    dream = DreamEnv(WorldModel.load(wm_ckpt), store, num_envs=cfg.distill.envs, max_steps=500, seed=cfg.seed)
     student = LLMPolicy.from_pretrained(base_dir)
     teacher = ActorTeacher.for_student(DreamerAgent.load(agent_dir), student)
-    dcfg = DistillConfig(method="opsd", loss="reverse_kl", max_labelled_tokens=cfg.distill_tokens,
-                         teacher_mix=cfg.distill_teacher_mix,
-                         eval_every_tokens=cfg.distill_eval_every, seed=cfg.seed, progress=cfg.progress)
+    dcfg = DistillConfig(method="opsd", loss="reverse_kl", max_labelled_tokens=cfg.distill.tokens,
+                         teacher_mix=cfg.distill.teacher_mix,
+                         eval_every_tokens=cfg.distill.eval_every, seed=cfg.seed, progress=cfg.progress)
     state = Distiller(student, teacher, dream, dcfg, out=student_dir, eval_fn=real_return, env_id=cfg.env_id).run()
     final = real_return(LLMPolicy.from_pretrained(student_dir))
     rows = [{"method": "opsd", "seed": cfg.seed, "labelled_tokens": 0, "real_return": base_return}]
@@ -220,7 +207,7 @@ def write_report(out: Path, cfg: QuickstartConfig, logs_info: dict[str, Any], wm
         f"# dreamlab quickstart: {cfg.env_id}",
         "",
         f"Logs: {logs_info['episodes']} episodes, {logs_info['steps']} steps of the heuristic with "
-        f"epsilon {cfg.log_epsilon} (return mean {behaviour:.1f}, best {logs_info['return_max']:.1f}).",
+        f"epsilon {cfg.logs.epsilon} (return mean {behaviour:.1f}, best {logs_info['return_max']:.1f}).",
         "",
         "| who | real return (mean ± std) | dream return | note |",
         "| --- | --- | --- | --- |",
@@ -244,7 +231,7 @@ def write_report(out: Path, cfg: QuickstartConfig, logs_info: dict[str, Any], wm
         png = [p for p in paths if p.endswith(".png")]
         if png:
             lines += [f"![{kind}]({png[0]})", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    atomic_write_text(out / "report.md", "\n".join(lines))
     print("\n".join(lines[:14]))
     _log(f"report: {out / 'report.md'}")
     return {"report": str(out / "report.md"), "plots": plots, "beats_behaviour": bool(real > behaviour),

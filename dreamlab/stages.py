@@ -1,24 +1,42 @@
-"""Resumable stages for the multi-stage commands (``quickstart``, ``bench``, ``cycle``).
+"""The stage library: the pieces every pipeline is built from, and one way to resume them.
 
-A stage is a function returning a JSON-able dict. :func:`run_stage` runs it once: when it
-finishes, ``OUT/stages/<name>.json`` records what it reported (plus ``wall_s``), written
-atomically, and a later run with the same folder returns that record instead of redoing the
-work. Stages that hold their own checkpoints (world model, dreamer, distiller) also resume
-mid-stage; the others redo themselves whole when interrupted before their marker.
+``quickstart`` (:mod:`dreamlab.pipeline`), ``bench`` (:mod:`dreamlab.bench`), ``cycle``
+(:mod:`dreamlab.cycle`) and the benchmark scripts (``benchmarks/dreamer_targets.py``) are all
+sequences of the same stages: collect logs, train a world model, score it open-loop, train an
+agent in its dreams (or online), evaluate it in the real env and in the dream.
+
+A :class:`Run` is one output folder. It writes ``OUT/manifest.json`` (command, resolved config,
+git commit, package versions, machine; one entry per invocation) and runs stages through
+:meth:`Run.stage`: a stage is a function returning a JSON-able dict; when it finishes,
+``OUT/stages/<name>.json`` records that dict plus ``wall_s`` (atomically), and a later invocation
+returns the record instead of redoing the work. Stages with checkpoints of their own (world
+model, dreaming, distillation) also resume mid-stage; collection tops its store up.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from dreamlab.core.io import atomic_write_json, write_csv
+from dreamlab.core.machine import run_manifest
 
-def _stderr(msg: str) -> None:
-    print(f"[dreamlab {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+__all__ = ["Run", "Stages", "run_stage", "write_csv", "collect_logs", "train_world_model", "score_world_model",
+           "dream_agent", "train_online_agent", "evaluate_agent"]
+
+Log = Callable[[str], None]
+
+
+def stderr_log(prefix: str = "dreamlab") -> Log:
+    def log(msg: str) -> None:
+        print(f"[{prefix} {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    return log
+
+
+_stderr = stderr_log()
 
 
 class Stages:
@@ -34,18 +52,15 @@ class Stages:
             return None
         try:
             return json.loads(p.read_text())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{p}: stage marker is not valid JSON ({exc}); delete it to redo stage {name!r}") from None
 
     def mark(self, name: str, info: dict[str, Any]) -> dict[str, Any]:
-        tmp = self.dir / f".{name}.json.tmp"
-        tmp.write_text(json.dumps(info, indent=1))
-        tmp.replace(self.dir / f"{name}.json")
+        atomic_write_json(self.dir / f"{name}.json", info)
         return info
 
 
-def run_stage(stages: Stages, name: str, fn: Callable[[], dict[str, Any]],
-              log: Callable[[str], None] = _stderr) -> dict[str, Any]:
+def run_stage(stages: Stages, name: str, fn: Callable[[], dict[str, Any]], log: Log = _stderr) -> dict[str, Any]:
     """Run ``fn`` unless stage ``name`` is already marked done; return its record."""
     prev = stages.done(name)
     if prev is not None:
@@ -59,12 +74,128 @@ def run_stage(stages: Stages, name: str, fn: Callable[[], dict[str, Any]],
     return stages.mark(name, info)
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Rows (dicts, keys in first-seen order) -> CSV, replaced atomically."""
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(path)
+class Run:
+    """One output folder: its manifest and its resumable stages."""
+
+    def __init__(self, out: str | Path, config: Any = None, log: Log = _stderr, manifest: bool = True):
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.log = log
+        self.stages = Stages(self.out)
+        if manifest:
+            self.write_manifest(config)
+
+    def write_manifest(self, config: Any) -> dict[str, Any]:
+        """``OUT/manifest.json``: this invocation's record appended to the earlier ones."""
+        import dataclasses
+
+        cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) and not isinstance(config, type) else config
+        path = self.out / "manifest.json"
+        entry = run_manifest(cfg)
+        previous: list[dict[str, Any]] = []
+        if path.exists():
+            try:
+                previous = list(json.loads(path.read_text()).get("invocations", []))
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                previous = []  # an unreadable manifest is replaced, never trusted
+        record = {**entry, "invocations": [*previous, {k: entry[k] for k in ("command", "commit", "time")}]}
+        atomic_write_json(path, record)
+        return record
+
+    def stage(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        return run_stage(self.stages, name, fn, self.log)
+
+    def done(self, name: str) -> dict[str, Any] | None:
+        return self.stages.done(name)
+
+    def seconds(self, names: tuple[str, ...] | list[str]) -> dict[str, float]:
+        """Wall seconds of finished stages (summed over resumptions: each ran once)."""
+        out = {}
+        for n in names:
+            rec = self.stages.done(n)
+            if rec is not None:
+                out[n] = float(rec.get("wall_s", 0.0))
+        return out
+
+
+# ------------------------------------------------------------------------------ the stages
+def collect_logs(env_id: str, policy: Any, steps: int, out: Path, num_envs: int = 8, seed: int = 0,
+                 epsilon: float = 0.0, progress: bool = True, loaders: tuple[Any, ...] = ()) -> dict[str, Any]:
+    """Logs of ``policy`` (a Policy or a ``--policy`` spec) in ``env_id`` until the store at ``out``
+    holds ``steps`` steps; an interrupted store is topped up (seeded past what it holds)."""
+    from dreamlab.data.collect import collect
+    from dreamlab.data.store import EpisodeStore
+
+    out = Path(out)
+    have = EpisodeStore(out).num_steps if (out / "metadata.json").exists() else 0
+    if have < steps:
+        collect(env_id, policy, steps - have, num_envs=num_envs, seed=seed + have, out=out, epsilon=epsilon,
+                progress=progress, loaders=loaders)
+    return {"epsilon": epsilon, **EpisodeStore(out).stats().summary()}
+
+
+def train_world_model(logs: Path, out: Path, cfg: Any, steps: int, minutes: float | None = None,
+                      progress: bool = True, log: Log | None = None) -> dict[str, Any]:
+    """Train (or continue training, up to ``steps`` in all) the world model ``cfg`` on ``logs``."""
+    from dreamlab.worldmodel.train import train
+
+    kwargs: dict[str, Any] = {"log": log} if log is not None else {}
+    ckpt = train(logs, out, cfg, max_steps=steps, max_minutes=minutes, progress=progress, accelerator="cpu",
+                 **kwargs)
+    summary_path = Path(out) / "train_summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    return {"checkpoint": str(ckpt), "global_step": summary.get("global_step")}
+
+
+def score_world_model(ckpt: Path, logs: Path, seed: int = 0, context: int = 8, horizon: int = 15,
+                      out_json: Path | None = None) -> dict[str, Any]:
+    """Open-loop error of the world model on the held-out episodes of ``logs`` (the split its
+    training used), against copy-last; the horizon shrinks to fit short episodes (0: not scored)."""
+    from dreamlab.data.sampling import split_names
+    from dreamlab.data.store import EpisodeStore
+    from dreamlab.worldmodel.evaluate import evaluate
+    from dreamlab.worldmodel.model import WorldModel
+
+    wm = WorldModel.load(ckpt)
+    store = EpisodeStore(logs)
+    _, val = split_names(store.names(), wm.cfg.val_fraction, wm.cfg.seed)
+    episodes = store.episodes(val)
+    horizon = min(horizon, max(ep.length for ep in episodes) - context)
+    info: dict[str, Any] = {"val_episodes": len(val), "openloop_horizon": horizon, "openloop_summary": {}}
+    if horizon >= 1:
+        result = evaluate(wm, episodes, context=context, horizon=horizon, seed=seed)
+        if out_json is not None:
+            atomic_write_json(out_json, result)
+        info.update(openloop_summary=result["summary"], one_step=result["one_step"])
+    return info
+
+
+def dream_agent(ckpt: Path, logs: Path, agent_dir: Path, steps: int, seed: int = 0, save_every: int = 250,
+                dreamer: Any = None, callback: Callable[[int, dict[str, float]], None] | None = None,
+                progress: bool = True) -> dict[str, Any]:
+    """A Dreamer actor-critic trained ``steps`` updates (in all: it resumes) only in the dreams of ``ckpt``."""
+    from dreamlab.imagination.loops import OfflineConfig, dream_offline
+    from dreamlab.worldmodel.model import WorldModel
+
+    ocfg = OfflineConfig(steps=steps, seed=seed, save_every=save_every)
+    dream_offline(WorldModel.load(ckpt), logs, agent_dir, ocfg, dreamer, wm_path=ckpt, progress=progress,
+                  callback=callback)
+    return {"agent": str(agent_dir), "updates": steps}
+
+
+def train_online_agent(env_id: str, out: Path, cfg: Any, dreamer: Any = None, progress: bool = True) -> dict[str, Any]:
+    """Online Dreamer in the real env (resumes from ``out``); the agent lands in ``out/agent``."""
+    import dataclasses
+
+    from dreamlab.imagination.loops import train_online
+
+    train_online(env_id, out, cfg, dreamer, progress=progress)
+    return {"agent": str(Path(out) / "agent"), "online_config": dataclasses.asdict(cfg)}
+
+
+def evaluate_agent(agent_dir: Path, env_id: str, episodes: int, seed: int, greedy: bool | None = None) -> dict[str, Any]:
+    """The agent's real return and its dream return from the same start states (``dream_vs_real``)."""
+    from dreamlab.imagination.agent import DreamerAgent
+    from dreamlab.imagination.evaluate import dream_vs_real
+
+    return dream_vs_real(DreamerAgent.load(agent_dir, greedy=greedy), env_id, episodes, seed=seed)

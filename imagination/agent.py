@@ -1,6 +1,6 @@
 """DreamerAgent: the deployable policy (world-model filter + actor), recurrent state inside.
 
-It implements :class:`policy.protocol.Policy` (and ``action_probs`` for discrete spaces): each
+It implements :class:`dreamlab.core.protocol.Policy` (and ``action_probs`` for discrete spaces): each
 ``act(obs, is_first)`` folds the new real observation into the posterior state
 (``WorldModel.obs_step`` with the previous action; rows with ``is_first`` start afresh), then the
 actor picks an action from the state's features (greedy by default, or sampled).
@@ -14,10 +14,6 @@ Saved as a directory (loading never unpickles)::
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import uuid
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -25,28 +21,29 @@ from typing import Any
 import numpy as np
 import torch
 
-from data.manifest import read_manifest
-from imagination.dreamer import DreamerConfig
-from policy.actor_critic import Actor
+from dreamlab.core.errors import DreamlabError
+from dreamlab.core.io import read_manifest
+from dreamlab.imagination.dreamer import DreamerConfig
+from dreamlab.policy.actor_critic import Actor
+from dreamlab.core.io import atomic_copy, atomic_path, atomic_torch_save, atomic_write_json
 
 FORMAT = "dreamlab-dreamer-agent"
 VERSION = 1
 
 
-class AgentLoadError(ValueError):
+class AgentLoadError(DreamlabError):
     """A directory that is not a loadable DreamerAgent (names the file and what is wrong)."""
 
 
 def save_world_model(wm: Any, path: Path) -> None:
     """Write ``wm`` so that ``WorldModel.load(path)`` restores it (atomically)."""
     path = Path(path)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
-    wm.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        wm.save(tmp)
 
 
 def load_world_model(path: Path) -> Any:
-    from worldmodel.model import WorldModel  # imported lazily: the world model is heavy
+    from dreamlab.worldmodel.model import WorldModel  # imported lazily: the world model is heavy
 
     return WorldModel.load(path)
 
@@ -141,18 +138,12 @@ class DreamerAgent:
         d.mkdir(parents=True, exist_ok=True)
         meta = {"format": FORMAT, "version": VERSION, "env_id": self.env_id, "greedy": self.greedy,
                 "feature_dim": int(self.wm.feature_dim), "dreamer": asdict(self.dreamer_config)}
-        tmp = d / f".tmp-{uuid.uuid4().hex[:8]}-actor.pt"
-        torch.save(self.actor.state_dict(), tmp)
-        os.replace(tmp, d / "actor.pt")
+        atomic_torch_save(self.actor.state_dict(), d / "actor.pt")
         if wm_path is not None and Path(wm_path).resolve() != (d / "worldmodel.ckpt").resolve():
-            tmp = d / f".tmp-{uuid.uuid4().hex[:8]}-worldmodel.ckpt"
-            shutil.copyfile(wm_path, tmp)
-            os.replace(tmp, d / "worldmodel.ckpt")
+            atomic_copy(wm_path, d / "worldmodel.ckpt")
         elif wm_path is None:
             save_world_model(self.wm, d / "worldmodel.ckpt")
-        tmp = d / f".tmp-{uuid.uuid4().hex[:8]}-agent.json"
-        tmp.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, d / "agent.json")
+        atomic_write_json(d / "agent.json", meta)
         return d
 
     @classmethod
@@ -182,16 +173,8 @@ class DreamerAgent:
 
 
 def agent_loader(spec: str, env: Any) -> DreamerAgent | None:
-    """A ``data.behaviour`` policy loader: a path holding agent.json loads as a DreamerAgent."""
+    """A ``dreamlab.data.behaviour.PolicyLoader``: a path holding agent.json loads as a DreamerAgent."""
     if (Path(spec) / "agent.json").exists():
         return DreamerAgent.load(spec)
     return None
 
-
-def _register() -> None:
-    from data.behaviour import register_policy_loader
-
-    register_policy_loader(agent_loader)
-
-
-_register()

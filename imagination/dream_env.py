@@ -36,14 +36,15 @@ from einops import repeat
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from data.episodes import Episode
-from data.store import EpisodeStore
+from dreamlab.core.errors import DreamlabError
+from dreamlab.data.episodes import Episode
+from dreamlab.data.store import EpisodeStore
 
 State = dict[str, torch.Tensor]
 RewardFn = Callable[[np.ndarray, np.ndarray], Any]
 
 
-class DreamEnvError(ValueError):
+class DreamEnvError(DreamlabError):
     """Bad arguments to a DreamEnv (the message names the argument and the expectation)."""
 
 

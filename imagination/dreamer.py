@@ -39,7 +39,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from policy.actor_critic import Actor, ActorCriticNetConfig, Critic
+from dreamlab.policy.actor_critic import Actor, ActorCriticNetConfig, Critic
 
 State = dict[str, torch.Tensor]
 

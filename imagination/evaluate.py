@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from imagination.dream_env import DreamEnv
+from dreamlab.imagination.dream_env import DreamEnv
 
 
 def _time_limit(env_id: str, default: int = 1000) -> int:

@@ -39,11 +39,12 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from data.episodes import Episode
-from data.spaces import ActionCodec
-from imagination.grpo_math import AGGREGATIONS, GRPOConfigError, group_advantages, grpo_loss
-from imagination.verifiers import Verifier
-from policy.actor_critic import Actor, ActorCriticNetConfig
+from dreamlab.core.seeding import derive_seed
+from dreamlab.data.episodes import Episode
+from dreamlab.data.spaces import ActionCodec
+from dreamlab.imagination.grpo_math import AGGREGATIONS, GRPOConfigError, group_advantages, grpo_loss
+from dreamlab.imagination.verifiers import Verifier
+from dreamlab.policy.actor_critic import Actor, ActorCriticNetConfig
 
 SCORES = ("success", "reward")
 
@@ -85,7 +86,7 @@ class GRPOConfig:
         if self.loss_agg not in AGGREGATIONS:
             raise GRPOConfigError(f"GRPOConfig field 'loss_agg' must be one of {AGGREGATIONS}, got {self.loss_agg!r}")
         if not (0 <= self.eps_low < 1 and self.eps_high >= 0):
-            raise GRPOConfigError(f"GRPOConfig fields 'eps_low'/'eps_high': need 0 <= eps_low < 1, eps_high >= 0")
+            raise GRPOConfigError("GRPOConfig fields 'eps_low'/'eps_high': need 0 <= eps_low < 1, eps_high >= 0")
         if self.kl_coef < 0:
             raise GRPOConfigError(f"GRPOConfig field 'kl_coef' must be >= 0, got {self.kl_coef}")
         return self
@@ -159,7 +160,7 @@ def behaviour_clone(agent: ObsActor, episodes: list[Episode], steps: int, lr: fl
 
 
 class ObsActorPolicy:
-    """:class:`policy.protocol.Policy` view of an :class:`ObsActor` (greedy by default), for real envs."""
+    """:class:`dreamlab.core.protocol.Policy` view of an :class:`ObsActor` (greedy by default), for real envs."""
 
     def __init__(self, agent: ObsActor, greedy: bool = True):
         self.agent, self.greedy = agent, greedy
@@ -251,7 +252,7 @@ def dream_env_factory(world_model: Any, episodes: list[Episode], verifier: Verif
                       penalty: float = 0.0, halt_threshold: float | None = None,
                       seed: int = 0, **kwargs: Any) -> Any:
     """``num_envs -> DreamEnv`` scored by ``verifier``, without autoreset, ``max_steps = horizon``."""
-    from imagination.dream_env import DreamEnv
+    from dreamlab.imagination.dream_env import DreamEnv
 
     def make(num_envs: int) -> DreamEnv:
         return DreamEnv(world_model, episodes, num_envs=num_envs, max_steps=horizon, reward_fn=verifier,
@@ -278,7 +279,7 @@ class GRPOTrainer:
 
         Each iteration resets with its own seed (``seed``, iteration), so a resumed run draws
         the same starts it would have drawn without the interruption."""
-        seed = int(np.random.SeedSequence([self.cfg.seed, len(self.history)]).generate_state(1)[0])
+        seed = derive_seed(self.cfg.seed, len(self.history))
         obs, _ = self.env.reset(seed=seed)
         if not self.cfg.forked:
             return self.env, np.asarray(obs)
@@ -354,23 +355,3 @@ class GRPOTrainer:
             bar.set_postfix(success=f"{log.dream_success:.2f}", kept=f"{log.kept_groups:.2f}",
                             loss=f"{log.loss:.3f}", steps_per_s=f"{log.imagined_steps / max(log.seconds, 1e-9):.0f}")
         return self.history
-
-
-def _grpo_agent_loader(spec: str, env: Any) -> Any:
-    """Lets ``data.behaviour.load_policy`` (so ``dreamlab evaluate --agent``) open GRPO agent dirs."""
-    from pathlib import Path
-
-    if not (Path(spec) / "grpo_agent.json").exists():
-        return None
-    from imagination.grpo_agent import grpo_agent_loader
-
-    return grpo_agent_loader(spec, env)
-
-
-def _register() -> None:
-    from data.behaviour import register_policy_loader
-
-    register_policy_loader(_grpo_agent_loader)
-
-
-_register()

@@ -10,9 +10,6 @@ real env (it acts on real observations directly; no world-model filter is needed
 
 from __future__ import annotations
 
-import json
-import os
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,15 +17,17 @@ from typing import Any
 import gymnasium as gym
 import torch
 
-from data.manifest import read_manifest
-from data.spaces import space_from_json, space_to_json
-from imagination.grpo import GRPOTrainer, ObsActor, ObsActorPolicy
+from dreamlab.core.errors import DreamlabError
+from dreamlab.core.io import read_manifest
+from dreamlab.data.spaces import space_from_json, space_to_json
+from dreamlab.imagination.grpo import GRPOTrainer, ObsActor, ObsActorPolicy
+from dreamlab.core.io import atomic_torch_save, atomic_write_json
 
 FORMAT = "dreamlab-grpo-agent"
 VERSION = 1
 
 
-class GRPOAgentError(ValueError):
+class GRPOAgentError(DreamlabError):
     """A directory that is not a loadable GRPO agent (names the file and what is wrong)."""
 
 
@@ -42,26 +41,18 @@ class GRPODreamConfig:
     # imagination.grpo_eval.resolve_uncertainty
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def save_agent(out: Path, trainer: GRPOTrainer, env_id: str | None, dream_cfg: GRPODreamConfig,
                verifier: str, uncertainty: dict[str, Any] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     agent = trainer.agent
-    _atomic_save(agent.state_dict(), out / "actor.pt")
-    _atomic_save(trainer.state_dict(), out / "train_state.pt")
+    atomic_torch_save(agent.state_dict(), out / "actor.pt")
+    atomic_torch_save(trainer.state_dict(), out / "train_state.pt")
     meta = {"format": FORMAT, "version": VERSION, "env_id": env_id, "verifier": verifier,
             "obs_space": space_to_json(agent.obs_space), "action_space": space_to_json(agent.action_space),
             "grpo": asdict(trainer.cfg), "dream": asdict(dream_cfg), "uncertainty": uncertainty or {},
             "iterations_done": len(trainer.history), "imagined_steps": trainer.total_steps,
             "last": asdict(trainer.history[-1]) if trainer.history else None}
-    tmp = out / f".tmp-{uuid.uuid4().hex[:8]}-grpo_agent.json"
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, out / "grpo_agent.json")
+    atomic_write_json(out / "grpo_agent.json", meta)
 
 
 def load_agent(directory: str | Path) -> tuple[ObsActor, dict[str, Any]]:
@@ -79,7 +70,7 @@ def load_agent(directory: str | Path) -> tuple[ObsActor, dict[str, Any]]:
 
 
 def grpo_agent_loader(spec: str, env: gym.Env) -> ObsActorPolicy | None:
-    """``data.behaviour`` policy loader: a directory with grpo_agent.json loads as a greedy policy."""
+    """A ``dreamlab.data.behaviour.PolicyLoader``: a directory with grpo_agent.json loads as a greedy policy."""
     if (Path(spec) / "grpo_agent.json").exists():
         return ObsActorPolicy(load_agent(spec)[0], greedy=True)
     return None

@@ -8,10 +8,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from data.episodes import Episode
-from data.spaces import ActionCodec
-from imagination.grpo import ObsActor, ObsActorPolicy, rollout
-from imagination.verifiers import Verifier
+from dreamlab.data.episodes import Episode
+from dreamlab.data.spaces import ActionCodec
+from dreamlab.imagination.grpo import ObsActor, ObsActorPolicy, rollout
+from dreamlab.imagination.verifiers import Verifier
 
 
 @torch.no_grad()
@@ -33,9 +33,9 @@ def data_disagreement(world_model: Any, episodes: list[Episode], max_episodes: i
 
 
 @torch.no_grad()
-def evaluate_dream(make_env: Any, policy: Any, verifier: Verifier, num_envs: int, horizon: int,
+def dream_success(make_env: Any, policy: Any, verifier: Verifier, num_envs: int, horizon: int,
                    seed: int = 0) -> dict[str, float]:
-    """Verifier success of any :class:`~policy.protocol.Policy` in ``num_envs`` dreams from fixed starts."""
+    """Verifier success of any :class:`~dreamlab.core.protocol.Policy` in ``num_envs`` dreams from fixed starts."""
     env = make_env(num_envs)
     obs, _ = env.reset(seed=seed)
     policy.reset(num_envs)
@@ -62,7 +62,7 @@ class _PolicyAsSampler:
         return self.codec.decode(codec_actions.numpy())
 
 
-def evaluate_real(env_id: str, agent: ObsActor, verifier: Verifier, episodes: int = 20, seed: int = 0,
+def real_success(env_id: str, agent: ObsActor, verifier: Verifier, episodes: int = 20, seed: int = 0,
                   greedy: bool = True, max_steps: int | None = None) -> dict[str, Any]:
     """Run the agent in the real env (``episodes`` envs in lockstep): returns, verifier success."""
     envs = [gym.make(env_id, max_episode_steps=max_steps) if max_steps else gym.make(env_id) for _ in range(episodes)]

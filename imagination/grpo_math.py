@@ -22,10 +22,12 @@ from dataclasses import dataclass
 import torch
 from einops import rearrange
 
+from dreamlab.core.errors import DreamlabError
+
 AGGREGATIONS = ("token_mean", "seq_mean", "constant")
 
 
-class GRPOConfigError(ValueError):
+class GRPOConfigError(DreamlabError):
     """A GRPO setting outside its allowed values; the message names the field."""
 
 

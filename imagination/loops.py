@@ -18,9 +18,7 @@ updates/steps, and resume from it when started again with the same output direct
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -30,14 +28,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data.episodes import Episode
-from data.sampling import SequenceSampler
-from data.store import EpisodeStore
-from imagination.agent import DreamerAgent
-from imagination.dreamer import DreamerConfig, DreamerLearner
+from dreamlab.core.errors import DreamlabError
+from dreamlab.core.io import atomic_torch_save
+from dreamlab.data.episodes import Episode
+from dreamlab.data.sampling import SequenceSampler
+from dreamlab.data.store import EpisodeStore
+from dreamlab.imagination.agent import DreamerAgent
+from dreamlab.imagination.dreamer import DreamerConfig, DreamerLearner
 
 
-class LoopError(ValueError):
+class LoopError(DreamlabError):
     """Bad inputs to a training loop (names the file or field)."""
 
 
@@ -64,12 +64,6 @@ class OnlineConfig:
     save_every: int = 2000      # env steps
     cont_terminal_weight: float = 10.0  # world model: weight of terminal steps in the continue loss
     seed: int = 0
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _load_state(path: Path) -> dict[str, Any] | None:
@@ -120,7 +114,7 @@ def dream_offline(wm: Any, logs: str | Path, out: str | Path, cfg: OfflineConfig
 
     def save(step: int) -> None:
         agent.save(out, wm_path=wm_path)
-        _atomic_torch_save({"learner": learner.full_state(), "step": step, "sampler_rng": _rng_to_json(sampler.rng),
+        atomic_torch_save({"learner": learner.full_state(), "step": step, "sampler_rng": _rng_to_json(sampler.rng),
                             "torch_rng": torch.get_rng_state()}, out / "train_state.pt")
 
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="dream", disable=not progress,
@@ -153,9 +147,9 @@ def train_online(env_id: str, out: str | Path, cfg: OnlineConfig | None = None,
                  dcfg: DreamerConfig | None = None, wm_overrides: dict[str, Any] | None = None,
                  progress: bool = True, log: Callable[[dict[str, Any]], None] | None = None) -> DreamerAgent:
     """Collect -> train the world model -> dream -> act, for ``cfg.steps`` real env steps."""
-    from imagination.evaluate import evaluate_real  # noqa: PLC0415 (avoid a cycle at import)
-    from worldmodel.config import preset
-    from worldmodel.model import WorldModel
+    from dreamlab.imagination.evaluate import evaluate_real  # noqa: PLC0415 (avoid a cycle at import)
+    from dreamlab.worldmodel.config import preset
+    from dreamlab.worldmodel.model import WorldModel
 
     cfg, dcfg = cfg or OnlineConfig(), dcfg or DreamerConfig()
     out = Path(out)
@@ -189,7 +183,7 @@ def train_online(env_id: str, out: str | Path, cfg: OnlineConfig | None = None,
 
     def save() -> None:
         agent.save(out / "agent")
-        _atomic_torch_save({"wm": wm.state_dict(), "wm_opt": wm_opt.state_dict(), "wm_sched": wm_sched.state_dict(),
+        atomic_torch_save({"wm": wm.state_dict(), "wm_opt": wm_opt.state_dict(), "wm_sched": wm_sched.state_dict(),
                             "learner": learner.full_state(), "updates": updates, "credit": credit,
                             "env_steps": env_steps, "rng": _rng_to_json(rng)}, out / "train_state.pt")
 

@@ -27,7 +27,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from data.imports import import_attr
+from dreamlab.core.errors import DreamlabError
+from dreamlab.core.imports import import_attr
 
 Array = Any  # np.ndarray | torch.Tensor
 MODES = ("reach", "stay", "dense")
@@ -41,7 +42,7 @@ ACROBOT_LINE = 1.0
 PENDULUM_TOLERANCE = 0.3  # radians from upright
 
 
-class VerifierError(ValueError):
+class VerifierError(DreamlabError):
     """An unknown verifier name, a bad import path, or observations of the wrong shape."""
 
 

@@ -25,25 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data.spaces import ActionCodec
-
-
-def symlog(x: torch.Tensor) -> torch.Tensor:
-    return torch.sign(x) * torch.log1p(torch.abs(x))
-
-
-def symexp(x: torch.Tensor) -> torch.Tensor:
-    return torch.sign(x) * torch.expm1(torch.abs(x))
-
-
-def mlp(inp: int, hidden: int, layers: int, out: int) -> nn.Sequential:
-    mods: list[nn.Module] = []
-    d = inp
-    for _ in range(layers):
-        mods += [nn.Linear(d, hidden), nn.LayerNorm(hidden), nn.SiLU()]
-        d = hidden
-    mods.append(nn.Linear(d, out))
-    return nn.Sequential(*mods)
+from dreamlab.core.nn import MLP, symexp, symlog, twohot
+from dreamlab.data.spaces import ActionCodec
 
 
 @dataclass
@@ -69,7 +52,7 @@ class Actor(nn.Module):
             raise ValueError(f"Actor supports Discrete and Box action spaces, got {action_space}")
         self.dim = self.codec.dim
         out = self.dim if self.discrete else 2 * self.dim
-        self.net = mlp(feature_dim, self.cfg.hidden, self.cfg.layers, out)
+        self.net = MLP(feature_dim, self.cfg.hidden, self.cfg.layers, out, bias=True, norm_eps=1e-5)
         if not self.discrete:
             low = np.asarray(action_space.low, np.float32).reshape(-1)
             high = np.asarray(action_space.high, np.float32).reshape(-1)
@@ -153,9 +136,8 @@ class Critic(nn.Module):
     def __init__(self, feature_dim: int, cfg: ActorCriticNetConfig | None = None):
         super().__init__()
         self.cfg = cfg or ActorCriticNetConfig()
-        self.net = mlp(feature_dim, self.cfg.hidden, self.cfg.layers, self.cfg.critic_bins)
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        self.net = MLP(feature_dim, self.cfg.hidden, self.cfg.layers, self.cfg.critic_bins, zero_out=True,
+                       bias=True, norm_eps=1e-5)
         self.register_buffer("bins", torch.linspace(-self.cfg.bin_range, self.cfg.bin_range, self.cfg.critic_bins))
 
     def logits(self, feat: torch.Tensor) -> torch.Tensor:
@@ -171,21 +153,3 @@ class Critic(nn.Module):
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the logits to twohot(symlog(target)), per element: (...)."""
         return -(twohot(symlog(target), self.bins) * F.log_softmax(logits, -1)).sum(-1)
-
-
-def twohot(x: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
-    """Two-hot encoding of x (...) over sorted bins (K,) -> (..., K); mass split by distance.
-
-    Values outside the bins go wholly to the nearest end bin. Encoding then averaging the bins
-    recovers x exactly for x inside the range.
-    """
-    x = x.detach().clamp(bins[0], bins[-1])
-    k = bins.shape[0]
-    above = torch.searchsorted(bins, x.contiguous(), right=False).clamp(1, k - 1)  # index of upper bin
-    below = above - 1
-    lo, hi = bins[below], bins[above]
-    w_hi = ((x - lo) / (hi - lo)).clamp(0, 1)
-    out = torch.zeros(x.shape + (k,), dtype=x.dtype, device=x.device)
-    out.scatter_(-1, below.unsqueeze(-1), (1 - w_hi).unsqueeze(-1))
-    out.scatter_add_(-1, above.unsqueeze(-1), w_hi.unsqueeze(-1))
-    return out

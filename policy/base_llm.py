@@ -19,7 +19,6 @@ safetensors, with ``dreamlab_policy.json`` (renderer, separator, action vocabula
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -29,16 +28,18 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from data.episodes import Episode
-from data.store import EpisodeStore
-from policy.llm import ActionVocab, LLMPolicy, tokenize
-from policy.render import builtin_name, get_renderer, render_batch
+from dreamlab.core.errors import DreamlabError
+from dreamlab.core.io import atomic_write_json
+from dreamlab.data.episodes import Episode
+from dreamlab.data.store import EpisodeStore
+from dreamlab.policy.llm import ActionVocab, LLMPolicy, tokenize
+from dreamlab.policy.render import builtin_name, get_renderer, render_batch
 
 SPECIALS = ["<pad>", "<unk>", "<eos>"]
 CHARS = [chr(i) for i in range(32, 127)] + ["\n"]
 
 
-class BaseLLMError(ValueError):
+class BaseLLMError(DreamlabError):
     """Logs or settings from which no base model can be made (names the file or field)."""
 
 
@@ -225,7 +226,7 @@ def make_base_llm(logs_dir: str | Path, out_dir: str | Path, cfg: BaseLLMConfig 
                "parameters": int(sum(p.numel() for p in model.parameters())),
                "final_loss": float(np.mean(losses[-20:])), "pretrain_seconds": seconds,
                **check, "config": asdict(cfg)}
-    (out / "base_llm.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_json(out / "base_llm.json", summary, indent=1)
     return summary
 
 

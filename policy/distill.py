@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -48,16 +47,18 @@ import torch
 from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 
-from policy.llm import LLMPolicy, completion_logits, write_policy_meta
-from policy.losses import LOSSES, cross_entropy, distill_loss, reverse_kl
-from policy.rollout import VecRunner
-from policy.teachers import Teacher
+from dreamlab.core.errors import DreamlabError
+from dreamlab.policy.llm import LLMPolicy, completion_logits, write_policy_meta
+from dreamlab.policy.losses import LOSSES, cross_entropy, distill_loss, reverse_kl
+from dreamlab.policy.rollout import VecRunner
+from dreamlab.policy.teachers import Teacher
+from dreamlab.core.io import atomic_path, atomic_torch_save, atomic_write_json
 
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
 
 
-class DistillError(ValueError):
+class DistillError(DreamlabError):
     """A distillation setting or checkpoint that cannot be used (names the field or file)."""
 
 
@@ -311,17 +312,15 @@ class Distiller:
         assert self.out is not None
         d = self.out / "checkpoint"
         d.mkdir(parents=True, exist_ok=True)
-        save_model(self.model, str(d / ".tmp-model.safetensors"))
-        os.replace(d / ".tmp-model.safetensors", d / "model.safetensors")
-        torch.save(self.opt.state_dict(), d / ".tmp-optim.pt")
-        os.replace(d / ".tmp-optim.pt", d / "optim.pt")
+        with atomic_path(d / "model.safetensors") as tmp:
+            save_model(self.model, str(tmp))
+        atomic_torch_save(self.opt.state_dict(), d / "optim.pt")
         teacher_model = getattr(self.teacher, "model", None)
         if getattr(self.teacher, "mode", None) == "ema" and teacher_model is not None:
-            save_model(teacher_model, str(d / ".tmp-teacher.safetensors"))
-            os.replace(d / ".tmp-teacher.safetensors", d / "teacher.safetensors")
+            with atomic_path(d / "teacher.safetensors") as tmp:
+                save_model(teacher_model, str(tmp))
         state = {"state": dataclasses.asdict(self.state), "config": dataclasses.asdict(self.cfg)}
-        (d / ".tmp-state.json").write_text(json.dumps(state))
-        os.replace(d / ".tmp-state.json", d / "state.json")
+        atomic_write_json(d / "state.json", state, indent=None)
 
     def _maybe_resume(self) -> None:
         assert self.out is not None
@@ -357,7 +356,7 @@ class Distiller:
         self.student.tokenizer.save_pretrained(self.out)
         write_policy_meta(self.out, self.student.policy_meta(self.env_id))
         summary: dict[str, Any] = {"config": dataclasses.asdict(self.cfg), **dataclasses.asdict(self.state)}
-        (self.out / "distill.json").write_text(json.dumps(summary, indent=1))
+        atomic_write_json(self.out / "distill.json", summary, indent=1)
         return self.out
 
 

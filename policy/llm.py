@@ -41,8 +41,10 @@ import numpy as np
 import torch
 from einops import rearrange, repeat
 
-from data.spaces import space_from_json, space_to_json
-from policy.render import Renderer, builtin_name, get_renderer, render_batch
+from dreamlab.core.errors import DreamlabError
+from dreamlab.core.io import atomic_write_json
+from dreamlab.data.spaces import space_from_json, space_to_json
+from dreamlab.policy.render import Renderer, builtin_name, get_renderer, render_batch
 
 POLICY_FILE = "dreamlab_policy.json"
 
@@ -53,7 +55,7 @@ BUILTIN_WORDS: dict[str, list[str]] = {
 }
 
 
-class LLMPolicyError(ValueError):
+class LLMPolicyError(DreamlabError):
     """A model folder, action vocabulary or prompt that the LLM policy cannot use."""
 
 
@@ -334,13 +336,13 @@ def read_policy_meta(path: str | Path) -> dict[str, Any]:
 
 
 def write_policy_meta(path: str | Path, meta: dict[str, Any]) -> None:
-    (Path(path) / POLICY_FILE).write_text(json.dumps(meta, indent=2))
+    atomic_write_json((Path(path) / POLICY_FILE), meta, indent=2)
 
 
 def evaluate(policy: Any, env: gym.vector.VectorEnv, episodes: int, seed: int | None = None,
              max_steps: int = 100_000) -> list[float]:
     """Run ``policy`` in a vector env until ``episodes`` episodes finish; returns their returns."""
-    from policy.rollout import VecRunner
+    from dreamlab.policy.rollout import VecRunner
 
     runner = VecRunner(env, seed=seed)
     policy.reset(runner.n)

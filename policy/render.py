@@ -21,12 +21,13 @@ from typing import Callable
 
 import numpy as np
 
-from data.imports import import_attr
+from dreamlab.core.errors import DreamlabError
+from dreamlab.core.imports import import_attr
 
 Renderer = Callable[[np.ndarray], str]
 
 
-class RendererError(ValueError):
+class RendererError(DreamlabError):
     """A renderer name that cannot be resolved, or an observation it cannot write."""
 
 

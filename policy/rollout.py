@@ -17,8 +17,10 @@ from typing import Callable
 import gymnasium as gym
 import numpy as np
 
+from dreamlab.core.errors import DreamlabError
 
-class RolloutError(ValueError):
+
+class RolloutError(DreamlabError):
     """An env that cannot be stepped as a vector env."""
 
 

@@ -4,7 +4,7 @@ Both teachers answer the same question: at each token of the action completion t
 wrote (``prompt + action string + terminator``), what distribution over the *full* token
 vocabulary should the next token follow? They return log-probabilities ``(B, Lc, V)``.
 
-* :class:`ActorTeacher` wraps any :class:`~policy.protocol.Policy` with ``action_probs`` (a
+* :class:`ActorTeacher` wraps any :class:`~dreamlab.core.protocol.Policy` with ``action_probs`` (a
   Dreamer agent, an SB3 model, a heuristic). Its distribution ``pi(a)`` over the K action strings
   becomes an exact token-level factorisation by prefix marginalisation: at position j after the
   prefix ``s[:j]`` the target of token v is ``sum_{a: s_a[:j] = s[:j], s_a[j] = v} pi(a)`` divided by
@@ -29,12 +29,13 @@ import numpy as np
 import torch
 from einops import repeat
 
-from data.store import EpisodeStore
-from policy.llm import ActionVocab, LLMPolicy, completion_logits, prefix_tables, tokenize
-from policy.render import Renderer, render_batch
+from dreamlab.core.errors import DreamlabError
+from dreamlab.data.store import EpisodeStore
+from dreamlab.policy.llm import ActionVocab, LLMPolicy, completion_logits, prefix_tables, tokenize
+from dreamlab.policy.render import Renderer, render_batch
 
 
-class TeacherError(ValueError):
+class TeacherError(DreamlabError):
     """A teacher that does not fit the student's action vocabulary or context window."""
 
 

@@ -8,9 +8,7 @@ Loading always uses ``torch.load(..., weights_only=True)``: nothing is unpickled
 
 from __future__ import annotations
 
-import os
 import pickle
-import uuid
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,20 +16,22 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import torch
 
-from data.spaces import SpaceError, space_to_json, spaces_equal
+from dreamlab.core.errors import DreamlabError
+from dreamlab.data.spaces import SpaceError, space_to_json, spaces_equal
+from dreamlab.core.io import atomic_torch_save
 
 if TYPE_CHECKING:
-    from worldmodel.model import WorldModel
+    from dreamlab.worldmodel.model import WorldModel
 
 FORMAT = "dreamlab-worldmodel"
 VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DreamlabError):
     """A file that is not a (compatible) world-model checkpoint; the message names it."""
 
 
-class SpaceMismatchError(ValueError):
+class SpaceMismatchError(DreamlabError):
     """Logs whose observation/action spaces differ from the checkpoint's."""
 
 
@@ -48,9 +48,7 @@ def save_model(model: "WorldModel", path: str | Path) -> Path:
         "hyper_parameters": {"cfg": model.cfg.to_dict(), "obs_space": space_to_json(model.obs_space),
                              "action_space": space_to_json(model.action_space)},
     })
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save(payload, path)
     return path
 
 

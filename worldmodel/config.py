@@ -11,11 +11,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from dreamlab.core.errors import ConfigError
+
 REWARD_SOURCES = ("env", "feedback", "both")
 
 
-class ConfigError(ValueError):
-    """A world-model config value that is out of range; the message names the field."""
 
 
 @dataclass

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from data.episodes import Episode
-from worldmodel.model import WorldModel
+from dreamlab.data.episodes import Episode
+from dreamlab.worldmodel.model import WorldModel
 
 
 def _targets(model: WorldModel, ep: Episode) -> np.ndarray:
@@ -162,28 +162,3 @@ def one_step(model: WorldModel, episodes: list[Episode], rewards: list[np.ndarra
     return {"steps": count, "terminals": pos, "term_tpr": tpr, "term_tnr": tnr,
             "term_balanced_acc": bal, "term_acc": (tp + tn) / max(1, pos + neg),
             "reward_mae": abs_err / max(1, count)}
-
-
-def plot(result: dict[str, Any], path: str, title: str = "world model, open loop") -> None:
-    """Error against horizon for the model and the copy-last baseline (matplotlib, Agg)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    h = np.arange(1, result["horizon"] + 1)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    axes[0].plot(h, result["nmse"], "o-", label="world model")
-    axes[0].plot(h, result["nmse_copy_last"], "s--", label="copy last observation")
-    axes[0].set_yscale("log")
-    axes[0].set_xlabel("horizon (steps)")
-    axes[0].set_ylabel("normalised MSE")
-    axes[0].legend()
-    axes[1].plot(h, result["reward_mae"], "o-", label="world model")
-    axes[1].plot(h, result["reward_mae_copy_last"], "s--", label="copy last reward")
-    axes[1].set_xlabel("horizon (steps)")
-    axes[1].set_ylabel("reward MAE")
-    axes[1].legend()
-    fig.suptitle(f"{title} (context {result['context']}, {result['windows']} windows)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -26,12 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data.spaces import ActionCodec, space_from_json, space_to_json
-from worldmodel.config import WorldModelConfig
-from worldmodel.checkpoint import check_spaces, load_model, save_model, stamp
-from worldmodel.dists import TwoHot, categorical_entropy, categorical_kl, sample_onehot
-from worldmodel.nets import MLP, ConvDecoder, ConvEncoder, is_image_shape, symexp, symlog
-from worldmodel.rssm import RSSM, State
+from dreamlab.data.spaces import ActionCodec, space_from_json, space_to_json
+from dreamlab.worldmodel.config import WorldModelConfig
+from dreamlab.worldmodel.checkpoint import check_spaces, load_model, save_model, stamp
+from dreamlab.core.nn import MLP, TwoHot, symexp, symlog
+from dreamlab.worldmodel.dists import categorical_entropy, categorical_kl, sample_onehot
+from dreamlab.worldmodel.nets import ConvDecoder, ConvEncoder, is_image_shape
+from dreamlab.worldmodel.rssm import RSSM, State
 
 
 class WorldModel(L.LightningModule):

@@ -1,48 +1,10 @@
-"""Building blocks: symlog/symexp, normalised MLPs, and the 64x64 CNN encoder/decoder."""
+"""The 64x64 CNN encoder/decoder (symlog, two-hot and the MLP live in :mod:`dreamlab.core.nn`)."""
 
 from __future__ import annotations
 
 import torch
 from einops import rearrange
 from torch import nn
-
-
-def symlog(x: torch.Tensor) -> torch.Tensor:
-    return torch.sign(x) * torch.log1p(torch.abs(x))
-
-
-def symexp(x: torch.Tensor) -> torch.Tensor:
-    return torch.sign(x) * torch.expm1(torch.abs(x))
-
-
-def dense(inp: int, out: int) -> nn.Sequential:
-    """Linear (no bias) -> LayerNorm -> SiLU, DreamerV3's layer."""
-    return nn.Sequential(nn.Linear(inp, out, bias=False), nn.LayerNorm(out, eps=1e-3), nn.SiLU())
-
-
-class MLP(nn.Module):
-    """``layers`` normalised hidden layers, then an optional linear output (``out=None``: none)."""
-
-    def __init__(self, inp: int, hidden: int, layers: int, out: int | None = None,
-                 zero_out: bool = False):
-        super().__init__()
-        mods: list[nn.Module] = []
-        width = inp
-        for _ in range(layers):
-            mods.append(dense(width, hidden))
-            width = hidden
-        self.body = nn.Sequential(*mods)
-        self.out_dim = width if out is None else out
-        self.head: nn.Module = nn.Identity()
-        if out is not None:
-            lin = nn.Linear(width, out)
-            if zero_out:
-                nn.init.zeros_(lin.weight)
-                nn.init.zeros_(lin.bias)
-            self.head = lin
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
 
 
 def is_image_shape(shape: tuple[int, ...]) -> bool:

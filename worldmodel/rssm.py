@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from worldmodel.dists import sample_onehot, unimix
+from dreamlab.worldmodel.dists import sample_onehot, unimix
 
 
 State = dict[str, torch.Tensor]

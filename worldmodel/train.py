@@ -8,7 +8,6 @@ end), ``step=N.ckpt`` (the latest periodic one), ``logs/`` (CSV), ``tb/`` (Tenso
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -19,11 +18,12 @@ import numpy as np
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from data.sampling import EpisodeDataModule, split_names
-from data.store import EpisodeStore, StoreError
-from worldmodel.checkpoint import read_checkpoint
-from worldmodel.config import WorldModelConfig
-from worldmodel.model import WorldModel
+from dreamlab.core.io import atomic_write_json
+from dreamlab.data.sampling import EpisodeDataModule, split_names
+from dreamlab.data.store import EpisodeStore, StoreError
+from dreamlab.worldmodel.checkpoint import read_checkpoint
+from dreamlab.worldmodel.config import WorldModelConfig
+from dreamlab.worldmodel.model import WorldModel
 
 FINAL_NAME = "world_model.ckpt"
 
@@ -132,6 +132,6 @@ def train(logs: str | Path, out: str | Path, cfg: WorldModelConfig, max_steps: i
         summary = {"global_step": int(trainer.global_step), "wall_s": wall, "resumed": resuming,
                    "interrupted": bool(trainer.interrupted), "logs": str(logs), "config": cfg.to_dict(),
                    "world_model": str(final)}
-        (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
+        atomic_write_json(out / "train_summary.json", summary, indent=1)
     return final
 

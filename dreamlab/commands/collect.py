@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from dreamlab.config import add_config_args, config_from_args
+from dreamlab.config import add_config_args, add_run_args, apply_threads, config_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from data.collect import CollectConfig
+    from dreamlab.data.collect import CollectConfig
 
     p = subparsers.add_parser(
         "collect", help="collect episodes from a gymnasium env into an episode store",
@@ -23,24 +22,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="random | heuristic | module:attr (a Policy or a factory called with the env) | PATH")
     p.add_argument("--out", required=True, type=Path, help="episode store directory (created or appended to)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_run_args(p)
     add_config_args(p, CollectConfig, "collection")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from data.collect import CollectConfig, collect
-    import imagination.agent  # noqa: F401  registers the loader for saved agent directories (--policy AGENT_DIR)
-    import imagination.grpo  # noqa: F401  ... and for GRPO agent directories
+    from dreamlab.data.collect import CollectConfig, collect
+    from dreamlab.imagination.registry import POLICY_LOADERS  # --policy AGENT_DIR (Dreamer or GRPO)
 
-    try:
-        cfg = config_from_args(CollectConfig, args)
-        summary = collect(args.env, args.policy, steps=cfg.steps, num_envs=cfg.num_envs, seed=cfg.seed,
-                          out=args.out, epsilon=cfg.epsilon, max_episode_steps=cfg.max_episode_steps,
-                          progress=not args.no_progress, writer=cfg.writer)
-    except ValueError as exc:  # EpisodeError, StoreError, EnvSpecError, PolicyLoadError, ...
-        print(f"dreamlab collect: error: {exc}", file=sys.stderr)
-        return 1
+    apply_threads(args.threads)
+    cfg = config_from_args(CollectConfig, args)
+    summary = collect(args.env, args.policy, steps=cfg.steps, num_envs=cfg.num_envs, seed=cfg.seed,
+                      out=args.out, epsilon=cfg.epsilon, max_episode_steps=cfg.max_episode_steps,
+                      progress=args.progress, writer=cfg.writer,
+                      loaders=POLICY_LOADERS)
     d = summary.to_dict()
     if args.json:
         print(json.dumps(d, indent=1))

@@ -26,6 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(Dreamer or GRPO); distil into the LLM by OPSD inside the dream; evaluate real "
                                    "and dream returns. Writes RUN/cycle.csv, RUN/report.md and RUN/plots/cycle.png. "
                                    "Every stage is checkpointed: rerun with the same --out to resume.")
+    p.add_argument("--env", dest="cfg:env_id", default=None, help="alias of --env-id (a gymnasium env id)")
     add_config_args(p, CycleConfig, "cycle")
-    p.add_argument("--env", dest="cfg_env_id", default=None, help="alias of --env-id (a gymnasium env id)")
     p.set_defaults(func=run)

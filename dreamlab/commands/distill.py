@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from dreamlab.config import add_config_args, config_from_args
+from dreamlab.config import add_config_args, add_run_args, apply_threads, config_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from policy.distill import DistillConfig
+    from dreamlab.policy.distill import DistillConfig
 
     p = subparsers.add_parser(
         "distill", help="distil a teacher (agent or context) into an LLM by OPSD or SFT",
@@ -40,8 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-env", default=None, help="real env id for the return curve (default: "
                    "ENV when it is real, the logs' env id for a dream)")
     p.add_argument("--eval-episodes", type=int, default=8)
-    p.add_argument("--no-progress", action="store_true")
-    add_config_args(p, DistillConfig, "distillation", skip=("progress",))
+    add_run_args(p, progress=False)
+    add_config_args(p, DistillConfig, "distillation")
     p.set_defaults(func=run)
 
 
@@ -50,9 +49,9 @@ def make_env(spec: str, num_envs: int, logs: Path | None, max_steps: int, seed: 
     import gymnasium as gym
 
     if spec.startswith("dream:"):
-        from data.store import EpisodeStore
-        from imagination.dream_env import DreamEnv
-        from worldmodel.model import WorldModel
+        from dreamlab.data.store import EpisodeStore
+        from dreamlab.imagination.dream_env import DreamEnv
+        from dreamlab.worldmodel.model import WorldModel
 
         if logs is None:
             raise ValueError(f"--env {spec}: a DreamEnv draws its start states from logged episodes; pass --logs DIR")
@@ -71,7 +70,7 @@ def make_teacher(args: argparse.Namespace, student: Any, env_id: str | None, see
                  smoothing: float = 1e-3) -> Any:
     import gymnasium as gym
 
-    from policy.teachers import ActorTeacher, ContextTeacher, experience_text
+    from dreamlab.policy.teachers import ActorTeacher, ContextTeacher, experience_text
 
     if args.teacher == "context":
         if args.lessons is not None:
@@ -79,7 +78,7 @@ def make_teacher(args: argparse.Namespace, student: Any, env_id: str | None, see
                 raise ValueError(f"--lessons {args.lessons}: file not found")
             text = args.lessons.read_text()
         elif args.logs is not None:
-            from data.store import EpisodeStore
+            from dreamlab.data.store import EpisodeStore
 
             text = experience_text(EpisodeStore(args.logs), student.renderer, student.vocab, student.sep,
                                    args.context_best, args.context_chars)
@@ -87,47 +86,41 @@ def make_teacher(args: argparse.Namespace, student: Any, env_id: str | None, see
             raise ValueError("--teacher context needs --logs DIR (best episodes as experience) or --lessons FILE")
         return ContextTeacher(student, text, args.context_mode, args.ema_decay)
     if (Path(args.teacher) / "agent.json").exists():
-        from imagination.agent import DreamerAgent
+        from dreamlab.imagination.agent import DreamerAgent
 
         policy = DreamerAgent.load(args.teacher)
     else:
-        from data.behaviour import load_policy
+        from dreamlab.imagination.registry import load_any_policy
 
         if env_id is None:
             raise ValueError(f"--teacher {args.teacher}: needs a real env id (from --env or the logs' metadata)")
         probe = gym.make(env_id)
-        policy = load_policy(args.teacher, probe, seed=seed, env_id=env_id)
+        policy = load_any_policy(args.teacher, probe, seed=seed, env_id=env_id)
     return ActorTeacher.for_student(policy, student, smoothing)
 
 
 def run(args: argparse.Namespace) -> int:
     import gymnasium as gym
     import numpy as np
-    import torch
 
-    from policy.distill import DistillConfig, Distiller
-    from policy.llm import LLMPolicy, evaluate, read_policy_meta
+    from dreamlab.policy.distill import DistillConfig, Distiller
+    from dreamlab.policy.llm import LLMPolicy, evaluate, read_policy_meta
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    try:
-        cfg = config_from_args(DistillConfig, args)
-        cfg.progress = not args.no_progress
-        env, env_id = make_env(args.env, args.num_envs, args.logs, args.max_steps, cfg.seed)
-        meta = read_policy_meta(args.student)
-        needs_space = "vocab" not in meta
-        student = LLMPolicy.from_pretrained(
-            args.student, renderer=args.renderer, env_id=env_id,
-            action_space=env.single_action_space if needs_space else None)
-        teacher = make_teacher(args, student, env_id, cfg.seed, cfg.teacher_smoothing)
-        eval_id = args.eval_env or env_id
-        eval_fn = None
-        if eval_id is not None and cfg.eval_every_tokens > 0:
-            eval_env = gym.make_vec(eval_id, num_envs=min(args.eval_episodes, 8), vectorization_mode="sync")
-            eval_fn = lambda pol: float(np.mean(evaluate(pol, eval_env, args.eval_episodes, seed=10_000)))  # noqa: E731
-        state = Distiller(student, teacher, env, cfg, out=args.out, eval_fn=eval_fn, env_id=env_id).run()
-    except ValueError as exc:  # every library error is a ValueError subclass
-        print(f"dreamlab distill: error: {exc}", file=sys.stderr)
-        return 1
+    apply_threads(args.threads)
+    cfg = config_from_args(DistillConfig, args)
+    env, env_id = make_env(args.env, args.num_envs, args.logs, args.max_steps, cfg.seed)
+    meta = read_policy_meta(args.student)
+    needs_space = "vocab" not in meta
+    student = LLMPolicy.from_pretrained(
+        args.student, renderer=args.renderer, env_id=env_id,
+        action_space=env.single_action_space if needs_space else None)
+    teacher = make_teacher(args, student, env_id, cfg.seed, cfg.teacher_smoothing)
+    eval_id = args.eval_env or env_id
+    eval_fn = None
+    if eval_id is not None and cfg.eval_every_tokens > 0:
+        eval_env = gym.make_vec(eval_id, num_envs=min(args.eval_episodes, 8), vectorization_mode="sync")
+        eval_fn = lambda pol: float(np.mean(evaluate(pol, eval_env, args.eval_episodes, seed=10_000)))  # noqa: E731
+    state = Distiller(student, teacher, env, cfg, out=args.out, eval_fn=eval_fn, env_id=env_id).run()
     recent = state.returns[-20:]
     print(json.dumps({"out": str(args.out), "method": cfg.method, "labelled_tokens": state.labelled_tokens,
                       "updates": state.updates, "train_return_recent": float(np.mean(recent)) if recent else None,

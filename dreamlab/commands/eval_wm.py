@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from dreamlab.config import add_run_args, apply_threads
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -24,42 +26,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-windows", type=int, default=1024, help="windows evaluated at most (default: 1024)")
     p.add_argument("--mode", action="store_true", help="use the latents' modes instead of samples")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    add_run_args(p, progress=False)
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument("--plot", type=Path, default=None, help="write error-vs-horizon plot (PNG)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
-    from data.sampling import split_names
-    from worldmodel.evaluate import evaluate, plot
-    from worldmodel.model import WorldModel
-    from worldmodel.train import open_logs
+    from dreamlab.data.sampling import split_names
+    from dreamlab.plots import plot_openloop_panels
+    from dreamlab.worldmodel.evaluate import evaluate
+    from dreamlab.worldmodel.model import WorldModel
+    from dreamlab.worldmodel.train import open_logs
 
-    torch.set_num_threads(max(1, args.threads))
-    try:
-        model = WorldModel.load(args.wm)
-        store = open_logs(args.logs)
-        model.check_spaces(store.observation_space, store.action_space, Path(args.logs) / "metadata.json")
-        names = store.names()
-        if args.episodes == "held-out":
-            _, held = split_names(names, model.cfg.val_fraction, model.cfg.seed)
-            if not held:
-                print("note: no held-out split (val_fraction 0 or one episode); using all episodes",
-                      file=sys.stderr)
-                held = names
-            names = held
-        result = evaluate(model, store.episodes(names), context=args.context, horizon=args.horizon,
-                          max_windows=args.max_windows, seed=args.seed, sample=not args.mode)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"dreamlab eval-wm: error: {exc}", file=sys.stderr)
-        return 1
+    apply_threads(args.threads)
+    model = WorldModel.load(args.wm)
+    store = open_logs(args.logs)
+    model.check_spaces(store.observation_space, store.action_space, Path(args.logs) / "metadata.json")
+    names = store.names()
+    if args.episodes == "held-out":
+        _, held = split_names(names, model.cfg.val_fraction, model.cfg.seed)
+        if not held:
+            print("note: no held-out split (val_fraction 0 or one episode); using all episodes",
+                  file=sys.stderr)
+            held = names
+        names = held
+    result = evaluate(model, store.episodes(names), context=args.context, horizon=args.horizon,
+                      max_windows=args.max_windows, seed=args.seed, sample=not args.mode)
     result.update({"wm": str(args.wm), "logs": str(args.logs), "split": args.episodes})
     if args.plot is not None:
         args.plot.parent.mkdir(parents=True, exist_ok=True)
-        plot(result, str(args.plot), title=f"{store.env_id or args.logs}")
+        plot_openloop_panels(result, str(args.plot), title=f"{store.env_id or args.logs}")
         result["plot"] = str(args.plot)
     if args.json:
         print(json.dumps(result, indent=1))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+
+from dreamlab.config import add_run_args, apply_threads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,33 +19,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=10, help="episodes (default: 10)")
     p.add_argument("--seed", type=int, default=0, help="first env seed (default: 0)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    add_run_args(p, progress=False)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
-    from imagination.agent import DreamerAgent
-    from imagination.evaluate import dream_vs_real
+    from dreamlab.imagination.agent import DreamerAgent
+    from dreamlab.imagination.evaluate import dream_vs_real
 
-    torch.set_num_threads(max(1, args.threads))
+    apply_threads(args.threads)
     path = args.agent
     if not (path / "agent.json").exists() and (path / "agent" / "agent.json").exists():
         path = path / "agent"
     if (path / "grpo_agent.json").exists():
         return _run_policy_dir(args, path)
-    try:
-        agent = DreamerAgent.load(path)
-        env_id = args.env or agent.env_id
-        if env_id is None:
-            raise ValueError(f"{path / 'agent.json'}: field 'env_id' is empty; pass --env")
-        if args.episodes < 1:
-            raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
-        res = dream_vs_real(agent, env_id, args.episodes, args.seed)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"dreamlab evaluate: error: {exc}", file=sys.stderr)
-        return 1
+    agent = DreamerAgent.load(path)
+    env_id = args.env or agent.env_id
+    if env_id is None:
+        raise ValueError(f"{path / 'agent.json'}: field 'env_id' is empty; pass --env")
+    if args.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+    res = dream_vs_real(agent, env_id, args.episodes, args.seed)
     if args.json:
         print(json.dumps(res, indent=1))
     else:
@@ -60,19 +56,15 @@ def _run_policy_dir(args: argparse.Namespace, path: Path) -> int:
     import gymnasium as gym
     import numpy as np
 
-    from imagination.evaluate import evaluate_real
-    from imagination.grpo_agent import load_agent
-    from imagination.grpo import ObsActorPolicy
+    from dreamlab.imagination.evaluate import evaluate_real
+    from dreamlab.imagination.grpo_agent import load_agent
+    from dreamlab.imagination.grpo import ObsActorPolicy
 
-    try:
-        actor, meta = load_agent(path)
-        env_id = args.env or meta.get("env_id")
-        if not env_id or env_id not in gym.registry:
-            raise ValueError(f"{path / 'grpo_agent.json'}: env id {env_id!r} is not a gymnasium id; pass --env")
-        real = evaluate_real(ObsActorPolicy(actor, greedy=True), env_id, args.episodes, args.seed)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"dreamlab evaluate: error: {exc}", file=sys.stderr)
-        return 1
+    actor, meta = load_agent(path)
+    env_id = args.env or meta.get("env_id")
+    if not env_id or env_id not in gym.registry:
+        raise ValueError(f"{path / 'grpo_agent.json'}: env id {env_id!r} is not a gymnasium id; pass --env")
+    real = evaluate_real(ObsActorPolicy(actor, greedy=True), env_id, args.episodes, args.seed)
     res = {"env_id": env_id, "episodes": args.episodes, "seed": args.seed, "agent": "grpo",
            "real": {"mean": float(np.mean(real)), "std": float(np.std(real)), "returns": real.tolist()},
            "dream": None, "note": "a GRPO agent has no world-model filter of its own; use benchmarks/grpo_targets.py for dream success"}

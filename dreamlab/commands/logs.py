@@ -38,14 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     exp.set_defaults(func=run_export)
 
 
-def _fail(exc: Exception) -> int:
-    print(f"dreamlab logs: error: {exc}", file=sys.stderr)
-    return 1
-
-
 def info_dict(root: Path) -> dict[str, Any]:
-    from data.spaces import space_to_json
-    from data.store import EpisodeStore
+    from dreamlab.data.spaces import space_to_json
+    from dreamlab.data.store import EpisodeStore
 
     store = EpisodeStore(root)
     d: dict[str, Any] = {"dir": str(root), "env_id": store.env_id}
@@ -60,10 +55,7 @@ def info_dict(root: Path) -> dict[str, Any]:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    try:
-        d = info_dict(args.dir)
-    except ValueError as exc:
-        return _fail(exc)
+    d = info_dict(args.dir)
     if args.json:
         print(json.dumps(d, indent=1))
         return 0
@@ -81,12 +73,9 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from data.store import EpisodeStore
+    from dreamlab.data.store import EpisodeStore
 
-    try:
-        store = EpisodeStore(args.dir)
-    except ValueError as exc:
-        return _fail(exc)
+    store = EpisodeStore(args.dir)
     bad = store.check()
     n = len(list(store.episode_dir.glob("*.npz")))
     for path, why in bad:
@@ -99,16 +88,13 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from data.formats import read_jsonl, read_minari
-    from data.store import EpisodeStore
+    from dreamlab.data.formats import read_jsonl, read_minari
+    from dreamlab.data.store import EpisodeStore
 
-    try:
-        logs = read_jsonl(Path(args.src), args.env) if args.format == "jsonl" else read_minari(args.src, args.env)
-        env_id = args.env or logs.env_id or "unknown"
-        store = EpisodeStore.create(args.out, env_id, logs.observation_space, logs.action_space)
-        store.add_many(logs.episodes, [f"{args.src} (episode {i})" for i in range(len(logs.episodes))])
-    except ValueError as exc:
-        return _fail(exc)
+    logs = read_jsonl(Path(args.src), args.env) if args.format == "jsonl" else read_minari(args.src, args.env)
+    env_id = args.env or logs.env_id or "unknown"
+    store = EpisodeStore.create(args.out, env_id, logs.observation_space, logs.action_space)
+    store.add_many(logs.episodes, [f"{args.src} (episode {i})" for i in range(len(logs.episodes))])
     steps = sum(e.num_steps for e in logs.episodes)
     notes = ", ".join(f"{k} {v}" for k, v in logs.notes.items() if v)
     print(f"imported {len(logs.episodes)} episodes ({steps} steps) from {args.src} into {args.out}"
@@ -117,17 +103,14 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from data.formats import export_minari, write_jsonl
-    from data.store import EpisodeStore
+    from dreamlab.data.formats import export_minari, write_jsonl
+    from dreamlab.data.store import EpisodeStore
 
-    try:
-        store = EpisodeStore(args.dir)
-        if args.format == "jsonl":
-            lines = write_jsonl(iter(store), args.out, store.env_id, store.observation_space, store.action_space)
-            print(f"exported {len(store)} episodes ({lines} step lines) to {args.out}")
-        else:
-            where = export_minari(iter(store), args.out, store.env_id, store.observation_space, store.action_space)
-            print(f"exported {len(store)} episodes as Minari dataset '{args.out}' at {where}")
-    except ValueError as exc:
-        return _fail(exc)
+    store = EpisodeStore(args.dir)
+    if args.format == "jsonl":
+        lines = write_jsonl(iter(store), args.out, store.env_id, store.observation_space, store.action_space)
+        print(f"exported {len(store)} episodes ({lines} step lines) to {args.out}")
+    else:
+        where = export_minari(iter(store), args.out, store.env_id, store.observation_space, store.action_space)
+        print(f"exported {len(store)} episodes as Minari dataset '{args.out}' at {where}")
     return 0

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from dreamlab.config import add_config_args, config_from_args
+from dreamlab.config import add_config_args, add_run_args, apply_threads, config_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from policy.base_llm import BaseLLMConfig
+    from dreamlab.policy.base_llm import BaseLLMConfig
 
     p = subparsers.add_parser(
         "make-base-llm", help="build and pre-train a small base LLM on text-rendered logs",
@@ -23,24 +22,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--logs", required=True, type=Path, help="episode store to pre-train on")
     p.add_argument("--out", required=True, type=Path, help="model folder to write")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    add_config_args(p, BaseLLMConfig, "base model", skip=("progress",))
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_run_args(p, progress=False)
+    add_config_args(p, BaseLLMConfig, "base model")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
-    from policy.base_llm import BaseLLMConfig, make_base_llm
+    from dreamlab.policy.base_llm import BaseLLMConfig, make_base_llm
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    try:
-        cfg = config_from_args(BaseLLMConfig, args)
-        cfg.progress = not args.no_progress
-        summary = make_base_llm(args.logs, args.out, cfg)
-    except ValueError as exc:  # StoreError, EpisodeError, RendererError, BaseLLMError, ...
-        print(f"dreamlab make-base-llm: error: {exc}", file=sys.stderr)
-        return 1
+    apply_threads(args.threads)
+    cfg = config_from_args(BaseLLMConfig, args)
+    summary = make_base_llm(args.logs, args.out, cfg)
     if args.json:
         print(json.dumps(summary, indent=1))
     else:

@@ -21,11 +21,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dreamlab.core.errors import DreamlabError
+
 FILES = {"transfer": "transfer.csv", "curves": "curves.csv", "openloop": "openloop.json",
          "distill": "distill.csv", "cycle": "cycle.csv"}
 
 
-class PlotInputError(ValueError):
+class PlotInputError(DreamlabError):
     pass
 
 
@@ -59,7 +61,7 @@ def _resolve(target: Path, kind: str) -> Path:
 
 
 def make_plot(kind: str, target: Path, out: Path | None = None) -> list[Path]:
-    from benchmarks import plots
+    from dreamlab import plots
 
     path = _resolve(target, kind)
     stem = out or (path.parent / "plots" / kind)
@@ -84,11 +86,7 @@ def make_plot(kind: str, target: Path, out: Path | None = None) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        paths = make_plot(args.kind, Path(args.dir), Path(args.out) if args.out else None)
-    except PlotInputError as exc:
-        print(f"dreamlab plot: error: {exc}")
-        return 1
+    paths = make_plot(args.kind, Path(args.dir), Path(args.out) if args.out else None)
     for p in paths:
         print(p)
     return 0

@@ -3,48 +3,44 @@
 from __future__ import annotations
 
 import argparse
-import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from dreamlab.config import add_config_args
+from dreamlab.config import add_config_args, add_run_args, apply_threads, config_from_args
+from dreamlab.imagination.dreamer import DreamerConfig
+from dreamlab.imagination.loops import OnlineConfig
+
+
+@dataclass
+class TrainJob(OnlineConfig):
+    """``dreamlab train``: the online loop (top level) and the actor-critic (``dreamer`` section)."""
+    dreamer: DreamerConfig = field(default_factory=DreamerConfig)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from imagination.dreamer import DreamerConfig
-    from imagination.loops import OnlineConfig
-
     p = subparsers.add_parser(
         "train", help="online Dreamer training in a real env",
         description="Collect with the current agent, train the world model on the replay, train "
                     "the actor-critic in its dreams, act; repeat. Writes RUN/replay (EpisodeStore), "
                     "RUN/agent (the agent directory), RUN/train_state.pt and RUN/metrics.jsonl; "
-                    "running again with the same RUN resumes. YAML --config: flat keys, or "
-                    "sections 'dreamer' and 'loop'.")
+                    "running again with the same RUN resumes.")
     p.add_argument("--env", required=True, help="gymnasium env id, e.g. CartPole-v1")
     p.add_argument("--out", type=Path, required=True, help="run directory")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_config_args(p, OnlineConfig, "loop")
-    add_config_args(p, DreamerConfig, "actor-critic")
+    add_run_args(p)
+    add_config_args(p, TrainJob, "train")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import gymnasium as gym
-    import torch
 
-    from dreamlab.commands.dream import split_configs
-    from imagination.dreamer import DreamerConfig
-    from imagination.loops import OnlineConfig, train_online
+    from dreamlab.commands.dream import base_part
+    from dreamlab.imagination.loops import train_online
 
-    torch.set_num_threads(max(1, args.threads))
-    try:
-        if args.env not in gym.registry:
-            raise ValueError(f"--env {args.env!r}: not a registered gymnasium env id")
-        loop_cfg, dcfg = split_configs(args, [OnlineConfig, DreamerConfig])
-        train_online(args.env, args.out, loop_cfg, dcfg, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"dreamlab train: error: {exc}", file=sys.stderr)
-        return 1
+    apply_threads(args.threads)
+    if args.env not in gym.registry:
+        raise ValueError(f"--env {args.env!r}: not a registered gymnasium env id")
+    job = config_from_args(TrainJob, args)
+    train_online(args.env, args.out, base_part(job, OnlineConfig), job.dreamer, progress=args.progress)
     print(f"agent written to {args.out / 'agent'}")
     return 0

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from dreamlab.config import add_config_args, config_from_args
-from worldmodel.config import PRESETS, REWARD_SOURCES, WorldModelConfig, preset
+from dreamlab.config import add_config_args, add_run_args, apply_threads, config_from_args
+from dreamlab.worldmodel.config import PRESETS, REWARD_SOURCES, WorldModelConfig, preset
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,37 +26,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp (default: auto)")
     p.add_argument("--devices", default="1", help="devices per node (default: 1)")
     p.add_argument("--accelerator", default="auto", help="cpu | gpu | auto (default: auto)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (default: 1)")
     p.add_argument("--ckpt-every", type=int, default=500, help="steps between checkpoints (default: 500)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/last.ckpt exists")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_args(p)
     add_config_args(p, WorldModelConfig, "world model config (overrides the preset)", skip=("reward_source",))
     p.set_defaults(func=run)
 
 
 def build_config(args: argparse.Namespace) -> WorldModelConfig:
-    cfg = config_from_args(WorldModelConfig, args, base=preset(args.preset), section="world_model")
+    cfg = config_from_args(WorldModelConfig, args, base=preset(args.preset))
     if args.reward is not None:
         cfg.reward_source = args.reward
     return cfg.validate()
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
-    from worldmodel.train import train
+    from dreamlab.worldmodel.train import train
 
-    torch.set_num_threads(max(1, args.threads))
+    apply_threads(args.threads)
     devices: int | str = int(args.devices) if str(args.devices).isdigit() else args.devices
-    try:
-        cfg = build_config(args)
-        final = train(args.logs, args.out, cfg, max_steps=args.max_steps, max_minutes=args.max_minutes,
-                      strategy=args.strategy, devices=devices, accelerator=args.accelerator,
-                      ckpt_every=args.ckpt_every, progress=not args.no_progress,
-                      resume=not args.no_resume)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"dreamlab train-wm: error: {exc}", file=sys.stderr)
-        return 1
+    cfg = build_config(args)
+    final = train(args.logs, args.out, cfg, max_steps=args.max_steps, max_minutes=args.max_minutes,
+                  strategy=args.strategy, devices=devices, accelerator=args.accelerator,
+                  ckpt_every=args.ckpt_every, progress=args.progress,
+                  resume=not args.no_resume)
     if final.exists():
         print(f"world model written to {final}")
     return 0

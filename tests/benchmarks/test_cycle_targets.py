@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from benchmarks.cycle_targets import merge_records, summarise
+from dreamlab.benchmarks.cycle_targets import merge_records, summarise
 
 
 def _rows(base: float, finals: list[float], teacher: list[float]) -> list[dict]:

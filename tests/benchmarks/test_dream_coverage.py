@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.dream_coverage import _extremes, real_heuristic
+from dreamlab.benchmarks.dream_coverage import _extremes, real_heuristic
 
 
 def test_extremes_are_quantiles_of_per_episode_max_and_min():

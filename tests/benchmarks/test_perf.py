@@ -4,7 +4,7 @@ per measurement, each with a measured ceiling and a finite ratio; ``--from-resul
 import json
 import math
 
-from benchmarks.perf import main
+from dreamlab.benchmarks.perf import main
 
 
 def test_perf_quick_builds_table_with_finite_ratios(tmp_path, capsys):

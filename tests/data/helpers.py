@@ -7,8 +7,8 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from data.episodes import Episode
-from data.store import EpisodeStore
+from dreamlab.data.episodes import Episode
+from dreamlab.data.store import EpisodeStore
 
 CARTPOLE = "CartPole-v1"
 

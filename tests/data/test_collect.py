@@ -10,12 +10,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from data.behaviour import (CARTPOLE_MEDIOCRE_EPSILON, MCC_MINORITY_EPSILON, PolicyLoadError, evaluate,
+from dreamlab.data.behaviour import (CARTPOLE_MEDIOCRE_EPSILON, MCC_MINORITY_EPSILON, PolicyLoadError, evaluate,
                             load_policy, make_behaviour)
-from data.collect import collect
-from data.store import EpisodeStore, StoreError
+from dreamlab.data.collect import collect
+from dreamlab.data.store import EpisodeStore, StoreError
 from dreamlab.cli import main
-from policy.protocol import RandomPolicy
+from dreamlab.core.protocol import RandomPolicy
 
 
 def _stored(out: str) -> int:
@@ -41,7 +41,7 @@ def test_collect_cli_count_equals_logs_info_and_second_run_appends(tmp_path: Pat
     assert json.loads(capsys.readouterr().out)["steps"] == first + second
     assert main(["logs", "check", out]) == 0
     # a different env into the same store is refused and nothing changes
-    assert main(["collect", "--env", "Acrobot-v1", "--steps", "50", "--out", out, "--no-progress"]) == 1
+    assert main(["collect", "--env", "Acrobot-v1", "--steps", "50", "--out", out, "--no-progress"]) == 2
     assert "does not match" in capsys.readouterr().err
     assert EpisodeStore(out).num_steps == first + second
 

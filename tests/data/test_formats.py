@@ -11,9 +11,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from data.formats import (FormatError, episode_to_transitions, episodes_from_transitions, read_jsonl,
+from dreamlab.data.formats import (FormatError, episode_to_transitions, episodes_from_transitions, read_jsonl,
                           read_minari)
-from data.store import EpisodeStore
+from dreamlab.data.store import EpisodeStore
 from dreamlab.cli import main
 from tests.data.helpers import CARTPOLE, assert_same_episode, cartpole_episode, make_store, snapshot
 
@@ -143,7 +143,7 @@ def test_malformed_jsonl_line_names_file_and_line(tmp_path: Path, capsys: pytest
                    + '{"episode": 0, "obs": [0, 0, 0, 0], "action": 1,\n')
     with pytest.raises(FormatError, match=rf"{src}:3: not valid JSON"):
         read_jsonl(src)
-    assert main(["logs", "import", "--format", "jsonl", str(src), "--out", str(tmp_path / "s")]) == 1
+    assert main(["logs", "import", "--format", "jsonl", str(src), "--out", str(tmp_path / "s")]) == 2
     assert f"{src}:3" in capsys.readouterr().err
     src.write_text(_line(0, [0, 0, 0, 0], 1, 1.0) + "\n" + json.dumps({"episode": 0, "obs": [0, 0, 0, 0]}) + "\n")
     with pytest.raises(FormatError, match=rf"{src}:2: missing field\(s\) \['action', 'reward'"):
@@ -152,7 +152,7 @@ def test_malformed_jsonl_line_names_file_and_line(tmp_path: Path, capsys: pytest
     with pytest.raises(FormatError, match=rf"{src}:1: field 'obs' has shape \(3,\), expected \(4,\)"):
         read_jsonl(src, CARTPOLE)
     src.write_text(_line(0, [0, 0, 0, 0], 7, 1.0, term=True) + "\n")
-    assert main(["logs", "import", "--format", "jsonl", str(src), "--out", str(tmp_path / "s"), "--env", CARTPOLE]) == 1
+    assert main(["logs", "import", "--format", "jsonl", str(src), "--out", str(tmp_path / "s"), "--env", CARTPOLE]) == 2
     assert "field 'action'" in capsys.readouterr().err
     assert snapshot(store) == snap
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.sampling import EpisodeDataModule, SequenceSampler, split_names
-from data.spaces import ActionCodec
-from data.store import EpisodeStore
+from dreamlab.data.sampling import EpisodeDataModule, SequenceSampler, split_names
+from dreamlab.data.spaces import ActionCodec
+from dreamlab.data.store import EpisodeStore
 from tests.data.helpers import cartpole_episode, make_store
 
 

@@ -5,13 +5,13 @@ import csv
 import json
 import math
 
-from benchmarks.references import SOURCE
+from dreamlab.references import SOURCE
 from dreamlab.cli import main
 
 TINY = ["--suite", "quick", "--seeds", "1", "--envs", "CartPole-v1", "--modes", "offline,online",
-        "--preset", "tiny", "--log-steps", "400", "--wm-steps", "20", "--dream-steps", "5",
-        "--online-steps", "300", "--online-prefill", "100", "--online-pretrain", "5", "--replay-ratio", "16",
-        "--eval-episodes", "2", "--num-envs", "2", "--progress", "false"]
+        "--budget.preset", "tiny", "--budget.log-steps", "400", "--budget.wm-steps", "20", "--budget.dream-steps", "5",
+        "--budget.online-steps", "300", "--budget.online-prefill", "100", "--budget.online-pretrain", "5",
+        "--budget.replay-ratio", "16", "--budget.eval-episodes", "2", "--num-envs", "2", "--progress", "false"]
 
 
 def test_bench_quick_tiny_writes_results_and_resumes(tmp_path, capsys):
@@ -55,7 +55,7 @@ def test_bench_quick_tiny_writes_results_and_resumes(tmp_path, capsys):
 
 
 def test_bench_rejects_unknown_env_and_mode(tmp_path, capsys):
-    assert main(["bench", "--out", str(tmp_path), "--envs", "Nope-v0"]) == 1
+    assert main(["bench", "--out", str(tmp_path), "--envs", "Nope-v0"]) == 2
     assert "envs" in capsys.readouterr().err
-    assert main(["bench", "--out", str(tmp_path), "--modes", "offline,sideways"]) == 1
+    assert main(["bench", "--out", str(tmp_path), "--modes", "offline,sideways"]) == 2
     assert "modes" in capsys.readouterr().err

@@ -14,15 +14,16 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from data.collect import collect
-from data.store import EpisodeStore
+from dreamlab.data.collect import collect
+from dreamlab.data.store import EpisodeStore
 from dreamlab.cli import main
-from dreamlab.cycle import CycleConfig, CycleError, feedback_fn, with_feedback
+from dreamlab.cycle import (CycleConfig, CycleDistillConfig, CycleError, GRPOPracticeConfig, feedback_fn,
+                            with_feedback)
 
-TINY = ["--env", "CartPole-v1", "--prior-log-steps", "400", "--llm-pretrain-steps", "30",
-        "--deploy-steps", "300", "--deploy-envs", "4", "--wm-preset", "tiny", "--wm-steps-first", "40",
-        "--wm-steps-per-round", "20", "--dream-steps", "8", "--distill-tokens", "200", "--distill-envs", "4",
-        "--eval-episodes", "2", "--threads", "1", "--progress", "false"]
+TINY = ["--env", "CartPole-v1", "--prior.log-steps", "400", "--prior.pretrain-steps", "30",
+        "--deploy.steps", "300", "--deploy.envs", "4", "--world-model.preset", "tiny", "--world-model.steps-first", "40",
+        "--world-model.steps-per-round", "20", "--dreamer.steps", "8", "--distill.tokens", "200", "--distill.envs", "4",
+        "--eval-episodes", "2", "--threads", "1", "--no-progress"]
 
 
 def _rows(out):
@@ -97,24 +98,24 @@ def test_feedback_rule_and_custom_function_errors(tmp_path):
     with pytest.raises(CycleError, match="feedback"):
         feedback_fn("thumbs", "CartPole-v1")
     with pytest.raises(CycleError, match="no teacher"):
-        CycleConfig(practice="none", distill="opsd").check()
+        CycleConfig(practice="none", distill=CycleDistillConfig(method="opsd")).check()
     with pytest.raises(CycleError, match="grpo settings.*score"):
-        CycleConfig(grpo_score="vibes").check()
-    with pytest.raises(CycleError, match="grpo_horizon"):
-        CycleConfig(grpo_horizon=-1).check()
+        CycleConfig(grpo=GRPOPracticeConfig(score="vibes")).check()
+    with pytest.raises(CycleError, match=r"grpo\.horizon"):
+        CycleConfig(grpo=GRPOPracticeConfig(horizon=-1)).check()
 
 
 def test_cycle_practises_with_grpo_and_the_verifier(tmp_path):
     """One round with GRPO as the practice: its teacher is trained in the dream (from scratch,
     scored by summed verifier reward over short dreams here), then distilled into the LLM."""
     out = tmp_path / "cyc"
-    args = ["cycle", "--rounds", "1", "--out", str(out), "--practice", "grpo", "--grpo-iterations", "2",
-            "--grpo-horizon", "20", *TINY]
+    args = ["cycle", "--rounds", "1", "--out", str(out), "--practice", "grpo", "--grpo.iterations", "2",
+            "--grpo.horizon", "20", *TINY]
     assert main(args) == 0
     practice = json.loads((out / "stages" / "round0_practice.json").read_text())
     assert 0 <= practice["dream_success"] <= 1 and practice["teacher_real"]["mean"] > 0
     cfg = json.loads((out / "cycle_config.json").read_text())
-    assert cfg["grpo_score"] == "reward" and cfg["grpo_bc_steps"] == 0 and cfg["grpo_horizon"] == 20
+    assert cfg["grpo"]["score"] == "reward" and cfg["grpo"]["bc_steps"] == 0 and cfg["grpo"]["horizon"] == 20
     agent = json.loads((out / "rounds" / "0" / "agent" / "grpo_agent.json").read_text())
     assert agent["grpo"]["horizon"] == 20 and agent["grpo"]["score"] == "reward", agent
     rows = _rows(out)
@@ -135,8 +136,8 @@ def test_no_dreaming_ablation_fine_tunes_on_the_best_logs(tmp_path):
     from safetensors.torch import load_file
 
     out = tmp_path / "nd"
-    args = ["cycle", "--rounds", "1", "--out", str(out), "--practice", "none", "--distill", "sft-logs",
-            "--sft-steps", "10", *TINY]
+    args = ["cycle", "--rounds", "1", "--out", str(out), "--practice", "none", "--distill.method", "sft-logs",
+            "--distill.sft-steps", "10", *TINY]
     assert main(args) == 0
     stages = {p.stem for p in (out / "stages").glob("*.json")}
     assert "round0_worldmodel" not in stages and "round0_practice" not in stages
@@ -152,14 +153,17 @@ def test_cycle_refuses_to_resume_a_folder_with_other_settings(tmp_path):
     out = tmp_path / "cyc"
     out.mkdir()
     base = CycleConfig(out=str(out), progress=False)
-    (out / "cycle_config.json").write_text(json.dumps({**asdict(base), "dream_steps": 999}))
-    assert base.dream_steps != 999
-    from dreamlab.cycle import Cycle
+    record = asdict(base)
+    record["dreamer"]["steps"] = 999
+    (out / "cycle_config.json").write_text(json.dumps(record))
+    assert base.dreamer.steps != 999
+    from dreamlab.cycle import Cycle, DreamerPracticeConfig
 
-    with pytest.raises(CycleError, match=rf"cycle_config.json.*dream_steps: 999 -> {base.dream_steps}"):
+    with pytest.raises(CycleError, match=rf"cycle_config.json.*dreamer.steps: 999 -> {base.dreamer.steps}"):
         Cycle(base)
-    assert json.loads((out / "cycle_config.json").read_text())["dream_steps"] == 999  # nothing overwritten
-    Cycle(CycleConfig(out=str(out), progress=True, rounds=5, dream_steps=999))  # free fields may change
-    Cycle(CycleConfig(out=str(out), dream_steps=999, grpo_iterations=3))  # unused by Dreamer practice: free
+    assert json.loads((out / "cycle_config.json").read_text())["dreamer"]["steps"] == 999  # nothing overwritten
+    d999 = DreamerPracticeConfig(steps=999)
+    Cycle(CycleConfig(out=str(out), progress=True, rounds=5, dreamer=d999))  # free fields may change
+    Cycle(CycleConfig(out=str(out), dreamer=d999, grpo=GRPOPracticeConfig(iterations=3)))  # unused by Dreamer practice: free
     with pytest.raises(CycleError, match="practice: 'dreamer' -> 'grpo'"):
-        Cycle(CycleConfig(out=str(out), dream_steps=999, practice="grpo", grpo_iterations=3))
+        Cycle(CycleConfig(out=str(out), dreamer=d999, practice="grpo", grpo=GRPOPracticeConfig(iterations=3)))

@@ -5,10 +5,10 @@ import json
 
 from dreamlab.cli import main
 
-TINY = ["--log-steps", "1500", "--wm-preset", "tiny", "--wm-steps", "60", "--wm-minutes", "2",
-        "--dream-steps", "20", "--transfer-every", "10", "--eval-episodes", "2",
-        "--llm-pretrain-steps", "30", "--distill-tokens", "200", "--distill-eval-every", "100",
-        "--distill-envs", "4", "--progress", "false"]
+TINY = ["--logs.steps", "1500", "--world-model.preset", "tiny", "--world-model.steps", "60",
+        "--world-model.minutes", "2", "--dream.steps", "20", "--dream.transfer-every", "10", "--eval-episodes", "2",
+        "--llm.pretrain-steps", "30", "--distill.tokens", "200", "--distill.eval-every", "100",
+        "--distill.envs", "4", "--progress", "false"]
 
 
 def test_quickstart_runs_every_stage_and_resumes(tmp_path, capsys):

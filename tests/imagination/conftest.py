@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from data.behaviour import make_behaviour
-from data.episodes import Episode
-from data.sampling import SequenceSampler
-from data.store import EpisodeStore
+from dreamlab.data.behaviour import make_behaviour
+from dreamlab.data.episodes import Episode
+from dreamlab.data.sampling import SequenceSampler
+from dreamlab.data.store import EpisodeStore
 
 ENV_ID = "CartPole-v1"
 torch.set_num_threads(1)
@@ -47,8 +47,8 @@ def collect_episodes(env_id: str, steps: int, epsilon: float, seed: int) -> list
 
 @pytest.fixture(scope="session")
 def cartpole_setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from worldmodel.config import preset
-    from worldmodel.model import WorldModel
+    from dreamlab.worldmodel.config import preset
+    from dreamlab.worldmodel.model import WorldModel
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from dreamlab.cli import main
-from imagination.agent import AgentLoadError, DreamerAgent
-from imagination.dreamer import DreamerConfig
-from policy.actor_critic import Actor
-from policy.protocol import DistributionPolicy, Policy
+from dreamlab.imagination.agent import AgentLoadError, DreamerAgent
+from dreamlab.imagination.dreamer import DreamerConfig
+from dreamlab.policy.actor_critic import Actor
+from dreamlab.core.protocol import DistributionPolicy, Policy
 
 
 def test_agent_is_a_policy_and_round_trips_through_save_and_load(cartpole_setup: dict, tmp_path: Path):
@@ -51,7 +51,7 @@ def test_dream_command_trains_resumes_and_evaluate_reports_the_gap(cartpole_setu
                                                                   capsys: pytest.CaptureFixture):
     out = tmp_path / "agent"
     args = ["dream", "--wm", str(cartpole_setup["wm_path"]), "--logs", str(cartpole_setup["logs"]),
-            "--out", str(out), "--no-progress", "--hidden", "32", "--max-starts", "64", "--batch-size", "4",
+            "--out", str(out), "--no-progress", "--dreamer.hidden", "32", "--dreamer.max-starts", "64", "--batch-size", "4",
             "--seq-len", "16", "--save-every", "2"]
     assert main(args + ["--steps", "3"]) == 0
     state = torch.load(out / "train_state.pt", weights_only=True)
@@ -65,7 +65,7 @@ def test_dream_command_trains_resumes_and_evaluate_reports_the_gap(cartpole_setu
     assert res["gap"] == pytest.approx(res["dream"]["mean"] - res["real"]["mean"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("dreamer:\n  no_such_key: 1\n")
-    assert main(args + ["--config", str(bad)]) == 1
+    assert main(args + ["--config", str(bad)]) == 2
     assert "no_such_key" in capsys.readouterr().err
 
 
@@ -73,8 +73,8 @@ def test_train_command_runs_the_online_loop_and_resumes(tmp_path: Path):
     run = tmp_path / "run"
     args = ["train", "--env", "CartPole-v1", "--out", str(run), "--no-progress", "--preset", "tiny",
             "--prefill", "60", "--pretrain", "2", "--replay-ratio", "32", "--batch-size", "4", "--seq-len", "16",
-            "--eval-every", "100", "--eval-episodes", "1", "--save-every", "50", "--hidden", "32",
-            "--max-starts", "64"]
+            "--eval-every", "100", "--eval-episodes", "1", "--save-every", "50", "--dreamer.hidden", "32",
+            "--dreamer.max-starts", "64"]
     assert main(args + ["--steps", "100"]) == 0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("eval_mean" in r for r in rows) and any("episode_return" in r for r in rows)

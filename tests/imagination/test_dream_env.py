@@ -8,7 +8,7 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from imagination.dream_env import DreamEnv, DreamEnvError
+from dreamlab.imagination.dream_env import DreamEnv, DreamEnvError
 
 
 @pytest.fixture()

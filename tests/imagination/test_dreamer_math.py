@@ -6,8 +6,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from imagination.dreamer import DreamerConfig, PercentileNormaliser, lambda_returns
-from policy.actor_critic import Actor, ActorCriticNetConfig, Critic, symexp, symlog, twohot
+from dreamlab.imagination.dreamer import DreamerConfig, PercentileNormaliser, lambda_returns
+from dreamlab.core.nn import symexp, symlog, twohot
+from dreamlab.policy.actor_critic import Actor, ActorCriticNetConfig, Critic
 
 
 def test_lambda_returns_match_the_recursion_by_hand():
@@ -80,7 +81,7 @@ def test_discrete_actor_mixes_in_one_percent_uniform_and_scores_its_samples():
     torch.manual_seed(0)
     actor = Actor(4, gym.spaces.Discrete(3))
     with torch.no_grad():
-        actor.net[-1].bias.copy_(torch.tensor([100.0, 0.0, 0.0]))
+        actor.net.head.bias.copy_(torch.tensor([100.0, 0.0, 0.0]))
     p = actor.probs(torch.zeros(2, 4))
     assert torch.all(p >= 0.01 / 3 - 1e-7) and torch.allclose(p.sum(-1), torch.ones(2))
     act, logp, _ = actor.sample(torch.zeros(5, 4))
@@ -100,10 +101,10 @@ def test_continuous_actor_is_bounded_and_reparameterised():
 
 
 def test_continuous_update_backpropagates_through_the_frozen_world_model():
-    from worldmodel.config import preset
-    from worldmodel.model import WorldModel
+    from dreamlab.worldmodel.config import preset
+    from dreamlab.worldmodel.model import WorldModel
 
-    from imagination.dreamer import DreamerLearner
+    from dreamlab.imagination.dreamer import DreamerLearner
 
     torch.manual_seed(0)
     env = gym.make("Pendulum-v1")
@@ -119,10 +120,10 @@ def test_continuous_update_backpropagates_through_the_frozen_world_model():
 
 
 def test_disagreement_penalty_lowers_the_imagined_reward_by_lambda_times_disagreement():
-    from worldmodel.config import preset
-    from worldmodel.model import WorldModel
+    from dreamlab.worldmodel.config import preset
+    from dreamlab.worldmodel.model import WorldModel
 
-    from imagination.dreamer import DreamerLearner
+    from dreamlab.imagination.dreamer import DreamerLearner
 
     env = gym.make("CartPole-v1")
     wm = WorldModel(preset("tiny"), env.observation_space, env.action_space).eval()

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from data.behaviour import make_behaviour
-from data.episodes import Episode
-from data.sampling import SequenceSampler
-from imagination.grpo import GRPOConfig, GRPOTrainer, ObsActor, ObsActorPolicy, dream_env_factory
-from imagination.grpo_eval import data_disagreement, evaluate_dream, resolve_uncertainty
-from imagination.grpo_math import GRPOConfigError
-from imagination.verifiers import Verifier, get_verifier
-from policy.protocol import RandomPolicy
-from worldmodel.config import preset
-from worldmodel.model import WorldModel
+from dreamlab.data.behaviour import make_behaviour
+from dreamlab.data.episodes import Episode
+from dreamlab.data.sampling import SequenceSampler
+from dreamlab.imagination.grpo import GRPOConfig, GRPOTrainer, ObsActor, ObsActorPolicy, dream_env_factory
+from dreamlab.imagination.grpo_eval import data_disagreement, dream_success, resolve_uncertainty
+from dreamlab.imagination.grpo_math import GRPOConfigError
+from dreamlab.imagination.verifiers import Verifier, get_verifier
+from dreamlab.core.protocol import RandomPolicy
+from dreamlab.worldmodel.config import preset
+from dreamlab.worldmodel.model import WorldModel
 
 ENV_ID = "MountainCarContinuous-v0"
 
@@ -68,11 +68,11 @@ def test_grpo_success_in_the_dream_rises_above_a_random_policy(dream) -> None:
     cfg = GRPOConfig(iterations=20, groups=8, group_size=8, horizon=100, lr=3e-3, hidden=32, layers=1)
     make = dream_env_factory(wm, episodes, verifier, cfg.horizon, seed=0, max_start_states=512)
     agent = ObsActor.from_episodes(episodes, env.observation_space, env.action_space, cfg.hidden, cfg.layers)
-    before = evaluate_dream(make, ObsActorPolicy(agent, greedy=False), verifier, 64, cfg.horizon, seed=123)
-    random = evaluate_dream(make, RandomPolicy(env.action_space, seed=0), verifier, 64, cfg.horizon, seed=123)
+    before = dream_success(make, ObsActorPolicy(agent, greedy=False), verifier, 64, cfg.horizon, seed=123)
+    random = dream_success(make, RandomPolicy(env.action_space, seed=0), verifier, 64, cfg.horizon, seed=123)
     trainer = GRPOTrainer(make, agent, verifier, cfg)
     history = trainer.train(progress=False)
-    after = evaluate_dream(make, ObsActorPolicy(agent, greedy=False), verifier, 64, cfg.horizon, seed=123)
+    after = dream_success(make, ObsActorPolicy(agent, greedy=False), verifier, 64, cfg.horizon, seed=123)
     print("dream success: random", random, "before", before, "after", after)
     assert after["success_rate"] >= random["success_rate"] + 0.15, (random, before, after)
     assert after["success_rate"] >= before["success_rate"] + 0.15, (before, after)
@@ -116,11 +116,11 @@ def test_penalty_is_subtracted_and_halt_ends_uncertain_dreams(dream) -> None:
     verifier = get_verifier(ENV_ID)
     agent = ObsActor.from_episodes(episodes, env.observation_space, env.action_space, 16, 1)
     pol = ObsActorPolicy(agent, greedy=True)
-    plain = evaluate_dream(dream_env_factory(wm, episodes, verifier, 20), pol, verifier, 32, 20, seed=5)
-    pen = evaluate_dream(dream_env_factory(wm, episodes, verifier, 20, penalty=2.0), pol, verifier, 32, 20, seed=5)
+    plain = dream_success(dream_env_factory(wm, episodes, verifier, 20), pol, verifier, 32, 20, seed=5)
+    pen = dream_success(dream_env_factory(wm, episodes, verifier, 20, penalty=2.0), pol, verifier, 32, 20, seed=5)
     assert plain["penalty"] == 0.0 and pen["penalty"] > 0.0
     assert pen["success_rate"] == plain["success_rate"]  # the penalty changes scores, not outcomes
-    halted = evaluate_dream(dream_env_factory(wm, episodes, verifier, 20, halt_threshold=0.0), pol, verifier, 32, 20)
+    halted = dream_success(dream_env_factory(wm, episodes, verifier, 20, halt_threshold=0.0), pol, verifier, 32, 20)
     assert halted["halted"] == 1.0 and halted["imagined_steps"] == 32  # every dream ends after one step
 
 
@@ -147,8 +147,8 @@ def test_config_errors_name_the_field() -> None:
 
 
 def test_cli_dream_algo_grpo_writes_a_resumable_agent_that_loads_as_a_policy(dream, tmp_path) -> None:
-    from data.behaviour import load_policy
-    from data.store import EpisodeStore
+    from dreamlab.imagination.registry import load_any_policy
+    from dreamlab.data.store import EpisodeStore
     from dreamlab.cli import main
 
     wm, episodes, env = dream
@@ -157,16 +157,17 @@ def test_cli_dream_algo_grpo_writes_a_resumable_agent_that_loads_as_a_policy(dre
     wm.save(tmp_path / "wm.ckpt")
     out = tmp_path / "agent"
     argv = ["dream", "--algo", "grpo", "--wm", str(tmp_path / "wm.ckpt"), "--logs", str(tmp_path / "logs"),
-            "--out", str(out), "--groups", "2", "--group-size", "2", "--horizon", "5", "--hidden", "8",
-            "--layers", "1", "--bc-steps", "2", "--penalty", "0.5", "--halt-threshold", "10", "--no-progress"]
-    assert main(argv + ["--iterations", "2"]) == 0
+            "--out", str(out), "--grpo.groups", "2", "--grpo.group-size", "2", "--grpo.horizon", "5",
+            "--grpo.hidden", "8", "--grpo.layers", "1", "--grpo.bc-steps", "2", "--grpo.dream.penalty", "0.5",
+            "--grpo.dream.halt-threshold", "10", "--no-progress"]
+    assert main(argv + ["--grpo.iterations", "2"]) == 0
     meta = (out / "grpo_agent.json").read_text()
     unc = json.loads(meta)["uncertainty"]
     assert '"iterations_done": 2' in meta and unc["penalty"] == 0.5 and unc["halt_threshold"] == 10.0
-    assert main(argv + ["--iterations", "3"]) == 0  # resumes: one more iteration, not three
+    assert main(argv + ["--grpo.iterations", "3"]) == 0  # resumes: one more iteration, not three
     assert '"iterations_done": 3' in (out / "grpo_agent.json").read_text()
-    policy = load_policy(str(out), gym.make(ENV_ID))
+    policy = load_any_policy(str(out), gym.make(ENV_ID))
     action = policy.act(episodes[0].obs[:4])
     assert action.shape == (4, 1) and np.all(np.abs(action) <= 1.0)
     bad = [a if a != str(out) else str(tmp_path / "bad") for a in argv]
-    assert main(bad + ["--verifier", "nope_module:fn"]) == 1  # a clear error, exit code 1
+    assert main(bad + ["--grpo.dream.verifier", "nope_module:fn"]) == 2  # a clear error, exit code 2

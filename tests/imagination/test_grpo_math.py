@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from imagination.grpo_math import (GRPOConfigError, aggregate, clipped_surrogate, group_advantages,
+from dreamlab.imagination.grpo_math import (GRPOConfigError, aggregate, clipped_surrogate, group_advantages,
                                    grpo_loss, k3_kl)
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import torch
 from stable_baselines3 import PPO
 
-from data.sampling import SequenceSampler
-from imagination.agent import DreamerAgent
-from imagination.dream_env import DreamEnv
-from imagination.dreamer import DreamerConfig, DreamerLearner
-from imagination.evaluate import evaluate_real
+from dreamlab.data.sampling import SequenceSampler
+from dreamlab.imagination.agent import DreamerAgent
+from dreamlab.imagination.dream_env import DreamEnv
+from dreamlab.imagination.dreamer import DreamerConfig, DreamerLearner
+from dreamlab.imagination.evaluate import evaluate_real
 
 ENV_ID = "CartPole-v1"
 

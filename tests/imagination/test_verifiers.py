@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from data.episodes import Episode
-from imagination.verifiers import (BUILTINS, PENDULUM_TOLERANCE, Verifier, VerifierError,
+from dreamlab.data.episodes import Episode
+from dreamlab.imagination.verifiers import (BUILTINS, PENDULUM_TOLERANCE, Verifier, VerifierError,
                                    get_verifier, pendulum_angle, verifier_for_env)
 
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from data.episodes import Episode
-from data.store import EpisodeStore
-from policy.base_llm import BaseLLMConfig, build_model, char_tokenizer
-from policy.llm import ActionVocab, LLMPolicy
-from policy.render import get_renderer
+from dreamlab.data.episodes import Episode
+from dreamlab.data.store import EpisodeStore
+from dreamlab.policy.base_llm import BaseLLMConfig, build_model, char_tokenizer
+from dreamlab.policy.llm import ActionVocab, LLMPolicy
+from dreamlab.policy.render import get_renderer
 
 torch.set_num_threads(1)
 
@@ -77,7 +77,7 @@ def cartpole_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def base_dir(cartpole_logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny base LLM pre-trained (briefly) on the CartPole logs: it writes valid action strings."""
-    from policy.base_llm import make_base_llm
+    from dreamlab.policy.base_llm import make_base_llm
 
     out = tmp_path_factory.mktemp("base") / "llm"
     make_base_llm(cartpole_logs, out, TINY)

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from dreamlab.cli import main
-from policy.base_llm import BaseLLMError, char_tokenizer, make_base_llm
-from policy.distill import DistillConfig, Distiller
-from policy.llm import LLMPolicy, evaluate
-from policy.teachers import ContextTeacher, experience_text
-from data.store import EpisodeStore
+from dreamlab.policy.base_llm import BaseLLMError, char_tokenizer, make_base_llm
+from dreamlab.policy.distill import DistillConfig, Distiller
+from dreamlab.policy.llm import LLMPolicy, evaluate
+from dreamlab.policy.teachers import ContextTeacher, experience_text
+from dreamlab.data.store import EpisodeStore
 from tests.policy.conftest import TINY, load_student
 
 
@@ -39,7 +39,7 @@ def test_make_base_llm_writes_valid_actions(base_dir) -> None:
 
 
 def _raw_scores(pol: LLMPolicy) -> np.ndarray:
-    from policy.llm import completion_logits, sequence_logprobs
+    from dreamlab.policy.llm import completion_logits, sequence_logprobs
 
     prompts = pol.prompt_ids(np.zeros((1, 4), np.float32)) * pol.vocab.size
     logits, tok, mask = completion_logits(pol.model, prompts, pol.completions, pol.pad_id)
@@ -92,15 +92,15 @@ def test_cli_make_base_llm_then_distill_round_trip(cartpole_logs, tmp_path, caps
     rets = evaluate(LLMPolicy.from_pretrained(out), gym.make_vec("CartPole-v1", num_envs=2), 2, seed=0)
     assert len(rets) == 2
     assert main(["distill", "--teacher", "context", "--student", str(base), "--env", "CartPole-v1",
-                 "--out", str(tmp_path / "c"), "--no-progress"]) == 1  # context needs --logs or --lessons
+                 "--out", str(tmp_path / "c"), "--no-progress"]) == 2  # context needs --logs or --lessons
     assert "needs --logs" in capsys.readouterr().err
 
 
 def test_cli_distills_inside_a_dream_env(cartpole_logs, base_dir, tmp_path) -> None:
     """`--env dream:WM_CKPT`: OPSD runs in a DreamEnv (an untrained tiny world model: the point is the
     plumbing: policy/ never imports imagination, the DreamEnv is just a gymnasium VectorEnv)."""
-    from worldmodel.config import PRESETS, WorldModelConfig
-    from worldmodel.model import WorldModel
+    from dreamlab.worldmodel.config import PRESETS, WorldModelConfig
+    from dreamlab.worldmodel.model import WorldModel
 
     store = EpisodeStore(cartpole_logs)
     wm = WorldModel(WorldModelConfig.from_dict(PRESETS["tiny"]), store.observation_space, store.action_space)

@@ -6,10 +6,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from policy.distill import DistillConfig, DistillError, Distiller
-from policy.llm import LLMPolicy, evaluate
-from policy.rollout import VecRunner
-from policy.teachers import ActorTeacher
+from dreamlab.policy.distill import DistillConfig, DistillError, Distiller
+from dreamlab.policy.llm import LLMPolicy, evaluate
+from dreamlab.policy.rollout import VecRunner
+from dreamlab.policy.teachers import ActorTeacher
 from tests.policy.conftest import ConstantProbs, load_student
 
 TARGET = np.array([0.2, 0.8])

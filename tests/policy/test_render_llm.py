@@ -4,8 +4,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from policy.llm import ActionVocab, LLMPolicy, LLMPolicyError, evaluate
-from policy.render import RendererError, get_renderer, render_batch
+from dreamlab.policy.llm import ActionVocab, LLMPolicy, LLMPolicyError, evaluate
+from dreamlab.policy.render import RendererError, get_renderer, render_batch
 from tests.policy.conftest import make_student
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from data.store import EpisodeStore
-from policy.render import get_renderer
-from policy.teachers import ActorTeacher, ContextTeacher, TeacherError, experience_text
+from dreamlab.data.store import EpisodeStore
+from dreamlab.policy.render import get_renderer
+from dreamlab.policy.teachers import ActorTeacher, ContextTeacher, TeacherError, experience_text
 from tests.policy.conftest import ConstantProbs, make_student
 
 
@@ -14,7 +14,7 @@ def test_prefix_marginalisation_is_exact_for_multi_token_actions() -> None:
     # shared prefixes: "ab"/"abd"/"ac" share "a", "ab"/"abd" share "ab"; with "\n" all 2-4 tokens
     st = make_student(strings=["ab", "ac"])
     strings = ["ab", "abd", "ac", "b"]
-    from policy.llm import ActionVocab, completion_ids
+    from dreamlab.policy.llm import ActionVocab, completion_ids
     import gymnasium as gym
 
     vocab = ActionVocab.for_space(gym.spaces.Discrete(4), strings=strings)

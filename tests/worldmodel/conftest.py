@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from data.behaviour import make_behaviour
-from data.episodes import Episode
-from data.store import EpisodeStore
+from dreamlab.data.behaviour import make_behaviour
+from dreamlab.data.episodes import Episode
+from dreamlab.data.store import EpisodeStore
 
 
 def make_store(root: Path, env_id: str = "CartPole-v1", steps: int = 2000, epsilon: float = 0.5,

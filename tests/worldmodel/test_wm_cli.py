@@ -9,12 +9,12 @@ import gymnasium as gym
 import pytest
 import torch
 
-from data.store import EpisodeStore, StoreError
+from dreamlab.data.store import EpisodeStore, StoreError
 from dreamlab.cli import main
-from worldmodel.checkpoint import CheckpointError, SpaceMismatchError
-from worldmodel.config import preset
-from worldmodel.model import WorldModel
-from worldmodel.train import train
+from dreamlab.worldmodel.checkpoint import CheckpointError, SpaceMismatchError
+from dreamlab.worldmodel.config import preset
+from dreamlab.worldmodel.model import WorldModel
+from dreamlab.worldmodel.train import train
 
 TINY = ["--preset", "tiny", "--batches-per-epoch", "20", "--no-progress", "--accelerator", "cpu"]
 
@@ -89,7 +89,7 @@ def test_bad_checkpoints_are_clear_errors(trained: Path, cartpole_logs: Path, tm
     torch.save({"state_dict": {}, "payload": Path("x")}, pickled)  # needs unpickling a class
     with pytest.raises(CheckpointError, match="weights_only"):
         WorldModel.load(pickled)
-    assert main(["eval-wm", "--wm", str(junk), "--logs", str(cartpole_logs)]) == 1
+    assert main(["eval-wm", "--wm", str(junk), "--logs", str(cartpole_logs)]) == 2
     assert "junk.ckpt" in capsys.readouterr().err
 
 
@@ -99,7 +99,7 @@ def test_logs_with_other_spaces_and_empty_store_are_clear_errors(trained: Path, 
     model = WorldModel.load(trained / "world_model.ckpt")
     with pytest.raises(SpaceMismatchError, match="observation_space"):
         model.check_spaces(pend.observation_space, pend.action_space, "pend/metadata.json")
-    assert main(["eval-wm", "--wm", str(trained / "world_model.ckpt"), "--logs", str(tmp_path / "pend")]) == 1
+    assert main(["eval-wm", "--wm", str(trained / "world_model.ckpt"), "--logs", str(tmp_path / "pend")]) == 2
     assert "empty" in capsys.readouterr().err  # an empty store is named as such
     with pytest.raises(StoreError, match="empty"):
         train(tmp_path / "pend", tmp_path / "o", preset("tiny"), max_steps=1, progress=False)
@@ -110,7 +110,7 @@ def test_logs_with_other_spaces_and_empty_store_are_clear_errors(trained: Path, 
     make_store(tmp_path / "pend2", env_id="Pendulum-v1", steps=60, epsilon=0.5)
     with pytest.raises(SpaceMismatchError, match="trained on"):
         train(tmp_path / "pend2", tmp_path / "o2", preset("tiny"), max_steps=1, progress=False)
-    assert main(["train-wm", "--logs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o3"), *TINY]) == 1
+    assert main(["train-wm", "--logs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o3"), *TINY]) == 2
     assert "not an episode store" in capsys.readouterr().err
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from worldmodel.model import WorldModel
+from dreamlab.worldmodel.model import WorldModel
 
 
 def _free_port() -> int:

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from data.sampling import SequenceSampler
-from data.store import EpisodeStore
+from dreamlab.data.sampling import SequenceSampler
+from dreamlab.data.store import EpisodeStore
 from tests.worldmodel.conftest import make_store
-from worldmodel.config import preset
-from worldmodel.evaluate import evaluate
-from worldmodel.model import WorldModel
+from dreamlab.worldmodel.config import preset
+from dreamlab.worldmodel.evaluate import evaluate
+from dreamlab.worldmodel.model import WorldModel
 
 
 def feedback_rule(obs: np.ndarray) -> np.ndarray:

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from worldmodel.config import preset
-from worldmodel.model import WorldModel
+from dreamlab.worldmodel.config import preset
+from dreamlab.worldmodel.model import WorldModel
 
 CARTPOLE_OBS = gym.spaces.Box(np.array([-4.8, -np.inf, -0.42, -np.inf], np.float32),
                               np.array([4.8, np.inf, 0.42, np.inf], np.float32), dtype=np.float32)
@@ -137,7 +137,7 @@ def test_block_diagonal_and_continuous_actions():
 
 
 def test_terminal_steps_weigh_more_in_the_continue_loss_and_loss_can_return_posteriors():
-    from worldmodel.config import ConfigError
+    from dreamlab.worldmodel.config import ConfigError
 
     torch.manual_seed(0)
     m = WorldModel(preset("tiny", heads_on_prior=False, cont_terminal_weight=5.0), CARTPOLE_OBS, gym.spaces.Discrete(2))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from worldmodel.config import ConfigError, PRESETS, WorldModelConfig, preset
-from worldmodel.dists import TwoHot, categorical_kl, sample_onehot, unimix
-from worldmodel.nets import symexp, symlog
-from worldmodel.rssm import BlockGRU
+from dreamlab.worldmodel.config import ConfigError, PRESETS, WorldModelConfig, preset
+from dreamlab.core.nn import TwoHot, symexp, symlog
+from dreamlab.worldmodel.dists import categorical_kl, sample_onehot, unimix
+from dreamlab.worldmodel.rssm import BlockGRU
 
 
 def test_symlog_symexp_inverse_and_compress():

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.plots import spearman
+from dreamlab.plots import spearman
 from dreamlab.cli import main
 
 
@@ -48,8 +48,8 @@ def test_plot_kinds_write_png_and_pdf(tmp_path, kind):
 
 def test_plot_bad_input_names_file_line_and_column(tmp_path, capsys):
     _csv(tmp_path / "transfer.csv", [{"real_return": 1, "dream_return": 2}, {"real_return": "oops", "dream_return": 3}])
-    assert main(["plot", "transfer", str(tmp_path)]) == 1
-    err = capsys.readouterr().out
+    assert main(["plot", "transfer", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
     assert "transfer.csv" in err and "line 3" in err and "real_return" in err
-    assert main(["plot", "openloop", str(tmp_path)]) == 1
-    assert "openloop.json" in capsys.readouterr().out
+    assert main(["plot", "openloop", str(tmp_path)]) == 2
+    assert "openloop.json" in capsys.readouterr().err

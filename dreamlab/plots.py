@@ -177,3 +177,24 @@ def plot_cycle(rows: list[dict[str, Any]], stem: Path, title: str = "Learning on
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     return _save(fig, stem)
+
+
+def plot_openloop_panels(result: dict[str, Any], path: str | Path, title: str = "world model, open loop") -> None:
+    """``eval-wm --plot``: observation error and reward error against horizon, model and copy-last."""
+    h = np.arange(1, result["horizon"] + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    axes[0].plot(h, result["nmse"], "o-", label="world model")
+    axes[0].plot(h, result["nmse_copy_last"], "s--", label="copy last observation")
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("horizon (steps)")
+    axes[0].set_ylabel("normalised MSE")
+    axes[0].legend()
+    axes[1].plot(h, result["reward_mae"], "o-", label="world model")
+    axes[1].plot(h, result["reward_mae_copy_last"], "s--", label="copy last reward")
+    axes[1].set_xlabel("horizon (steps)")
+    axes[1].set_ylabel("reward MAE")
+    axes[1].legend()
+    fig.suptitle(f"{title} (context {result['context']}, {result['windows']} windows)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,46 @@
+"""The bottom floor: what every other package shares (imports only numpy, torch, gymnasium)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "DreamlabError": "dreamlab.core.errors",
+    "ConfigError": "dreamlab.core.errors",
+    "Policy": "dreamlab.core.protocol",
+    "DistributionPolicy": "dreamlab.core.protocol",
+    "RandomPolicy": "dreamlab.core.protocol",
+    "atomic_path": "dreamlab.core.io",
+    "atomic_write_bytes": "dreamlab.core.io",
+    "atomic_write_text": "dreamlab.core.io",
+    "atomic_write_json": "dreamlab.core.io",
+    "atomic_torch_save": "dreamlab.core.io",
+    "atomic_copy": "dreamlab.core.io",
+    "write_csv": "dreamlab.core.io",
+    "read_manifest": "dreamlab.core.io",
+    "import_attr": "dreamlab.core.imports",
+    "machine_info": "dreamlab.core.machine",
+    "git_commit": "dreamlab.core.machine",
+    "package_versions": "dreamlab.core.machine",
+    "run_manifest": "dreamlab.core.machine",
+    "derive_seed": "dreamlab.core.seeding",
+    "round_seed": "dreamlab.core.seeding",
+    "symlog": "dreamlab.core.nn",
+    "symexp": "dreamlab.core.nn",
+    "twohot": "dreamlab.core.nn",
+    "TwoHot": "dreamlab.core.nn",
+    "MLP": "dreamlab.core.nn",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: import a submodule only when one of its names is used
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
