@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from dreamlab.core.machine import run_manifest
-from dreamlab.core.io import atomic_write_json
 from dreamlab.config import from_mapping, load_yaml
+from dreamlab.core.io import atomic_write_json
+from dreamlab.core.machine import run_manifest
 from dreamlab.cycle import CycleConfig, run_cycle
 
 RESULTS = Path(__file__).parent / "results"
@@ -76,12 +76,18 @@ def summarise(runs: dict[str, dict[str, list[dict[str, Any]]]], goal: float) -> 
                 gains.append(round(cur - prev, 1))
                 prev = cur
             per_round.append(gains)
-        out[variant] = {"seeds": list(seeds), "final_median": float(np.median(finals)),
-                        "final_min": float(np.min(finals)), "final_max": float(np.max(finals)),
-                        "finals": finals, "base_median": float(np.median(base)),
-                        "real_steps_median": float(np.median([rows[-1]["real_steps"] for rows in seeds.values()])),
-                        "gain_per_round": per_round, "goal": goal,
-                        "met": bool(np.median(finals) >= goal and np.median(base) < 50)}
+        out[variant] = {
+            "seeds": list(seeds),
+            "final_median": float(np.median(finals)),
+            "final_min": float(np.min(finals)),
+            "final_max": float(np.max(finals)),
+            "finals": finals,
+            "base_median": float(np.median(base)),
+            "real_steps_median": float(np.median([rows[-1]["real_steps"] for rows in seeds.values()])),
+            "gain_per_round": per_round,
+            "goal": goal,
+            "met": bool(np.median(finals) >= goal and np.median(base) < 50),
+        }
     return out
 
 
@@ -94,12 +100,21 @@ def main() -> None:
     ap.add_argument("--deploy-steps", type=int, default=2000)
     ap.add_argument("--goal", type=float, default=450.0)
     ap.add_argument("--work", default="runs/cycle_targets")
-    ap.add_argument("--config", type=Path, default=None,
-                    help="YAML of further CycleConfig settings for every run (the cycle's --config shape)")
+    ap.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML of further CycleConfig settings for every run (the cycle's --config shape)",
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tag", default="", help="suffix of the result files (cycle_targets_<env>[_TAG].json)")
-    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
-                    help="join these result files of this script into one (runs nothing)")
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="join these result files of this script into one (runs nothing)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.merge:
@@ -121,8 +136,9 @@ def main() -> None:
                     raise SystemExit(f"{base}: the first variant's base LLM is missing; run it first")
                 shared["llm"] = str(base)
             cfg = CycleConfig(out=str(out), env_id=args.env, seed=seed, rounds=args.rounds, progress=False)
-            cfg = from_mapping(cfg, {"deploy": {"steps": args.deploy_steps}, **VARIANTS[variant], **shared},
-                               f"variant {variant}")
+            cfg = from_mapping(
+                cfg, {"deploy": {"steps": args.deploy_steps}, **VARIANTS[variant], **shared}, f"variant {variant}"
+            )
             if extra:
                 cfg = from_mapping(cfg, extra, str(args.config))
             configs[variant] = asdict(cfg)
@@ -130,10 +146,16 @@ def main() -> None:
             res = run_cycle(cfg)
             runs[variant][str(seed)] = res["rounds"]
             walls.setdefault(variant, {})[str(seed)] = round(res["stages_wall_s"] / 60, 1)
-    record = {"benchmark": "cycle_targets", "env_id": args.env, "summary": summarise(runs, args.goal), "runs": runs,
-              "configs": configs, "run_stage_minutes": walls,
-              "invocation_minutes": (time.perf_counter() - t0) / 60,
-              **run_manifest(note="CPU shared with other jobs while measured: wall times are noisy")}
+    record = {
+        "benchmark": "cycle_targets",
+        "env_id": args.env,
+        "summary": summarise(runs, args.goal),
+        "runs": runs,
+        "configs": configs,
+        "run_stage_minutes": walls,
+        "invocation_minutes": (time.perf_counter() - t0) / 60,
+        **run_manifest(note="CPU shared with other jobs while measured: wall times are noisy"),
+    }
     write_outputs(record, args.tag)
 
 
@@ -145,7 +167,7 @@ def merge_records(paths: list[Path], goal: float) -> dict[str, Any]:
         try:
             rec = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise SystemExit(f"{p}: cannot read a cycle_targets result ({exc})")
+            raise SystemExit(f"{p}: cannot read a cycle_targets result ({exc})") from None
         if rec.get("benchmark") != "cycle_targets" or "runs" not in rec:
             raise SystemExit(f"{p}: field 'benchmark': expected 'cycle_targets' with 'runs'")
         records.append(rec)
@@ -169,9 +191,16 @@ def merge_records(paths: list[Path], goal: float) -> dict[str, Any]:
                 runs[variant][seed] = rows
                 walls.setdefault(variant, {})[seed] = rec.get("run_stage_minutes", {}).get(variant, {}).get(seed)
     sources = [name for p, rec in zip(paths, records) for name in rec.get("merged_from", [p.name])]
-    return {"benchmark": "cycle_targets", "env_id": envs.pop(), "summary": summarise(runs, goal), "runs": runs,
-            "configs": configs, "run_stage_minutes": walls, "merged_from": sources,
-            "machine": records[0]["machine"]}
+    return {
+        "benchmark": "cycle_targets",
+        "env_id": envs.pop(),
+        "summary": summarise(runs, goal),
+        "runs": runs,
+        "configs": configs,
+        "run_stage_minutes": walls,
+        "merged_from": sources,
+        "machine": records[0]["machine"],
+    }
 
 
 def write_outputs(record: dict[str, Any], tag: str) -> None:
@@ -180,8 +209,12 @@ def write_outputs(record: dict[str, Any], tag: str) -> None:
     name = env_id.split("-")[0].lower() + (f"_{tag}" if tag else "")
     RESULTS.mkdir(exist_ok=True)
     atomic_write_json(RESULTS / f"cycle_targets_{name}.json", record, indent=1)
-    rows = [{"variant": v, "label": v, "seed": s, **row} for v, seeds in runs.items() for s, rs in seeds.items()
-            for row in rs]
+    rows = [
+        {"variant": v, "label": v, "seed": s, **row}
+        for v, seeds in runs.items()
+        for s, rs in seeds.items()
+        for row in rs
+    ]
     keys = list(dict.fromkeys(k for r in rows for k in r))
     with open(RESULTS / f"cycle_targets_{name}.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)

@@ -39,8 +39,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from dreamlab.core.machine import run_manifest
+from dreamlab.config import from_mapping, load_yaml
 from dreamlab.core.io import atomic_write_json
+from dreamlab.core.machine import run_manifest
 from dreamlab.data.behaviour import CARTPOLE_MEDIOCRE_EPSILON, make_behaviour
 from dreamlab.data.collect import collect
 from dreamlab.data.store import EpisodeStore
@@ -52,10 +53,10 @@ from dreamlab.policy.teachers import ActorTeacher
 ENV = "CartPole-v1"
 RESULTS = Path(__file__).parent / "results"
 
-# settings found on this machine (see the report); override with --opsd / --sft JSON
+# settings found on this machine (see the report); override with --config (sections opsd, sft)
 # the two methods share every setting but the method itself
-OPSD = {"method": "opsd", "loss": "reverse_kl", "lr": 1e-3, "replay": 8, "teacher_mix": 0.5}
-SFT = {"method": "sft", "lr": 1e-3, "replay": 8}
+OPSD: dict[str, Any] = {"method": "opsd", "loss": "reverse_kl", "lr": 1e-3, "replay": 8, "teacher_mix": 0.5}
+SFT: dict[str, Any] = {"method": "sft", "lr": 1e-3, "replay": 8}
 
 
 def load_teacher(spec: str) -> Any:
@@ -74,7 +75,7 @@ def make_env(spec: str, logs: Path, seed: int) -> Any:
     from dreamlab.imagination.dream_env import DreamEnv
     from dreamlab.worldmodel.model import WorldModel
 
-    return DreamEnv(WorldModel.load(spec[len("dream:"):]), EpisodeStore(logs), num_envs=8, max_steps=500, seed=seed)
+    return DreamEnv(WorldModel.load(spec[len("dream:") :]), EpisodeStore(logs), num_envs=8, max_steps=500, seed=seed)
 
 
 def real_returns(policy: Any, episodes: int) -> list[float]:
@@ -122,8 +123,19 @@ def seed_spec(args: argparse.Namespace, seed: int, methods: dict[str, dict[str, 
         teacher, env = args.teacher, args.env
         logs = args.logs or args.work / "logs"
         base = args.base or args.work / "base"  # one base shared by all seeds
-    return SeedSpec(seed, teacher, env, str(logs), str(base), args.base_steps, methods, args.budget,
-                    args.eval_every, args.eval_episodes, str(args.work / f"{out.stem}_seed{seed}.json"))
+    return SeedSpec(
+        seed,
+        teacher,
+        env,
+        str(logs),
+        str(base),
+        args.base_steps,
+        methods,
+        args.budget,
+        args.eval_every,
+        args.eval_episodes,
+        str(args.work / f"{out.stem}_seed{seed}.json"),
+    )
 
 
 def ensure_base(spec: SeedSpec) -> dict[str, Any]:
@@ -139,14 +151,32 @@ def run_one(spec: SeedSpec, method_kw: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(seed)
     student = LLMPolicy.from_pretrained(spec.base, seed=seed)
     teacher = ActorTeacher.for_student(load_teacher(spec.teacher), student)
-    cfg = DistillConfig(**{**method_kw, "seed": seed, "max_labelled_tokens": spec.budget,
-                           "eval_every_tokens": spec.eval_every, "progress": False})
+    cfg = DistillConfig(
+        **{
+            **method_kw,
+            "seed": seed,
+            "max_labelled_tokens": spec.budget,
+            "eval_every_tokens": spec.eval_every,
+            "progress": False,
+        }
+    )
     t0 = time.perf_counter()
-    state = Distiller(student, teacher, make_env(spec.env, Path(spec.logs), seed), cfg,
-                      eval_fn=lambda p: real_return(p, spec.eval_episodes)).run()
-    return {"seed": seed, "curve": state.curve, "labelled_tokens": state.labelled_tokens,
-            "updates": state.updates, "seconds": time.perf_counter() - t0,
-            "final_return": state.curve[-1]["return"], "config": dataclasses.asdict(cfg)}
+    state = Distiller(
+        student,
+        teacher,
+        make_env(spec.env, Path(spec.logs), seed),
+        cfg,
+        eval_fn=lambda p: real_return(p, spec.eval_episodes),
+    ).run()
+    return {
+        "seed": seed,
+        "curve": state.curve,
+        "labelled_tokens": state.labelled_tokens,
+        "updates": state.updates,
+        "seconds": time.perf_counter() - t0,
+        "final_return": state.curve[-1]["return"],
+        "config": dataclasses.asdict(cfg),
+    }
 
 
 def run_seed(spec: SeedSpec) -> dict[str, Any]:
@@ -156,9 +186,18 @@ def run_seed(spec: SeedSpec) -> dict[str, Any]:
     teacher_rets = real_returns(load_teacher(spec.teacher), spec.eval_episodes)
     base_ret = real_return(LLMPolicy.from_pretrained(spec.base), spec.eval_episodes)
     print(f"seed {spec.seed}: teacher {np.mean(teacher_rets):.1f}  base {base_ret:.1f}", flush=True)
-    part: dict[str, Any] = {"seed": spec.seed, "teacher": spec.teacher, "env": spec.env, "logs": spec.logs,
-                            "base": spec.base, "base_info": base_info, "teacher_return": float(np.mean(teacher_rets)),
-                            "teacher_returns": teacher_rets, "base_return": base_ret, "runs": {}}
+    part: dict[str, Any] = {
+        "seed": spec.seed,
+        "teacher": spec.teacher,
+        "env": spec.env,
+        "logs": spec.logs,
+        "base": spec.base,
+        "base_info": base_info,
+        "teacher_return": float(np.mean(teacher_rets)),
+        "teacher_returns": teacher_rets,
+        "base_return": base_ret,
+        "runs": {},
+    }
     for m, kw in spec.methods.items():
         r = run_one(spec, kw)
         r.update(teacher_return=part["teacher_return"], base_return=base_ret)
@@ -181,8 +220,13 @@ def plot(res: dict[str, Any], path: Path) -> None:
     for ax, k in zip(axes[0], range(len(seeds))):
         for method, color in (("opsd", "tab:blue"), ("sft", "tab:orange")):
             run = res["runs"][method][k]
-            ax.plot([c["labelled_tokens"] for c in run["curve"]], [c["return"] for c in run["curve"]],
-                    color=color, marker=".", label=method.upper())
+            ax.plot(
+                [c["labelled_tokens"] for c in run["curve"]],
+                [c["return"] for c in run["curve"]],
+                color=color,
+                marker=".",
+                label=method.upper(),
+            )
         t = res["runs"]["opsd"][k]["teacher_return"]
         ax.axhline(t, color="k", ls="--", label="teacher")
         ax.axhline(0.9 * t, color="gray", ls=":", label="90% teacher")
@@ -204,34 +248,47 @@ def summarize(runs: dict[str, list[dict[str, Any]]], budget: int) -> dict[str, A
         finals = [r["final_return"] for r in runs[m]]
         best = [max(c["return"] for c in r["curve"]) for r in runs[m]]
         reach = [tokens_to(r["curve"], 0.9 * r["teacher_return"]) for r in runs[m]]
-        summary[m] = {"final_return_per_seed": finals,
-                      "final_over_teacher_per_seed": [f / x for f, x in zip(finals, t)],
-                      "final_over_teacher_median": float(np.median([f / x for f, x in zip(finals, t)])),
-                      "best_over_teacher_median": float(np.median([b / x for b, x in zip(best, t)])),
-                      "final_return_median": float(np.median(finals)), "best_return_median": float(np.median(best)),
-                      "tokens_to_90pct_per_seed": reach,
-                      "tokens_to_90pct_median": float(np.median([x if x is not None else np.inf for x in reach]))}
+        summary[m] = {
+            "final_return_per_seed": finals,
+            "final_over_teacher_per_seed": [f / x for f, x in zip(finals, t)],
+            "final_over_teacher_median": float(np.median([f / x for f, x in zip(finals, t)])),
+            "best_over_teacher_median": float(np.median([b / x for b, x in zip(best, t)])),
+            "final_return_median": float(np.median(finals)),
+            "best_return_median": float(np.median(best)),
+            "tokens_to_90pct_per_seed": reach,
+            "tokens_to_90pct_median": float(np.median([x if x is not None else np.inf for x in reach])),
+        }
     t_o, t_s = summary["opsd"]["tokens_to_90pct_median"], summary["sft"]["tokens_to_90pct_median"]
     ratio = t_o / t_s if np.isfinite(t_o) and np.isfinite(t_s) else None
     for m in summary:  # JSON has no infinity: null = the median run never reached 90% within the budget
         if not np.isfinite(summary[m]["tokens_to_90pct_median"]):
             summary[m]["tokens_to_90pct_median"] = None
     # SFT not reaching 90% within the budget: OPSD meets target 2 if it needed <= budget / 3
-    third = bool(ratio is not None and ratio <= 1 / 3) or bool(np.isfinite(t_o) and not np.isfinite(t_s) and t_o <= budget / 3)
+    third = bool(ratio is not None and ratio <= 1 / 3) or bool(
+        np.isfinite(t_o) and not np.isfinite(t_s) and t_o <= budget / 3
+    )
     teachers = [r["teacher_return"] for r in runs["opsd"]]
     bases = [r["base_return"] for r in runs["opsd"]]
     # per seed: OPSD's tokens over SFT's (null where SFT never got there, or both started there: 0/0)
-    per_seed = [o / x if o is not None and x else None
-                for o, x in zip(summary["opsd"]["tokens_to_90pct_per_seed"], summary["sft"]["tokens_to_90pct_per_seed"])]
+    per_seed = [
+        o / x if o is not None and x else None
+        for o, x in zip(summary["opsd"]["tokens_to_90pct_per_seed"], summary["sft"]["tokens_to_90pct_per_seed"])
+    ]
     return {
         **run_manifest(note="shared CPU; timings are noisy"),
-        "teacher_return": float(np.median(teachers)), "teacher_return_per_seed": teachers,
-        "base_return": float(np.median(bases)), "base_return_per_seed": bases, "summary": summary,
-        "opsd_over_sft_tokens_to_90pct": ratio, "opsd_over_sft_tokens_to_90pct_per_seed": per_seed,
+        "teacher_return": float(np.median(teachers)),
+        "teacher_return_per_seed": teachers,
+        "base_return": float(np.median(bases)),
+        "base_return_per_seed": bases,
+        "summary": summary,
+        "opsd_over_sft_tokens_to_90pct": ratio,
+        "opsd_over_sft_tokens_to_90pct_per_seed": per_seed,
         "base_already_ge_90pct_teacher_per_seed": [b >= 0.9 * t for b, t in zip(bases, teachers)],
-        "targets": {"opsd_final_ge_95pct_teacher": summary["opsd"]["final_over_teacher_median"] >= 0.95,
-                    "opsd_best_ge_95pct_teacher": summary["opsd"]["best_over_teacher_median"] >= 0.95,
-                    "opsd_tokens_le_third_of_sft": third},
+        "targets": {
+            "opsd_final_ge_95pct_teacher": summary["opsd"]["final_over_teacher_median"] >= 0.95,
+            "opsd_best_ge_95pct_teacher": summary["opsd"]["best_over_teacher_median"] >= 0.95,
+            "opsd_tokens_le_third_of_sft": third,
+        },
     }
 
 
@@ -255,11 +312,23 @@ def assemble(parts: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
     res = summarize(runs, args.budget)
     teacher = str(args.runs_dir / "seed{k}" / "agent") if args.runs_dir else parts[0]["teacher"]
     env = f"dream:{args.runs_dir / 'seed{k}' / 'wm' / 'world_model.ckpt'}" if args.runs_dir else parts[0]["env"]
-    res.update({"teacher": teacher, "env": env, "ran_fallback": teacher == "heuristic" or env == "real",
-                "logs": [p["logs"] for p in parts], "base": [p["base"] for p in parts],
-                "base_info": [p["base_info"] for p in parts], "teacher_returns_per_seed": [p["teacher_returns"] for p in parts],
-                "seeds": [p["seed"] for p in parts], "budget_tokens": args.budget, "eval_every": args.eval_every,
-                "eval_episodes": args.eval_episodes, "eval_seed": 10_000, "runs": runs})
+    res.update(
+        {
+            "teacher": teacher,
+            "env": env,
+            "ran_fallback": teacher == "heuristic" or env == "real",
+            "logs": [p["logs"] for p in parts],
+            "base": [p["base"] for p in parts],
+            "base_info": [p["base_info"] for p in parts],
+            "teacher_returns_per_seed": [p["teacher_returns"] for p in parts],
+            "seeds": [p["seed"] for p in parts],
+            "budget_tokens": args.budget,
+            "eval_every": args.eval_every,
+            "eval_episodes": args.eval_episodes,
+            "eval_seed": 10_000,
+            "runs": runs,
+        }
+    )
     return res
 
 
@@ -267,14 +336,23 @@ def write(res: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out, res, indent=1, default=float)
     plot(res, out.with_name(out.stem.replace("distill_targets", "distill_curves") + ".png"))
-    print(json.dumps({k: res[k] for k in ("teacher_return_per_seed", "base_return_per_seed", "summary", "targets")},
-                     indent=1, default=float))
+    print(
+        json.dumps(
+            {k: res[k] for k in ("teacher_return_per_seed", "base_return_per_seed", "summary", "targets")},
+            indent=1,
+            default=float,
+        )
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs-dir", type=Path, default=None,
-                    help="DIR/seed{k}/{agent,wm/world_model.ckpt,logs}: seed k uses its own teacher, dream and logs")
+    ap.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=None,
+        help="DIR/seed{k}/{agent,wm/world_model.ckpt,logs}: seed k uses its own teacher, dream and logs",
+    )
     ap.add_argument("--teacher", default="heuristic", help="heuristic | AGENT_DIR (DreamerAgent)")
     ap.add_argument("--env", default="real", help="real | dream:WM_CKPT")
     ap.add_argument("--logs", type=Path, default=None)
@@ -288,10 +366,18 @@ def main() -> None:
     ap.add_argument("--log-steps", type=int, default=6_000)
     ap.add_argument("--base-steps", type=int, default=1_000)
     ap.add_argument("--methods", nargs="+", default=["opsd", "sft"], choices=["opsd", "sft"])
-    ap.add_argument("--opsd", type=json.loads, default={}, help="JSON overrides of the OPSD config")
-    ap.add_argument("--sft", type=json.loads, default={}, help="JSON overrides of the SFT config")
-    ap.add_argument("--out", type=Path, default=None,
-                    help="default benchmarks/results/distill_targets.json (--runs-dir: distill_targets_dreamer.json)")
+    ap.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML with sections 'opsd' and 'sft': DistillConfig overrides per method",
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default benchmarks/results/distill_targets.json (--runs-dir: distill_targets_dreamer.json)",
+    )
     ap.add_argument("--merge", type=Path, nargs="+", default=None, help="combine per-seed part files into --out")
     args = ap.parse_args()
     torch.set_num_threads(1)  # the runs use one thread per process (recorded in the JSON)
@@ -303,9 +389,26 @@ def main() -> None:
         return
     args.work.mkdir(parents=True, exist_ok=True)
     if args.runs_dir is None and args.logs is None and not (args.work / "logs" / "metadata.json").exists():
-        collect(ENV, "heuristic", steps=args.log_steps, num_envs=8, seed=0, out=args.work / "logs",
-                epsilon=CARTPOLE_MEDIOCRE_EPSILON, progress=False, writer="inline")
-    methods = {m: kw for m, kw in (("opsd", {**OPSD, **args.opsd}), ("sft", {**SFT, **args.sft})) if m in args.methods}
+        collect(
+            ENV,
+            "heuristic",
+            steps=args.log_steps,
+            num_envs=8,
+            seed=0,
+            out=args.work / "logs",
+            epsilon=CARTPOLE_MEDIOCRE_EPSILON,
+            progress=False,
+            writer="inline",
+        )
+    over = load_yaml(args.config) if args.config else {}
+    bad = sorted(set(over) - {"opsd", "sft"})
+    if bad:
+        raise SystemExit(f"{args.config}: unknown section(s) {bad}; expected 'opsd' and/or 'sft'")
+    methods = {}
+    for m, base in (("opsd", OPSD), ("sft", SFT)):
+        if m in args.methods:  # checked against DistillConfig's fields and types, then kept as keywords
+            cfg = from_mapping(DistillConfig(**base), over.get(m, {}), f"{args.config}: {m}")
+            methods[m] = {k: getattr(cfg, k) for k in [*base, *(str(x).replace("-", "_") for x in over.get(m, {}))]}
     specs = [seed_spec(args, s, methods, out) for s in args.seeds]
     if args.runs_dir is None:
         ensure_base(specs[0])  # made once, before the seeds share it

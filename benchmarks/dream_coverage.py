@@ -26,8 +26,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from dreamlab.core.io import atomic_write_json
 from dreamlab.benchmarks.grpo_targets import TASKS, logs_for, world_model_for
+from dreamlab.core.io import atomic_write_json
 from dreamlab.core.machine import run_manifest
 from dreamlab.data.behaviour import make_behaviour
 from dreamlab.imagination.grpo import dream_env_factory
@@ -40,8 +40,10 @@ QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
 def _extremes(traj: np.ndarray) -> dict[str, list[list[float]]]:
     """traj (T, n, d) -> per dimension, quantiles over episodes of the episode max / min."""
     q = np.asarray(QUANTILES)
-    return {"max": np.quantile(traj.max(0), q, axis=0).T.round(4).tolist(),
-            "min": np.quantile(traj.min(0), q, axis=0).T.round(4).tolist()}
+    return {
+        "max": np.quantile(traj.max(0), q, axis=0).T.round(4).tolist(),
+        "min": np.quantile(traj.min(0), q, axis=0).T.round(4).tolist(),
+    }
 
 
 def real_heuristic(env_id: str, n: int, horizon: int, seed: int) -> dict[str, Any]:
@@ -78,8 +80,11 @@ def dream_heuristic(task: dict[str, Any], store: Any, wm: Any, n: int, horizon: 
         alive &= ~(term | trunc)
         if not alive.any():
             break
-    return {"success_rate": float(hit.mean()), "ended_by_model_before_horizon": float(ended.mean()),
-            "obs_extremes": _extremes(np.stack(traj))}
+    return {
+        "success_rate": float(hit.mean()),
+        "ended_by_model_before_horizon": float(ended.mean()),
+        "obs_extremes": _extremes(np.stack(traj)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,23 +100,37 @@ def main(argv: list[str] | None = None) -> int:
     verifier = get_verifier(task["env_id"])
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    out: dict[str, Any] = {"benchmark": "dream_coverage", "task": args.task, "env_id": task["env_id"],
-                           "horizon": horizon, "envs": args.envs, "quantiles": list(QUANTILES), "seeds": {}}
+    out: dict[str, Any] = {
+        "benchmark": "dream_coverage",
+        "task": args.task,
+        "env_id": task["env_id"],
+        "horizon": horizon,
+        "envs": args.envs,
+        "quantiles": list(QUANTILES),
+        "seeds": {},
+    }
     t0 = time.time()
     for seed in args.seeds:
         store = logs_for(task, seed, work)
         wm, info = world_model_for(task, store, seed, work)
         obs = np.concatenate([e.obs for e in store.episodes()])
         out["seeds"][str(seed)] = {
-            "logs": {"states": int(len(obs)), "pass_verifier_fraction": float(np.mean(np.asarray(verifier(obs)) > 0.5)),
-                     "obs_quantiles_0_1_50_99_100": np.quantile(obs, [0, .01, .5, .99, 1], axis=0).T.round(4).tolist()},
+            "logs": {
+                "states": int(len(obs)),
+                "pass_verifier_fraction": float(np.mean(np.asarray(verifier(obs)) > 0.5)),
+                "obs_quantiles_0_1_50_99_100": np.quantile(obs, [0, 0.01, 0.5, 0.99, 1], axis=0).T.round(4).tolist(),
+            },
             "world_model_steps": info.get("steps"),
             "real": real_heuristic(task["env_id"], args.envs, horizon, seed),
-            "dream": dream_heuristic(task, store, wm, args.envs, horizon, seed)}
+            "dream": dream_heuristic(task, store, wm, args.envs, horizon, seed),
+        }
         s = out["seeds"][str(seed)]
-        print(f"[dream_coverage] {task['env_id']} seed {seed}: heuristic success real {s['real']['success_rate']:.2f}"
-              f" dream {s['dream']['success_rate']:.2f}; logged states passing the verifier "
-              f"{s['logs']['pass_verifier_fraction']:.5f}", flush=True)
+        print(
+            f"[dream_coverage] {task['env_id']} seed {seed}: heuristic success real {s['real']['success_rate']:.2f}"
+            f" dream {s['dream']['success_rate']:.2f}; logged states passing the verifier "
+            f"{s['logs']['pass_verifier_fraction']:.5f}",
+            flush=True,
+        )
     out["wall_seconds"] = time.time() - t0
     out.update(run_manifest(note="CPU shared with other jobs while measured: timings are noisy"))
     path = RESULTS / f"dream_coverage_{args.task}.json"

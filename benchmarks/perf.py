@@ -37,25 +37,47 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
-from dreamlab.core.machine import run_manifest
+
 from dreamlab.core.io import atomic_write_json, atomic_write_text
+from dreamlab.core.machine import run_manifest
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SOURCES = ("data", "worldmodel", "imagination", "llm")
 
 
-def _row(issue: int, source: str, measurement: str, unit: str, ours: float, ceiling: float | None,
-         ceiling_what: str, goal: float | None, goal_text: str, ratio: float | None = None) -> dict[str, Any]:
+def _row(
+    issue: int,
+    source: str,
+    measurement: str,
+    unit: str,
+    ours: float,
+    ceiling: float | None,
+    ceiling_what: str,
+    goal: float | None,
+    goal_text: str,
+    ratio: float | None = None,
+) -> dict[str, Any]:
     if ratio is None and ceiling:
         ratio = ours / ceiling
     ok = None if goal is None or ratio is None else bool(ratio >= goal)
-    return {"issue": issue, "source": f"perf_{source}", "measurement": measurement, "unit": unit,
-            "ours": float(ours), "ceiling": None if ceiling is None else float(ceiling), "ceiling_what": ceiling_what,
-            "ratio": None if ratio is None else float(ratio), "goal": goal, "goal_text": goal_text, "goal_met": ok}
+    return {
+        "issue": issue,
+        "source": f"perf_{source}",
+        "measurement": measurement,
+        "unit": unit,
+        "ours": float(ours),
+        "ceiling": None if ceiling is None else float(ceiling),
+        "ceiling_what": ceiling_what,
+        "ratio": None if ratio is None else float(ratio),
+        "goal": goal,
+        "goal_text": goal_text,
+        "goal_met": ok,
+    }
 
 
 # ------------------------------------------------------------------------- rows per source
@@ -63,11 +85,33 @@ def rows_data(d: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for c in d["collection"]:
         ours = max(c["collector_inline_steps_per_s"], c["collector_process_steps_per_s"])
-        rows.append(_row(2, "data", f"collection, random policy, {c['env']} ({c['num_envs']} envs)", "steps/s",
-                         ours, c["raw_steps_per_s"], "raw gymnasium SyncVectorEnv stepping", 0.8, "≥ 0.8×"))
+        rows.append(
+            _row(
+                2,
+                "data",
+                f"collection, random policy, {c['env']} ({c['num_envs']} envs)",
+                "steps/s",
+                ours,
+                c["raw_steps_per_s"],
+                "raw gymnasium SyncVectorEnv stepping",
+                0.8,
+                "≥ 0.8×",
+            )
+        )
     s = d["sampling"]
-    rows.append(_row(2, "data", f"sequence batches {s['batch_size']}×{s['seq_len']} (SequenceSampler)", "batches/s",
-                     s["batches_per_s"], s.get("raw_batches_per_s"), "numpy gather of random windows", None, "none"))
+    rows.append(
+        _row(
+            2,
+            "data",
+            f"sequence batches {s['batch_size']}×{s['seq_len']} (SequenceSampler)",
+            "batches/s",
+            s["batches_per_s"],
+            s.get("raw_batches_per_s"),
+            "numpy gather of random windows",
+            None,
+            "none",
+        )
+    )
     return rows
 
 
@@ -75,35 +119,96 @@ def rows_worldmodel(d: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for r in d["results"]:
         what = "plain-PyTorch RSSM step (time per step, ratio = plain / ours)"
-        rows.append(_row(3, "worldmodel", f"WM train step, {r['preset']} (batch 16×64)", "ms/step", 1e3 * r["ours_s"],
-                         1e3 * r["plain_s"], what, 0.8, "ratio ≥ 0.8 (ours ≤ 1.25× plain time)", ratio=r["plain_s"] / r["ours_s"]))
+        rows.append(
+            _row(
+                3,
+                "worldmodel",
+                f"WM train step, {r['preset']} (batch 16×64)",
+                "ms/step",
+                1e3 * r["ours_s"],
+                1e3 * r["plain_s"],
+                what,
+                0.8,
+                "ratio ≥ 0.8 (ours ≤ 1.25× plain time)",
+                ratio=r["plain_s"] / r["ours_s"],
+            )
+        )
         if "ours_lightning_s" in r and r["ours_lightning_s"] == r["ours_lightning_s"]:
-            rows.append(_row(3, "worldmodel", f"WM train step via Lightning, {r['preset']}", "ms/step",
-                             1e3 * r["ours_lightning_s"], 1e3 * r["plain_s"], what, 0.8, "ratio ≥ 0.8 (ours ≤ 1.25× plain time)",
-                             ratio=r["plain_s"] / r["ours_lightning_s"]))
+            rows.append(
+                _row(
+                    3,
+                    "worldmodel",
+                    f"WM train step via Lightning, {r['preset']}",
+                    "ms/step",
+                    1e3 * r["ours_lightning_s"],
+                    1e3 * r["plain_s"],
+                    what,
+                    0.8,
+                    "ratio ≥ 0.8 (ours ≤ 1.25× plain time)",
+                    ratio=r["plain_s"] / r["ours_lightning_s"],
+                )
+            )
     return rows
 
 
 def rows_imagination(d: dict[str, Any]) -> list[dict[str, Any]]:
     names = {"rollout": "imagination rollout, no gradients", "update": "imagination + actor-critic update"}
-    return [_row(4, "imagination", f"{names.get(k, k)} (batch {d['batch']}, horizon {d['horizon']}, {d['preset']})",
-                 "imagined steps/s", r["ours_steps_per_s"], r["plain_steps_per_s"], "plain-PyTorch loop, same sizes",
-                 d.get("goal_ratio", 0.8), f"≥ {d.get('goal_ratio', 0.8)}×") for k, r in d["results"].items()]
+    return [
+        _row(
+            4,
+            "imagination",
+            f"{names.get(k, k)} (batch {d['batch']}, horizon {d['horizon']}, {d['preset']})",
+            "imagined steps/s",
+            r["ours_steps_per_s"],
+            r["plain_steps_per_s"],
+            "plain-PyTorch loop, same sizes",
+            d.get("goal_ratio", 0.8),
+            f"≥ {d.get('goal_ratio', 0.8)}×",
+        )
+        for k, r in d["results"].items()
+    ]
 
 
 def rows_llm(d: dict[str, Any]) -> list[dict[str, Any]]:
     raw = d.get("raw_forward_actions_per_s", {})
-    rows = [_row(6, "llm", f"LLMPolicy.act, batch {b}", "actions/s", v, raw.get(b),
-                 "bare HF forward on pre-tokenised rows", None, "none") for b, v in d["actions_per_s"].items()]
+    rows = [
+        _row(
+            6,
+            "llm",
+            f"LLMPolicy.act, batch {b}",
+            "actions/s",
+            v,
+            raw.get(b),
+            "bare HF forward on pre-tokenised rows",
+            None,
+            "none",
+        )
+        for b, v in d["actions_per_s"].items()
+    ]
     ceiling = d.get("raw_train_labelled_tokens_per_s")
-    rows += [_row(6, "llm", f"distillation {m.upper()} (CartPole, heuristic teacher)", "labelled tokens/s",
-                  v["labelled_tokens_per_s"], ceiling, "plain fwd+bwd+Adam on the decision rows, once each",
-                  None, "none") for m, v in d["distillation"].items()]
+    rows += [
+        _row(
+            6,
+            "llm",
+            f"distillation {m.upper()} (CartPole, heuristic teacher)",
+            "labelled tokens/s",
+            v["labelled_tokens_per_s"],
+            ceiling,
+            "plain fwd+bwd+Adam on the decision rows, once each",
+            None,
+            "none",
+        )
+        for m, v in d["distillation"].items()
+    ]
     return rows
 
 
 BUILDERS: dict[str, Callable[[dict[str, Any]], list[dict[str, Any]]]] = {
-    "data": rows_data, "worldmodel": rows_worldmodel, "imagination": rows_imagination, "llm": rows_llm}
+    "data": rows_data,
+    "worldmodel": rows_worldmodel,
+    "imagination": rows_imagination,
+    "llm": rows_llm,
+}
 
 
 # ------------------------------------------------------------------------------- running
@@ -112,15 +217,19 @@ def run_full(name: str, results: Path) -> dict[str, Any]:
     out = ["--out", str(results / f"perf_{name}.json")]
     if name == "data":
         from dreamlab.benchmarks.perf_data import main
+
         return main(out)
     if name == "worldmodel":
         from dreamlab.benchmarks.perf_worldmodel import main as wm_main
+
         wm_main(out)
         return json.loads((results / "perf_worldmodel.json").read_text())
     if name == "imagination":
         from dreamlab.benchmarks.perf_imagination import main as im_main
+
         return im_main(out)
     from dreamlab.benchmarks.perf_llm import main as llm_main
+
     return llm_main(out)
 
 
@@ -128,26 +237,51 @@ def run_quick(name: str, out_dir: Path) -> dict[str, Any]:
     """Tiny sizes of the same measurements (seconds, not minutes): checks the plumbing only."""
     if name == "data":
         from dreamlab.benchmarks.perf_data import bench_collection, bench_sampling
+
         tmp = Path(tempfile.mkdtemp(prefix="perf_quick-"))
         try:
-            return {"collection": [bench_collection("CartPole-v1", 4, 1000, 1, tmp)],
-                    "sampling": bench_sampling(tmp, seconds=0.3, steps=1000)}
+            return {
+                "collection": [bench_collection("CartPole-v1", 4, 1000, 1, tmp)],
+                "sampling": bench_sampling(tmp, seconds=0.3, steps=1000),
+            }
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     if name == "worldmodel":
         from dreamlab.benchmarks.perf_worldmodel import bench_preset
+
         return {"results": [bench_preset("tiny", 2, lightning=False)]}
     if name == "imagination":
         from dreamlab.benchmarks.perf_imagination import main as im_main
-        return im_main(["--batch", "64", "--horizon", "5", "--repeats", "1", "--preset", "tiny",
-                        "--out", str(out_dir / "perf_imagination.json")])
-    from dreamlab.benchmarks.perf_llm import (actions_per_s, make_student, raw_forward_actions_per_s,
-                                     raw_train_tokens_per_s, tokens_per_s)
+
+        return im_main(
+            [
+                "--batch",
+                "64",
+                "--horizon",
+                "5",
+                "--repeats",
+                "1",
+                "--preset",
+                "tiny",
+                "--out",
+                str(out_dir / "perf_imagination.json"),
+            ]
+        )
+    from dreamlab.benchmarks.perf_llm import (
+        actions_per_s,
+        make_student,
+        raw_forward_actions_per_s,
+        raw_train_tokens_per_s,
+        tokens_per_s,
+    )
+
     student = make_student(None)
-    return {"actions_per_s": {"8": actions_per_s(student, 8, 0.3)},
-            "raw_forward_actions_per_s": {"8": raw_forward_actions_per_s(student, 8, 0.3)},
-            "distillation": {"opsd": tokens_per_s(None, "opsd", 1)},
-            "raw_train_labelled_tokens_per_s": raw_train_tokens_per_s(make_student(None), 16, 0.3)}
+    return {
+        "actions_per_s": {"8": actions_per_s(student, 8, 0.3)},
+        "raw_forward_actions_per_s": {"8": raw_forward_actions_per_s(student, 8, 0.3)},
+        "distillation": {"opsd": tokens_per_s(None, "opsd", 1)},
+        "raw_train_labelled_tokens_per_s": raw_train_tokens_per_s(make_student(None), 16, 0.3),
+    }
 
 
 def build(sources: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -160,45 +294,67 @@ def _fmt(x: float | None) -> str:
     return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
-def write_table(rows: list[dict[str, Any]], sources: dict[str, dict[str, Any]], out_dir: Path,
-                mode: str) -> dict[str, Any]:
+def write_table(
+    rows: list[dict[str, Any]], sources: dict[str, dict[str, Any]], out_dir: Path, mode: str
+) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     bad = [r["measurement"] for r in rows if r["ratio"] is not None and not math.isfinite(r["ratio"])]
     if bad:
         raise ValueError(f"non-finite ratio in rows {bad}")
     report = {
-        "benchmark": "perf", "mode": mode, "rows": rows,
+        "benchmark": "perf",
+        "mode": mode,
+        "rows": rows,
         **run_manifest(),
-        "sources": {k: {"machine": v.get("machine"), "date": v.get("date") or v.get("when"),
-                        "read_from": v.get("_read_from")} for k, v in sources.items()},
+        "sources": {
+            k: {"machine": v.get("machine"), "date": v.get("date") or v.get("when"), "read_from": v.get("_read_from")}
+            for k, v in sources.items()
+        },
         "note": "shared 2-core CPU: absolute figures are noisy; each ratio compares two timings taken in the same run",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     atomic_write_json(out_dir / "perf.json", report, indent=1)
-    lines = ["# Performance against plain-PyTorch / raw ceilings", "",
-             f"`python -m dreamlab.benchmarks.perf` ({mode}); ratio = ours relative to the ceiling measured in the same run "
-             "(higher is better, 1.0 = as fast as the ceiling).", "",
-             "| issue | measurement | unit | ours | ceiling | ratio | goal | met |",
-             "| ---: | --- | --- | ---: | ---: | ---: | --- | --- |"]
+    lines = [
+        "# Performance against plain-PyTorch / raw ceilings",
+        "",
+        f"`python -m dreamlab.benchmarks.perf` ({mode}); ratio = ours relative to the ceiling measured in the same run "
+        "(higher is better, 1.0 = as fast as the ceiling).",
+        "",
+        "| issue | measurement | unit | ours | ceiling | ratio | goal | met |",
+        "| ---: | --- | --- | ---: | ---: | ---: | --- | --- |",
+    ]
     for r in rows:
         met = "—" if r["goal_met"] is None else ("yes" if r["goal_met"] else "**no**")
         ratio = "—" if r["ratio"] is None else f"{r['ratio']:.2f}×"
-        lines.append(f"| {r['issue']} | {r['measurement']} | {r['unit']} | {_fmt(r['ours'])} | {_fmt(r['ceiling'])} | "
-                     f"{ratio} | {r['goal_text']} | {met} |")
-    lines += ["", "Ceilings: " + "; ".join(dict.fromkeys(f"{r['source']}: {r['ceiling_what']}" for r in rows)) + ".", "",
-              f"Machine: {report['machine']['platform']}, {report['machine']['cpu_count']} CPUs, "
-              f"{report['machine']['torch_threads']} torch thread(s), torch {report['machine']['torch']}; "
-              "each source's own machine record and date are in perf.json. " + report["note"] + ".", ""]
+        lines.append(
+            f"| {r['issue']} | {r['measurement']} | {r['unit']} | {_fmt(r['ours'])} | {_fmt(r['ceiling'])} | "
+            f"{ratio} | {r['goal_text']} | {met} |"
+        )
+    lines += [
+        "",
+        "Ceilings: " + "; ".join(dict.fromkeys(f"{r['source']}: {r['ceiling_what']}" for r in rows)) + ".",
+        "",
+        f"Machine: {report['machine']['platform']}, {report['machine']['cpu_count']} CPUs, "
+        f"{report['machine']['torch_threads']} torch thread(s), torch {report['machine']['torch']}; "
+        "each source's own machine record and date are in perf.json. " + report["note"] + ".",
+        "",
+    ]
     atomic_write_text(out_dir / "perf.md", "\n".join(lines))
     return report
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     ap.add_argument("--from-results", action="store_true", help="run nothing: read results/perf_*.json")
-    ap.add_argument("--run", nargs="+", choices=SOURCES, default=None,
-                    help="run only these benchmarks (full sizes) and read the others from results/")
+    ap.add_argument(
+        "--run",
+        nargs="+",
+        choices=SOURCES,
+        default=None,
+        help="run only these benchmarks (full sizes) and read the others from results/",
+    )
     ap.add_argument("--quick", action="store_true", help="tiny sizes of every measurement (for tests)")
     ap.add_argument("--results", type=Path, default=RESULTS, help="where the perf_*.json files live")
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -218,8 +374,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if not path.exists():
                 raise FileNotFoundError(f"{path}: no results of perf_{name}; run it or drop --from-results")
             sources[name] = json.loads(path.read_text())
-            sources[name]["_read_from"] = {"path": str(path), "modified": time.strftime(
-                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime))}
+            sources[name]["_read_from"] = {
+                "path": str(path),
+                "modified": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime)),
+            }
     mode = "quick" if args.quick else ("from results" if args.from_results else f"ran {', '.join(to_run)}")
     report = write_table(build(sources), sources, args.out_dir, mode)
     print((args.out_dir / "perf.md").read_text())

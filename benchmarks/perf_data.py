@@ -21,13 +21,14 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from dreamlab.core.machine import run_manifest
 from dreamlab.core.io import atomic_write_json
+from dreamlab.core.machine import run_manifest
 from dreamlab.data.collect import collect
 from dreamlab.data.sampling import SequenceSampler
 from dreamlab.data.spaces import ActionCodec
@@ -47,7 +48,8 @@ def raw_steps_per_second(env_id: str, num_envs: int, steps: int, seed: int) -> f
         if isinstance(sp, gym.spaces.Discrete):
             a = rng.integers(sp.start, sp.start + sp.n, size=num_envs)
         else:
-            a = rng.uniform(sp.low, sp.high, size=(num_envs,) + sp.shape).astype(sp.dtype)
+            box = cast(gym.spaces.Box, sp)
+            a = rng.uniform(box.low, box.high, size=(num_envs,) + box.shape).astype(box.dtype)
         envs.step(a)
     dt = time.perf_counter() - t
     envs.close()
@@ -63,8 +65,9 @@ def bench_collection(env_id: str, num_envs: int, steps: int, reps: int, tmp: Pat
         raw.append(raw_steps_per_second(env_id, num_envs, steps, seed=r))
         for writer in ours:
             out = tmp / f"{env_id}-{r}-{writer}"
-            s = collect(env_id, "random", steps=steps, num_envs=num_envs, seed=r, out=out, progress=False,
-                        writer=writer)
+            s = collect(
+                env_id, "random", steps=steps, num_envs=num_envs, seed=r, out=out, progress=False, writer=writer
+            )
             ours[writer].append(s.steps_per_second)
             if writer == "inline":
                 excl.append(s.steps_taken / max(s.seconds - s.write_seconds, 1e-9))
@@ -72,8 +75,12 @@ def bench_collection(env_id: str, num_envs: int, steps: int, reps: int, tmp: Pat
             shutil.rmtree(out)
     best_raw = max(raw)
     return {
-        "env": env_id, "num_envs": num_envs, "steps": steps, "reps": reps,
-        "episodes_per_run": episodes, "mean_episode_steps": steps / max(episodes, 1),
+        "env": env_id,
+        "num_envs": num_envs,
+        "steps": steps,
+        "reps": reps,
+        "episodes_per_run": episodes,
+        "mean_episode_steps": steps / max(episodes, 1),
         "raw_steps_per_s": best_raw,
         "collector_inline_steps_per_s": max(ours["inline"]),
         "collector_process_steps_per_s": max(ours["process"]),
@@ -82,23 +89,26 @@ def bench_collection(env_id: str, num_envs: int, steps: int, reps: int, tmp: Pat
         "ratio_process": max(ours["process"]) / best_raw,
         "ratio": max(max(ours["inline"]), max(ours["process"])) / best_raw,
         "ratio_excl_writes": max(excl) / best_raw,
-        "all_raw": raw, "all_collector": ours,
+        "all_raw": raw,
+        "all_collector": ours,
     }
 
 
 def raw_batches_per_second(episodes: list, seconds: float, batch: int = 16, length: int = 64) -> float:
     """Raw ceiling for sampling: numpy gathers of ``batch`` random windows of ``length`` from arrays
     concatenated once (obs, one-hot actions, rewards, flags), with no episode bookkeeping."""
-    obs = np.concatenate([ep.obs for ep in episodes]).astype(np.float32)          # (N, *obs)
+    obs = np.concatenate([ep.obs for ep in episodes]).astype(np.float32)  # (N, *obs)
     n_act = int(max(int(np.max(ep.action)) for ep in episodes)) + 1
     act = np.eye(n_act, dtype=np.float32)[np.concatenate([ep.action for ep in episodes]).astype(np.int64)]
-    rew = np.concatenate([ep.reward for ep in episodes]).astype(np.float32)       # (N,)
-    flags = np.stack([np.concatenate([getattr(ep, f) for ep in episodes]) for f in ("is_first", "is_last", "is_terminal")], -1)
+    rew = np.concatenate([ep.reward for ep in episodes]).astype(np.float32)  # (N,)
+    flags = np.stack(
+        [np.concatenate([getattr(ep, f) for ep in episodes]) for f in ("is_first", "is_last", "is_terminal")], -1
+    )
     rng = np.random.default_rng(0)
     win = np.arange(length)
     n, t = 0, time.perf_counter()
     while time.perf_counter() - t < seconds:
-        idx = rng.integers(0, len(obs) - length, size=batch)[:, None] + win      # (batch, length)
+        idx = rng.integers(0, len(obs) - length, size=batch)[:, None] + win  # (batch, length)
         b = {"obs": obs[idx], "action": act[idx], "reward": rew[idx], "flags": flags[idx]}
         n += 1
     assert b["obs"].shape[:2] == (batch, length)
@@ -121,9 +131,17 @@ def bench_sampling(tmp: Path, seconds: float = 3.0, steps: int = 20_000) -> dict
     dt = time.perf_counter() - t
     assert b["obs"].shape == (16, 64, 4)
     raw = raw_batches_per_second(episodes, seconds)
-    return {"store_steps": store.num_steps, "store_episodes": len(store), "load_seconds": load_s,
-            "batch_size": 16, "seq_len": 64, "batches_per_s": n / dt,
-            "steps_per_s": n * 16 * 64 / dt, "raw_batches_per_s": raw, "ratio": n / dt / raw}
+    return {
+        "store_steps": store.num_steps,
+        "store_episodes": len(store),
+        "load_seconds": load_s,
+        "batch_size": 16,
+        "seq_len": 64,
+        "batches_per_s": n / dt,
+        "steps_per_s": n * 16 * 64 / dt,
+        "raw_batches_per_s": raw,
+        "ratio": n / dt / raw,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -137,8 +155,9 @@ def main(argv: list[str] | None = None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="perf_data-"))
     try:
         t0 = time.perf_counter()
-        collection = [bench_collection(e, args.num_envs, args.steps, args.reps, tmp)
-                      for e in ("CartPole-v1", "Pendulum-v1")]
+        collection = [
+            bench_collection(e, args.num_envs, args.steps, args.reps, tmp) for e in ("CartPole-v1", "Pendulum-v1")
+        ]
         sampling = bench_sampling(tmp)
         total = time.perf_counter() - t0
     finally:
@@ -155,12 +174,16 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out, result, indent=1)
     for c in collection:
-        print(f"{c['env']:12s} raw {c['raw_steps_per_s']:8.0f}/s  collector inline "
-              f"{c['collector_inline_steps_per_s']:8.0f}/s ({c['ratio_inline']:.2f}x)  process writer "
-              f"{c['collector_process_steps_per_s']:8.0f}/s ({c['ratio_process']:.2f}x)  excluding store writes "
-              f"{c['ratio_excl_writes']:.2f}x  ({c['mean_episode_steps']:.0f} steps/episode)")
-    print(f"sampling: {sampling['batches_per_s']:.0f} batches/s of 16x64 over {sampling['store_steps']} steps "
-          f"(store load {sampling['load_seconds']:.2f} s)")
+        print(
+            f"{c['env']:12s} raw {c['raw_steps_per_s']:8.0f}/s  collector inline "
+            f"{c['collector_inline_steps_per_s']:8.0f}/s ({c['ratio_inline']:.2f}x)  process writer "
+            f"{c['collector_process_steps_per_s']:8.0f}/s ({c['ratio_process']:.2f}x)  excluding store writes "
+            f"{c['ratio_excl_writes']:.2f}x  ({c['mean_episode_steps']:.0f} steps/episode)"
+        )
+    print(
+        f"sampling: {sampling['batches_per_s']:.0f} batches/s of 16x64 over {sampling['store_steps']} steps "
+        f"(store load {sampling['load_seconds']:.2f} s)"
+    )
     print(f"wrote {args.out} in {total:.0f} s")
     return result
 

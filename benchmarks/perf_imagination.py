@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dreamlab.core.machine import run_manifest
 from dreamlab.core.io import atomic_write_json
+from dreamlab.core.machine import run_manifest
 from dreamlab.imagination.dreamer import DreamerConfig, DreamerLearner, lambda_returns
 from dreamlab.worldmodel.config import preset
 from dreamlab.worldmodel.model import WorldModel
@@ -45,8 +45,23 @@ def _mlp(inp: int, hidden: int, layers: int, out: int) -> nn.Sequential:
 class PlainImagination(nn.Module):
     """Plain PyTorch: RSSM prior step + actor + heads + critic with the world model's sizes."""
 
-    def __init__(self, deter: int, hidden: int, groups: int, classes: int, members: int, actions: int,
-                 wm_layers: int, bins: int, ac_hidden: int, ac_layers: int, critic_bins: int):
+    bins: torch.Tensor  # buffers
+    rbins: torch.Tensor
+
+    def __init__(
+        self,
+        deter: int,
+        hidden: int,
+        groups: int,
+        classes: int,
+        members: int,
+        actions: int,
+        wm_layers: int,
+        bins: int,
+        ac_hidden: int,
+        ac_layers: int,
+        critic_bins: int,
+    ):
         super().__init__()
         self.g, self.c, self.k, self.a = groups, classes, members, actions
         stoch = groups * classes
@@ -56,8 +71,12 @@ class PlainImagination(nn.Module):
         self.gru_in = nn.Linear(hidden, 3 * deter, bias=False)
         self.gru_rec = nn.Linear(deter, 3 * deter, bias=False)
         self.gru_norm = nn.LayerNorm(3 * deter, eps=1e-3)
-        self.prior = nn.ModuleList([nn.Sequential(nn.Linear(deter, hidden), nn.LayerNorm(hidden), nn.SiLU(),
-                                                  nn.Linear(hidden, stoch)) for _ in range(members)])
+        self.prior = nn.ModuleList(
+            [
+                nn.Sequential(nn.Linear(deter, hidden), nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, stoch))
+                for _ in range(members)
+            ]
+        )
         feat = deter + stoch
         self.actor = _mlp(feat, ac_hidden, ac_layers, actions)
         self.critic = _mlp(feat, ac_hidden, ac_layers, critic_bins)
@@ -158,20 +177,34 @@ def main(argv: list[str] | None = None) -> dict:
     wm = WorldModel(cfg, env.observation_space, env.action_space).eval()
     dcfg = DreamerConfig(horizon=args.horizon, max_starts=args.batch)
     learner = DreamerLearner(wm.feature_dim, wm.action_space, dcfg)
-    plain = PlainImagination(cfg.deter, cfg.hidden, cfg.groups, cfg.classes, cfg.ensemble, wm.codec.dim,
-                             cfg.mlp_layers, cfg.reward_bins, dcfg.hidden, dcfg.layers, 255)
+    plain = PlainImagination(
+        cfg.deter,
+        cfg.hidden,
+        cfg.groups,
+        cfg.classes,
+        cfg.ensemble,
+        wm.codec.dim,
+        cfg.mlp_layers,
+        cfg.reward_bins,
+        dcfg.hidden,
+        dcfg.layers,
+        255,
+    )
     n, h = args.batch, args.horizon
-    start = {"deter": torch.randn(n, cfg.deter) * 0.1,
-             "stoch": F.one_hot(torch.randint(0, cfg.classes, (n, cfg.groups)), cfg.classes).float()}
+    start = {
+        "deter": torch.randn(n, cfg.deter) * 0.1,
+        "stoch": F.one_hot(torch.randint(0, cfg.classes, (n, cfg.groups)), cfg.classes).float(),
+    }
     start["logits"] = torch.log(start["stoch"] * 0.99 + 0.01 / cfg.classes)
     stoch_flat = start["stoch"].reshape(n, -1)
     cont = torch.ones(n)
     rows = {}
     runs = {
-        "rollout": (lambda: learner.imagine(wm, start, grad=False),
-                    lambda: _no_grad(lambda: plain.heads(plain.rollout(start["deter"], stoch_flat, h)[0][1:]))),
-        "update": (lambda: learner.train_step(wm, start, cont),
-                   lambda: plain.update(start["deter"], stoch_flat, h)),
+        "rollout": (
+            lambda: learner.imagine(wm, start, grad=False),
+            lambda: _no_grad(lambda: plain.heads(plain.rollout(start["deter"], stoch_flat, h)[0][1:])),
+        ),
+        "update": (lambda: learner.train_step(wm, start, cont), lambda: plain.update(start["deter"], stoch_flat, h)),
     }
     for name, (ours, base) in runs.items():
         t_ours, t_plain = [], []
@@ -179,14 +212,25 @@ def main(argv: list[str] | None = None) -> dict:
             t_ours.append(_time(ours, args.repeats))
             t_plain.append(_time(base, args.repeats))
         ours_s, plain_s = min(t_ours), min(t_plain)
-        rows[name] = {"ours_steps_per_s": n * h / ours_s, "plain_steps_per_s": n * h / plain_s,
-                      "ours_seconds": ours_s, "plain_seconds": plain_s, "ratio": plain_s / ours_s}
-        print(f"{name:8s} ours {n * h / ours_s:10.0f} steps/s   plain {n * h / plain_s:10.0f} steps/s   "
-              f"ratio {plain_s / ours_s:.2f}")
+        rows[name] = {
+            "ours_steps_per_s": n * h / ours_s,
+            "plain_steps_per_s": n * h / plain_s,
+            "ours_seconds": ours_s,
+            "plain_seconds": plain_s,
+            "ratio": plain_s / ours_s,
+        }
+        print(
+            f"{name:8s} ours {n * h / ours_s:10.0f} steps/s   plain {n * h / plain_s:10.0f} steps/s   "
+            f"ratio {plain_s / ours_s:.2f}"
+        )
     result = {
-        "benchmark": "perf_imagination", "batch": n, "horizon": h, "preset": args.preset,
+        "benchmark": "perf_imagination",
+        "batch": n,
+        "horizon": h,
+        "preset": args.preset,
         "world_model": {k: getattr(cfg, k) for k in ("deter", "hidden", "groups", "classes", "ensemble", "mlp_layers")},
-        "results": rows, "goal_ratio": 0.8,
+        "results": rows,
+        "goal_ratio": 0.8,
         **run_manifest(),
         "note": "best of repeats, interleaved; the CPU is shared with other jobs, so timings are noisy",
     }

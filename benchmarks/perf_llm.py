@@ -22,8 +22,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from dreamlab.core.machine import run_manifest
 from dreamlab.core.io import atomic_write_json
+from dreamlab.core.machine import run_manifest
 from dreamlab.data.behaviour import make_behaviour
 from dreamlab.policy.base_llm import BaseLLMConfig, build_model, char_tokenizer
 from dreamlab.policy.distill import DistillConfig, Distiller
@@ -93,8 +93,9 @@ def raw_train_tokens_per_s(student: LLMPolicy, batch: int = 64, seconds: float =
 
     def step() -> None:
         logits = model(input_ids=ids, attention_mask=attn).logits  # (rows, L, V)
-        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
-                                                 ids[:, 1:].reshape(-1), reduction="mean")
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="mean"
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -119,8 +120,12 @@ def tokens_per_s(student_path: Path | None, method: str, updates: int) -> dict[s
     t0 = time.perf_counter()
     state = Distiller(student, teacher, env, cfg).run()
     wall = time.perf_counter() - t0
-    return {"labelled_tokens": state.labelled_tokens, "updates": state.updates, "seconds": wall,
-            "labelled_tokens_per_s": state.labelled_tokens / wall}
+    return {
+        "labelled_tokens": state.labelled_tokens,
+        "updates": state.updates,
+        "seconds": wall,
+        "labelled_tokens_per_s": state.labelled_tokens / wall,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dreamlab.core.machine import run_manifest
 from dreamlab.core.io import atomic_write_json
+from dreamlab.core.machine import run_manifest
 from dreamlab.worldmodel.config import WorldModelConfig, preset
 from dreamlab.worldmodel.model import WorldModel
 
@@ -42,10 +42,15 @@ def make_batch(seed: int = 0) -> dict[str, torch.Tensor]:
     first = torch.zeros(B, T, dtype=torch.bool)
     first[:, 0] = True
     term = torch.rand(B, T, generator=g) < 0.02
-    return {"obs": torch.randn(B, T, OBS_DIM, generator=g),
-            "action": F.one_hot(torch.randint(0, N_ACT, (B, T), generator=g), N_ACT).float(),
-            "reward": torch.randn(B, T, generator=g), "feedback": torch.zeros(B, T),
-            "is_first": first, "is_last": term.clone(), "is_terminal": term}
+    return {
+        "obs": torch.randn(B, T, OBS_DIM, generator=g),
+        "action": F.one_hot(torch.randint(0, N_ACT, (B, T), generator=g), N_ACT).float(),
+        "reward": torch.randn(B, T, generator=g),
+        "feedback": torch.zeros(B, T),
+        "is_first": first,
+        "is_last": term.clone(),
+        "is_terminal": term,
+    }
 
 
 # ----------------------------------------------------------------------------- plain RSSM
@@ -62,6 +67,8 @@ def mlp(inp: int, hidden: int, layers: int, out: int | None) -> nn.Sequential:
 class PlainRSSM(nn.Module):
     """A plain DreamerV3-style RSSM world model with the sizes of a WorldModelConfig."""
 
+    bins: torch.Tensor  # buffer
+
     def __init__(self, c: WorldModelConfig):
         super().__init__()
         self.c = c
@@ -71,7 +78,7 @@ class PlainRSSM(nn.Module):
         self.blocks = c.gru_blocks
         w = D // c.gru_blocks
         self.gru_x = nn.Linear(H, 3 * D, bias=False)
-        self.gru_h = nn.Parameter(torch.randn(c.gru_blocks, w, 3 * w) * w ** -0.5)
+        self.gru_h = nn.Parameter(torch.randn(c.gru_blocks, w, 3 * w) * w**-0.5)
         self.gru_norm = nn.LayerNorm(3 * w, eps=1e-3)
         self.post = mlp(D + H, H, 1, S)
         self.priors = nn.ModuleList([mlp(D, H, 1, S) for _ in range(c.ensemble)])
@@ -81,7 +88,7 @@ class PlainRSSM(nn.Module):
         self.cont = mlp(F_, H, c.mlp_layers, 1)
         self.register_buffer("bins", torch.linspace(-c.bin_range, c.bin_range, c.reward_bins))
 
-    def dist(self, logits: torch.Tensor) -> torch.distributions.Distribution:
+    def dist(self, logits: torch.Tensor) -> torch.distributions.OneHotCategoricalStraightThrough:
         c = self.c
         probs = torch.softmax(logits.reshape(*logits.shape[:-1], c.groups, c.classes), -1)
         probs = probs * (1 - c.unimix) + c.unimix / c.classes
@@ -120,12 +127,16 @@ class PlainRSSM(nn.Module):
         feat = torch.cat([h_all, z_all], -1)
         dec = ((self.dec(feat) - target) ** 2).sum(-1).mean()
         y = torch.sign(batch["reward"]) * torch.log1p(batch["reward"].abs())
-        idx = torch.searchsorted(self.bins, y.clamp(self.bins[0], self.bins[-1]).contiguous()).clamp(1, c.reward_bins - 1)
+        idx = torch.searchsorted(self.bins, y.clamp(self.bins[0], self.bins[-1]).contiguous()).clamp(
+            1, c.reward_bins - 1
+        )
         w_hi = ((y - self.bins[idx - 1]) / (self.bins[idx] - self.bins[idx - 1])).clamp(0, 1)
         lp = F.log_softmax(self.rew(feat), -1)
-        rew = -((1 - w_hi) * lp.gather(-1, (idx - 1)[..., None])[..., 0] + w_hi * lp.gather(-1, idx[..., None])[..., 0]).mean()
+        rew = -(
+            (1 - w_hi) * lp.gather(-1, (idx - 1)[..., None])[..., 0] + w_hi * lp.gather(-1, idx[..., None])[..., 0]
+        ).mean()
         cont = F.binary_cross_entropy_with_logits(self.cont(feat)[..., 0], 1 - batch["is_terminal"].float())
-        kl = 0.0
+        kl: torch.Tensor | float = 0.0
         prior_logits = []
         for prior in self.priors:
             pl = self.dist(prior(h_all)).logits
@@ -139,7 +150,9 @@ class PlainRSSM(nn.Module):
             z_prior = torch.distributions.OneHotCategoricalStraightThrough(logits=pl).rsample()
             feat_p = torch.cat([h_all, z_prior.reshape(B, T, -1)], -1)
             lp = F.log_softmax(self.rew(feat_p), -1)
-            rew_p = -((1 - w_hi) * lp.gather(-1, (idx - 1)[..., None])[..., 0] + w_hi * lp.gather(-1, idx[..., None])[..., 0]).mean()
+            rew_p = -(
+                (1 - w_hi) * lp.gather(-1, (idx - 1)[..., None])[..., 0] + w_hi * lp.gather(-1, idx[..., None])[..., 0]
+            ).mean()
             cont_p = F.binary_cross_entropy_with_logits(self.cont(feat_p)[..., 0], 1 - batch["is_terminal"].float())
             rew, cont = (rew + rew_p) / 2, (cont + cont_p) / 2
         return dec + rew + cont + kl
@@ -157,6 +170,7 @@ def step_fn(module: nn.Module, loss_fn: Any, batch: dict[str, torch.Tensor]):
         torch.nn.utils.clip_grad_norm_(module.parameters(), 100.0)
         opt.step()
         return time.perf_counter() - t0
+
     return step
 
 
@@ -171,10 +185,22 @@ class _StepTimer(L.Callback):
 def lightning_step_time(cfg: WorldModelConfig, batch: dict[str, torch.Tensor], steps: int) -> float:
     model = WorldModel(cfg, gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32), gym.spaces.Discrete(N_ACT))
     timer = _StepTimer()
-    trainer = L.Trainer(max_steps=steps + 1, accelerator="cpu", devices=1, logger=False, callbacks=[timer],
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        gradient_clip_val=cfg.grad_clip, num_sanity_val_steps=0, limit_val_batches=0)
-    loader = torch.utils.data.DataLoader([batch] * (steps + 1), batch_size=None)
+    trainer = L.Trainer(
+        max_steps=steps + 1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        callbacks=[timer],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        gradient_clip_val=cfg.grad_clip,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
+    # a list is a map-style dataset at runtime; torch's stubs only accept Dataset subclasses
+    data: Any = [batch] * (steps + 1)
+    loader: torch.utils.data.DataLoader[dict[str, torch.Tensor]] = torch.utils.data.DataLoader(data, batch_size=None)
     trainer.fit(model, train_dataloaders=loader)
     diffs = np.diff(timer.starts)
     return float(np.median(diffs)) if len(diffs) else float("nan")
@@ -193,20 +219,26 @@ def bench_preset(name: str, reps: int, lightning: bool = True) -> dict[str, Any]
         t_ours.append(ours_step())
         t_plain.append(plain_step())
     row = {
-        "preset": name, "config": cfg.to_dict(), "reps": reps,
+        "preset": name,
+        "config": cfg.to_dict(),
+        "reps": reps,
         "params_ours": sum(p.numel() for p in ours.parameters()),
         "params_plain": sum(p.numel() for p in plain.parameters()),
-        "ours_s": statistics.median(t_ours), "plain_s": statistics.median(t_plain),
-        "ours_all_s": t_ours, "plain_all_s": t_plain,
+        "ours_s": statistics.median(t_ours),
+        "plain_s": statistics.median(t_plain),
+        "ours_all_s": t_ours,
+        "plain_all_s": t_plain,
     }
     row["ratio_ours_over_plain"] = row["ours_s"] / row["plain_s"]
     if lightning and name in ("tiny", "small"):
         row["ours_lightning_s"] = lightning_step_time(cfg, batch, max(reps, 5))
         row["ratio_lightning_over_plain"] = row["ours_lightning_s"] / row["plain_s"]
-    print(f"{name:>6}: ours {row['ours_s'] * 1e3:8.1f} ms  plain {row['plain_s'] * 1e3:8.1f} ms  "
-          f"ratio {row['ratio_ours_over_plain']:.2f}"
-          + (f"  (through Lightning {row['ours_lightning_s'] * 1e3:.1f} ms)" if "ours_lightning_s" in row else ""),
-          flush=True)
+    print(
+        f"{name:>6}: ours {row['ours_s'] * 1e3:8.1f} ms  plain {row['plain_s'] * 1e3:8.1f} ms  "
+        f"ratio {row['ratio_ours_over_plain']:.2f}"
+        + (f"  (through Lightning {row['ours_lightning_s'] * 1e3:.1f} ms)" if "ours_lightning_s" in row else ""),
+        flush=True,
+    )
     return row
 
 
@@ -216,25 +248,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=None, help="timed steps per model (default: 10, medium 3, large 2)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=RESULTS / "perf_worldmodel.json")
-    p.add_argument("--update", action="store_true",
-                   help="keep the rows of presets not run now from an existing --out file")
+    p.add_argument(
+        "--update", action="store_true", help="keep the rows of presets not run now from an existing --out file"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     default_reps = {"tiny": 10, "small": 10, "medium": 3, "large": 2}
     rows = [bench_preset(n, args.reps or default_reps.get(n, 3)) for n in args.presets]
     if args.update and args.out.exists():
         old = json.loads(args.out.read_text())
-        kept = [dict(r, machine_at_the_time=old["machine"], date=old["date"])
-                for r in old["results"] if r["preset"] not in args.presets]
+        kept = [
+            dict(r, machine_at_the_time=old["machine"], date=old["date"])
+            for r in old["results"]
+            if r["preset"] not in args.presets
+        ]
         order = {n: i for i, n in enumerate(["tiny", "small", "medium", "large"])}
         rows = sorted(kept + rows, key=lambda r: order.get(r["preset"], 9))
     report = {
-        "benchmark": "perf_worldmodel", "batch": B, "length": T, "obs_dim": OBS_DIM, "actions": N_ACT,
+        "benchmark": "perf_worldmodel",
+        "batch": B,
+        "length": T,
+        "obs_dim": OBS_DIM,
+        "actions": N_ACT,
         "goal": "ours <= 1.25x plain",
         **run_manifest(),
         "note": "CPU shared with other jobs during the run: absolute times are noisy; ours and plain "
-                "alternate per repetition so the ratio is fairer than either time",
-        "results": rows, "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "alternate per repetition so the ratio is fairer than either time",
+        "results": rows,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out, report, indent=1)

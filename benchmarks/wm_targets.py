@@ -28,14 +28,14 @@ from typing import Any
 import lightning as L
 import torch
 
-from dreamlab.core.machine import run_manifest
 from dreamlab.core.io import atomic_write_json
+from dreamlab.core.machine import run_manifest
 from dreamlab.data.behaviour import CARTPOLE_MEDIOCRE_EPSILON
 from dreamlab.data.collect import collect
 from dreamlab.data.sampling import split_names
 from dreamlab.data.store import EpisodeStore
-from dreamlab.worldmodel.config import preset
 from dreamlab.plots import plot_openloop_panels
+from dreamlab.worldmodel.config import preset
 from dreamlab.worldmodel.evaluate import evaluate
 from dreamlab.worldmodel.model import WorldModel
 from dreamlab.worldmodel.train import train
@@ -77,16 +77,26 @@ def run_env(env_id: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
     store = EpisodeStore(logs)
     overrides = dict(kv.split("=", 1) for kv in args.set)
     cfg = preset(args.preset)
-    typed = {k: (v.lower() in ("1", "true", "yes")) if isinstance(getattr(cfg, k), bool)
-             else type(getattr(cfg, k))(v) for k, v in overrides.items()}
+    typed = {
+        k: (v.lower() in ("1", "true", "yes")) if isinstance(getattr(cfg, k), bool) else type(getattr(cfg, k))(v)
+        for k, v in overrides.items()
+    }
     cfg = preset(args.preset, seed=args.seed, **typed)
     out = work / f"{env_id}-wm"
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     budget = CpuBudget(args.minutes) if args.budget == "cpu" else None
-    final = train(logs, out, cfg, max_steps=args.max_steps,
-                  max_minutes=args.minutes if args.budget == "wall" else args.wall_cap, accelerator="cpu",
-                  progress=False, ckpt_every=10 ** 9, callbacks=[budget] if budget else None)
+    final = train(
+        logs,
+        out,
+        cfg,
+        max_steps=args.max_steps,
+        max_minutes=args.minutes if args.budget == "wall" else args.wall_cap,
+        accelerator="cpu",
+        progress=False,
+        ckpt_every=10**9,
+        callbacks=[budget] if budget else None,
+    )
     train_s = time.perf_counter() - t0
     summary = json.loads((out / "train_summary.json").read_text())
     model = WorldModel.load(final)
@@ -99,28 +109,43 @@ def run_env(env_id: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
     plot_openloop_panels(res, str(plot_path), title=f"{env_id}, {args.preset}")
     stats = store.stats()
     row: dict[str, Any] = {
-        "env": env_id, "log_steps": stats.steps, "log_episodes": stats.episodes,
-        "behaviour_epsilon": EPSILON.get(env_id, 0.3), "log_return_mean": float(stats.returns.mean()),
-        "held_out_episodes": len(held), "preset": args.preset, "overrides": typed,
-        "train_minutes_budget": args.minutes, "budget_kind": args.budget,
-        "train_cpu_s": budget.used if budget else None, "train_wall_s": train_s,
+        "env": env_id,
+        "log_steps": stats.steps,
+        "log_episodes": stats.episodes,
+        "behaviour_epsilon": EPSILON.get(env_id, 0.3),
+        "log_return_mean": float(stats.returns.mean()),
+        "held_out_episodes": len(held),
+        "preset": args.preset,
+        "overrides": typed,
+        "train_minutes_budget": args.minutes,
+        "budget_kind": args.budget,
+        "train_cpu_s": budget.used if budget else None,
+        "train_wall_s": train_s,
         "train_steps": summary["global_step"],
-        "steps_per_s": summary["global_step"] / max(summary["wall_s"], 1e-9), "eval_wall_s": eval_s,
-        "eval": res, "plot": str(plot_path),
+        "steps_per_s": summary["global_step"] / max(summary["wall_s"], 1e-9),
+        "eval_wall_s": eval_s,
+        "eval": res,
+        "plot": str(plot_path),
     }
     s, o = res["summary"], res["one_step"]
     if env_id.startswith("CartPole"):
         ratio = s["ratio_copy_last_over_model_at_horizon"]
         row["targets"] = {
-            "nmse15_ratio_copy_last_over_model": ratio, "nmse15_ratio_goal": 5.0, "nmse15_met": ratio >= 5.0,
-            "term_balanced_acc_one_step": o["term_balanced_acc"], "term_goal": 0.95,
+            "nmse15_ratio_copy_last_over_model": ratio,
+            "nmse15_ratio_goal": 5.0,
+            "nmse15_met": ratio >= 5.0,
+            "term_balanced_acc_one_step": o["term_balanced_acc"],
+            "term_goal": 0.95,
             "term_met": o["term_balanced_acc"] is not None and o["term_balanced_acc"] >= 0.95,
         }
     row["reward_mae_one_step"] = o["reward_mae"]
     row["reward_mae_horizon_mean"] = s["reward_mae_mean"]
-    print(f"[{env_id}] {summary['global_step']} steps in {train_s:.0f}s; nmse15 {s['nmse_at_horizon']:.4f} vs "
-          f"copy-last {s['nmse_copy_last_at_horizon']:.4f} ({s['ratio_copy_last_over_model_at_horizon']:.1f}x); "
-          f"term bal acc {o['term_balanced_acc']}; reward MAE {o['reward_mae']:.4f}", flush=True)
+    print(
+        f"[{env_id}] {summary['global_step']} steps in {train_s:.0f}s; nmse15 {s['nmse_at_horizon']:.4f} vs "
+        f"copy-last {s['nmse_copy_last_at_horizon']:.4f} ({s['ratio_copy_last_over_model_at_horizon']:.1f}x); "
+        f"term bal acc {o['term_balanced_acc']}; reward MAE {o['reward_mae']:.4f}",
+        flush=True,
+    )
     return row
 
 
@@ -130,11 +155,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=20000, help="logged transitions per env")
     p.add_argument("--minutes", type=float, default=10.0, help="training budget per env (wall clock)")
     p.add_argument("--max-steps", type=int, default=100000, help="training-step cap (time usually binds)")
-    p.add_argument("--budget", choices=("wall", "cpu"), default="wall",
-                   help="wall: Lightning max_time; cpu: this process's CPU time (for a shared CPU)")
+    p.add_argument(
+        "--budget",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall: Lightning max_time; cpu: this process's CPU time (for a shared CPU)",
+    )
     p.add_argument("--wall-cap", type=float, default=45.0, help="with --budget cpu: wall-clock cap (minutes)")
-    p.add_argument("--merge", nargs="+", type=Path, default=None,
-                   help="only combine result files of separate runs (e.g. one per env) into --out")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="only combine result files of separate runs (e.g. one per env) into --out",
+    )
     p.add_argument("--preset", default="small")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     p.add_argument("--windows", type=int, default=1024, help="evaluation windows at most")
@@ -145,8 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.merge:
         parts = [json.loads(p.read_text()) for p in args.merge]
-        merged = dict(parts[0], results=[r for part in parts for r in part["results"]],
-                      commands=[part["command"] for part in parts], merged_from=[str(p) for p in args.merge])
+        merged = dict(
+            parts[0],
+            results=[r for part in parts for r in part["results"]],
+            commands=[part["command"] for part in parts],
+            merged_from=[str(p) for p in args.merge],
+        )
         atomic_write_json(args.out, merged, indent=1)
         print(f"wrote {args.out}")
         return 0
@@ -155,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     rows = [run_env(env_id, args, work) for env_id in args.envs]
     report = {
-        "benchmark": "wm_targets", "command": "python -m dreamlab.benchmarks.wm_targets " + " ".join(sys.argv[1:] if argv is None else argv),
+        "benchmark": "wm_targets",
+        "command": "python -m dreamlab.benchmarks.wm_targets " + " ".join(sys.argv[1:] if argv is None else argv),
         **run_manifest(),
         "note": "the CPU is shared with other jobs; wall-clock budgets buy fewer steps under load",
         "results": rows,

@@ -31,9 +31,9 @@ passed in ``loaders`` recognises (e.g. a saved agent directory).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -67,7 +67,7 @@ def _pendulum(obs: np.ndarray) -> np.ndarray:
     # (n, 3): cos th, sin th, th_dot (th = 0 upright). th'' = 15 sin th + 3 u (g=10, m=l=1).
     c, s, thd = obs[:, 0], obs[:, 1], obs[:, 2]
     th = np.arctan2(s, c)
-    energy = 0.5 * thd ** 2 + 15.0 * c  # 15 at rest upright
+    energy = 0.5 * thd**2 + 15.0 * c  # 15 at rest upright
     pump = 2.0 * np.sign(thd * (15.0 - energy) + 1e-6)
     balance = -(10.0 * th + 2.0 * thd)
     u = np.where(c > 0.85, balance, pump)
@@ -100,8 +100,13 @@ def _base_name(env_id: str) -> str:
 class HeuristicPolicy:
     """A stateless heuristic plus epsilon-random actions (see the module docstring)."""
 
-    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], action_space: gym.Space,
-                 epsilon: float = 0.0, seed: int | None = None):
+    def __init__(
+        self,
+        fn: Callable[[np.ndarray], np.ndarray],
+        action_space: gym.Space,
+        epsilon: float = 0.0,
+        seed: int | None = None,
+    ):
         if not 0.0 <= epsilon <= 1.0:
             raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
         self.fn, self.action_space, self.epsilon = fn, action_space, float(epsilon)
@@ -117,20 +122,21 @@ class HeuristicPolicy:
         obs = np.asarray(obs)
         actions = self.fn(obs)  # (n, *action_shape)
         if self.epsilon > 0.0:
-            noisy = self.rng.random(obs.shape[0]) < self.epsilon  # (n,)
+            noisy = self.rng.random(int(obs.shape[0])) < self.epsilon  # (n,)
             if noisy.any():
                 actions = actions.copy()
                 actions[noisy] = self.random.act(obs[noisy])
         return actions
 
 
-def make_behaviour(env_id: str, action_space: gym.Space, epsilon: float = 0.0,
-                   seed: int | None = None) -> Policy:
+def make_behaviour(env_id: str, action_space: gym.Space, epsilon: float = 0.0, seed: int | None = None) -> Policy:
     """A heuristic behaviour policy for a classic-control env id (e.g. ``CartPole-v1``)."""
     name = _base_name(env_id)
     if name not in HEURISTICS:
-        raise PolicyLoadError(f"no heuristic behaviour policy for env '{env_id}'; heuristics exist for "
-                              f"{sorted(HEURISTICS)} (use --policy random or --policy module:attr)")
+        raise PolicyLoadError(
+            f"no heuristic behaviour policy for env '{env_id}'; heuristics exist for "
+            f"{sorted(HEURISTICS)} (use --policy random or --policy module:attr)"
+        )
     return HeuristicPolicy(HEURISTICS[name], action_space, epsilon, seed)
 
 
@@ -145,8 +151,14 @@ def _is_policy(obj: Any) -> bool:
     return callable(getattr(obj, "act", None)) and callable(getattr(obj, "reset", None))
 
 
-def load_policy(spec: str, env: gym.Env, epsilon: float = 0.0, seed: int | None = None,
-                env_id: str | None = None, loaders: Sequence[PolicyLoader] = ()) -> Policy:
+def load_policy(
+    spec: str,
+    env: gym.Env,
+    epsilon: float = 0.0,
+    seed: int | None = None,
+    env_id: str | None = None,
+    loaders: Sequence[PolicyLoader] = (),
+) -> Policy:
     """Resolve a ``--policy`` spec for ``env`` (a single gymnasium env, used for its spaces/id);
     ``loaders`` are tried in order before ``module:attr``."""
     if spec == "random":
@@ -161,11 +173,15 @@ def load_policy(spec: str, env: gym.Env, epsilon: float = 0.0, seed: int | None 
         if pol is not None:
             return pol
     if Path(spec).exists():
-        raise PolicyLoadError(f"{spec}: no policy loader recognises this path (a saved agent directory holds "
-                              "agent.json or grpo_agent.json; otherwise use random, heuristic or module:attr)")
+        raise PolicyLoadError(
+            f"{spec}: no policy loader recognises this path (a saved agent directory holds "
+            "agent.json or grpo_agent.json; otherwise use random, heuristic or module:attr)"
+        )
     if ":" not in spec:
-        raise PolicyLoadError(f"--policy '{spec}': expected random, heuristic, a saved policy path or "
-                              "module:attr (a Policy or a factory called with the env)")
+        raise PolicyLoadError(
+            f"--policy '{spec}': expected random, heuristic, a saved policy path or "
+            "module:attr (a Policy or a factory called with the env)"
+        )
     module_name, _, attr = spec.partition(":")
     try:
         obj: Any = importlib.import_module(module_name)
@@ -178,8 +194,9 @@ def load_policy(spec: str, env: gym.Env, epsilon: float = 0.0, seed: int | None 
             raise PolicyLoadError(f"--policy '{spec}': {obj!r} is neither a Policy nor callable")
         obj = obj(env)
     if not _is_policy(obj):
-        raise PolicyLoadError(f"--policy '{spec}': produced {type(obj).__name__}, which lacks reset(n) "
-                              "and act(obs, is_first)")
+        raise PolicyLoadError(
+            f"--policy '{spec}': produced {type(obj).__name__}, which lacks reset(n) and act(obs, is_first)"
+        )
     return obj
 
 
@@ -203,9 +220,15 @@ def evaluate(env_id: str, policy: Policy, episodes: int, seed: int = 0) -> np.nd
 
 
 if __name__ == "__main__":  # pragma: no cover - documentation helper
-    for eid, eps in [("CartPole-v1", 0.0), ("CartPole-v1", CARTPOLE_MEDIOCRE_EPSILON), ("Acrobot-v1", 0.0),
-                     ("Pendulum-v1", 0.0), ("MountainCar-v0", 0.0), ("MountainCarContinuous-v0", 0.0),
-                     ("MountainCarContinuous-v0", MCC_MINORITY_EPSILON)]:
+    for eid, eps in [
+        ("CartPole-v1", 0.0),
+        ("CartPole-v1", CARTPOLE_MEDIOCRE_EPSILON),
+        ("Acrobot-v1", 0.0),
+        ("Pendulum-v1", 0.0),
+        ("MountainCar-v0", 0.0),
+        ("MountainCarContinuous-v0", 0.0),
+        ("MountainCarContinuous-v0", MCC_MINORITY_EPSILON),
+    ]:
         sp = gym.make(eid).action_space
         r = evaluate(eid, make_behaviour(eid, sp, eps, seed=0), 20)
         print(f"{eid:28s} eps={eps:.2f} mean={r.mean():8.1f} min={r.min():8.1f} max={r.max():8.1f}")

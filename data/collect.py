@@ -24,29 +24,28 @@ directory appends (the env id and spaces must match).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import importlib
 import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import gymnasium as gym
 import numpy as np
-from tqdm import tqdm
 
 from dreamlab.core.errors import DreamlabError
+from dreamlab.core.progress import Progress
+from dreamlab.core.protocol import Policy
 from dreamlab.data.behaviour import PolicyLoader, load_policy
 from dreamlab.data.episodes import Episode
 from dreamlab.data.store import EpisodeStore
 from dreamlab.data.writers import make_writer
-from dreamlab.core.protocol import Policy
 
 
 class EnvSpecError(DreamlabError):
@@ -56,12 +55,13 @@ class EnvSpecError(DreamlabError):
 @dataclass
 class CollectConfig:
     """Collection settings (CLI: ``dreamlab collect``)."""
-    steps: int = 5000                 # transitions to store (at least)
-    num_envs: int = 4                 # parallel envs in the SyncVectorEnv
-    seed: int = 0                     # env reset seed (env i gets seed + i) and policy seed
-    epsilon: float = 0.0              # heuristic policy: probability of a random action per step
+
+    steps: int = 5000  # transitions to store (at least)
+    num_envs: int = 4  # parallel envs in the SyncVectorEnv
+    seed: int = 0  # env reset seed (env i gets seed + i) and policy seed
+    epsilon: float = 0.0  # heuristic policy: probability of a random action per step
     max_episode_steps: Optional[int] = None  # override the env's time limit (None: the env's own)
-    writer: str = "process"           # process: archives are written by a child process; inline
+    writer: str = "process"  # process: archives are written by a child process; inline
 
 
 @dataclass
@@ -119,8 +119,9 @@ def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
 
 
 def make_vector_env(env_id: str, num_envs: int, max_episode_steps: int | None = None) -> gym.vector.SyncVectorEnv:
-    return gym.vector.SyncVectorEnv([partial(make_env, env_id, max_episode_steps)] * num_envs,
-                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    return gym.vector.SyncVectorEnv(
+        [partial(make_env, env_id, max_episode_steps)] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+    )
 
 
 @contextmanager
@@ -132,6 +133,7 @@ def _sigterm_as_exit():
 
     def handler(signum: int, frame: Any) -> None:
         raise SystemExit(128 + signum)
+
     old = signal.signal(signal.SIGTERM, handler)
     try:
         yield
@@ -139,10 +141,20 @@ def _sigterm_as_exit():
         signal.signal(signal.SIGTERM, old)
 
 
-def collect(env_id: str, policy: Policy | str, steps: int, num_envs: int = 4, seed: int = 0,
-            out: str | Path = "logs", epsilon: float = 0.0, max_episode_steps: int | None = None,
-            progress: bool = True, writer: str = "process", budget: str = "stored",
-            loaders: Sequence[PolicyLoader] = ()) -> CollectSummary:
+def collect(
+    env_id: str,
+    policy: Policy | str,
+    steps: int,
+    num_envs: int = 4,
+    seed: int = 0,
+    out: str | Path = "logs",
+    epsilon: float = 0.0,
+    max_episode_steps: int | None = None,
+    progress: bool = True,
+    writer: str = "process",
+    budget: str = "stored",
+    loaders: Sequence[PolicyLoader] = (),
+) -> CollectSummary:
     """Collect at least ``steps`` transitions into the store at ``out`` (see the module docstring).
 
     ``budget="taken"`` instead caps the env steps *taken* (a deployment budget): collection stops
@@ -157,8 +169,17 @@ def collect(env_id: str, policy: Policy | str, steps: int, num_envs: int = 4, se
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     if isinstance(policy, str):
         probe = make_env(env_id, max_episode_steps)
-        policy = load_policy(policy, probe, epsilon=epsilon, seed=seed,
-                             env_id=env_id if env_id in gym.registry else None, loaders=loaders)
+        policy = cast(
+            Policy,
+            load_policy(
+                policy,
+                probe,
+                epsilon=epsilon,
+                seed=seed,
+                env_id=env_id if env_id in gym.registry else None,
+                loaders=loaders,
+            ),
+        )
         probe.close()
     store = EpisodeStore.create(out, env_id, obs_space, act_space)
 
@@ -168,10 +189,11 @@ def collect(env_id: str, policy: Policy | str, steps: int, num_envs: int = 4, se
     # The envs step in lockstep, so one time index T serves them all (basic slicing per step,
     # no per-env fancy indexing); each env's current episode spans [start[i], T].
     obs_buf = np.zeros((K, cap + 1) + obs_shape, obs_space.dtype)  # (env, time, *obs)
-    act_buf = np.zeros((K, cap) + act_shape, act_space.dtype)      # (env, time, *act)
-    rew_buf = np.zeros((K, cap), np.float64)                        # (env, time)
-    start = np.zeros(K, np.int64)                                   # first step of each env's episode
+    act_buf = np.zeros((K, cap) + act_shape, act_space.dtype)  # (env, time, *act)
+    rew_buf = np.zeros((K, cap), np.float64)  # (env, time)
+    start = np.zeros(K, np.int64)  # first step of each env's episode
     T = 0
+    i: int | np.integer  # env index: numpy's from flatnonzero below, Python's from range
 
     obs, _ = envs.reset(seed=seed)
     obs_buf[:, 0] = obs
@@ -182,7 +204,7 @@ def collect(env_id: str, policy: Policy | str, steps: int, num_envs: int = 4, se
     recent: deque[float] = deque(maxlen=20)
     t0 = last_post = time.perf_counter()
     sink = make_writer(store, writer)
-    bar = tqdm(total=steps, unit="step", desc=f"collect {env_id}", disable=not progress, smoothing=0.1)
+    bar: Progress[Any] = Progress(total=steps, unit="step", desc=f"collect {env_id}", enabled=progress, smoothing=0.1)
     with _sigterm_as_exit():
         try:
             while (taken if budget == "taken" else submitted) < steps:
@@ -199,8 +221,13 @@ def collect(env_id: str, policy: Policy | str, steps: int, num_envs: int = 4, se
                     for i in np.flatnonzero(first):
                         s = int(start[i])
                         obs_buf[i, T] = final[i]
-                        ep = Episode.from_transitions(obs_buf[i, s : T + 1].copy(), act_buf[i, s:T].copy(),
-                                                      rew_buf[i, s:T], bool(term[i]), action_space=act_space)
+                        ep = Episode.from_transitions(
+                            obs_buf[i, s : T + 1].copy(),
+                            act_buf[i, s:T].copy(),
+                            rew_buf[i, s:T],
+                            bool(term[i]),
+                            action_space=act_space,
+                        )
                         sink.submit(ep)
                         n = T - s
                         submitted += n
@@ -212,8 +239,12 @@ def collect(env_id: str, policy: Policy | str, steps: int, num_envs: int = 4, se
                         start[i] = T
                     now = time.perf_counter()
                     if progress and now - last_post > 0.5:
-                        bar.set_postfix(env_steps_s=f"{taken / (now - t0):.0f}", episodes=episodes,
-                                        ret=f"{np.mean(recent):.1f}", refresh=False)
+                        bar.set_postfix(
+                            env_steps_s=f"{taken / (now - t0):.0f}",
+                            episodes=episodes,
+                            ret=f"{np.mean(recent):.1f}",
+                            refresh=False,
+                        )
                         last_post = now
                 if T >= cap:  # drop finished history; grow if the episodes in flight fill the buffer
                     m = int(start.min())
@@ -229,8 +260,15 @@ def collect(env_id: str, policy: Policy | str, steps: int, num_envs: int = 4, se
                 for i in range(K):
                     s = int(start[i])
                     if T - s >= 1:
-                        sink.submit(Episode.from_transitions(obs_buf[i, s : T + 1].copy(), act_buf[i, s:T].copy(),
-                                                             rew_buf[i, s:T], False, action_space=act_space))
+                        sink.submit(
+                            Episode.from_transitions(
+                                obs_buf[i, s : T + 1].copy(),
+                                act_buf[i, s:T].copy(),
+                                rew_buf[i, s:T],
+                                False,
+                                action_space=act_space,
+                            )
+                        )
                         submitted += T - s
                         bar.update(T - s)
         finally:
@@ -239,10 +277,18 @@ def collect(env_id: str, policy: Policy | str, steps: int, num_envs: int = 4, se
             sink.close()
     seconds = time.perf_counter() - t0
     store.refresh()
-    return CollectSummary(out=str(out), env_id=env_id, steps_taken=taken, steps_stored=sink.written_steps,
-                          episodes_stored=sink.written_episodes, steps_dropped=taken - sink.written_steps,
-                          store_steps_total=store.num_steps, seconds=seconds,
-                          write_seconds=sink.seconds, returns=returns)
+    return CollectSummary(
+        out=str(out),
+        env_id=env_id,
+        steps_taken=taken,
+        steps_stored=sink.written_steps,
+        episodes_stored=sink.written_episodes,
+        steps_dropped=taken - sink.written_steps,
+        store_steps_total=store.num_steps,
+        seconds=seconds,
+        write_seconds=sink.seconds,
+        returns=returns,
+    )
 
 
 def _grow(buf: np.ndarray, length: int) -> np.ndarray:

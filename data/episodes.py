@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -54,7 +54,7 @@ class Episode:
     is_first: np.ndarray
     is_last: np.ndarray
     is_terminal: np.ndarray
-    feedback: np.ndarray = field(default=None)  # type: ignore[assignment]
+    feedback: np.ndarray = field(default=cast(np.ndarray, None))  # None: filled in by __post_init__
 
     def __post_init__(self) -> None:
         if self.feedback is None:
@@ -83,10 +83,15 @@ class Episode:
         return {k: getattr(self, k) for k in FIELDS}
 
     @classmethod
-    def from_transitions(cls, observations: list[Any] | np.ndarray, actions: list[Any] | np.ndarray,
-                         rewards: list[float] | np.ndarray, terminated: bool,
-                         feedback: list[float] | np.ndarray | None = None,
-                         action_space: gym.Space | None = None) -> "Episode":
+    def from_transitions(
+        cls,
+        observations: list[Any] | np.ndarray,
+        actions: list[Any] | np.ndarray,
+        rewards: list[float] | np.ndarray,
+        terminated: bool,
+        feedback: list[float] | np.ndarray | None = None,
+        action_space: gym.Space | None = None,
+    ) -> Episode:
         """Build from N+1 observations, N actions and N rewards (gymnasium order).
 
         ``rewards[i]`` is the reward for ``actions[i]``; ``feedback`` (optional, length N) is
@@ -117,8 +122,12 @@ class Episode:
         is_terminal[-1] = bool(terminated)
         return cls(obs, action, reward, is_first, is_last, is_terminal, fb)
 
-    def validate(self, obs_space: gym.Space | None = None, action_space: gym.Space | None = None,
-                 source: str | Path = "<episode>") -> "Episode":
+    def validate(
+        self,
+        obs_space: gym.Space | None = None,
+        action_space: gym.Space | None = None,
+        source: str | Path = "<episode>",
+    ) -> Episode:
         """Check the convention (and the spaces, when given); raise EpisodeError naming the field."""
         validate_arrays(self.arrays(), obs_space, action_space, source)
         return self
@@ -130,8 +139,9 @@ def _check_finite(name: str, arr: np.ndarray, source: str | Path) -> None:
         raise EpisodeError(source, name, f"contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
 
 
-def validate_arrays(arrs: dict[str, np.ndarray], obs_space: gym.Space | None,
-                    action_space: gym.Space | None, source: str | Path) -> None:
+def validate_arrays(
+    arrs: dict[str, np.ndarray], obs_space: gym.Space | None, action_space: gym.Space | None, source: str | Path
+) -> None:
     missing = [k for k in FIELDS if k not in arrs]
     if missing:
         raise EpisodeError(source, missing[0], f"missing field(s) {missing}; expected {list(FIELDS)}")
@@ -165,14 +175,26 @@ def validate_arrays(arrs: dict[str, np.ndarray], obs_space: gym.Space | None,
     if obs_space is not None:
         shape = tuple(obs_space.shape or ())
         if arrs["obs"].shape[1:] != shape:
-            raise EpisodeError(source, "obs", f"expected shape (T, {', '.join(map(str, shape))}) for {obs_space}, got {arrs['obs'].shape}")
+            raise EpisodeError(
+                source,
+                "obs",
+                f"expected shape (T, {', '.join(map(str, shape))}) for {obs_space}, got {arrs['obs'].shape}",
+            )
         if obs_space.dtype is not None and np.dtype(obs_space.dtype).kind != arrs["obs"].dtype.kind:
-            raise EpisodeError(source, "obs", f"expected dtype {obs_space.dtype} (kind '{np.dtype(obs_space.dtype).kind}'), got {arrs['obs'].dtype}")
+            raise EpisodeError(
+                source,
+                "obs",
+                f"expected dtype {obs_space.dtype} (kind '{np.dtype(obs_space.dtype).kind}'), got {arrs['obs'].dtype}",
+            )
     if action_space is not None:
         shape = tuple(action_space.shape or ())
         act = arrs["action"]
         if act.shape[1:] != shape:
-            raise EpisodeError(source, "action", f"expected shape (T, {', '.join(map(str, shape))}) for {action_space}, got {act.shape}")
+            raise EpisodeError(
+                source,
+                "action",
+                f"expected shape (T, {', '.join(map(str, shape))}) for {action_space}, got {act.shape}",
+            )
         check_actions(act[:-1], action_space, source)
 
 
@@ -199,4 +221,6 @@ def check_actions(actions: np.ndarray, space: gym.Space, source: str | Path) -> 
     bad = np.asarray(bad).reshape(len(actions), -1).any(-1)
     if bad.any():
         i = int(np.argmax(bad))
-        raise EpisodeError(source, "action", f"step {i}: action {actions[i].tolist()} is outside the action space {space}")
+        raise EpisodeError(
+            source, "action", f"step {i}: action {actions[i].tolist()} is outside the action space {space}"
+        )

@@ -51,9 +51,10 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -74,6 +75,7 @@ class FormatError(DreamlabError):
 @dataclass
 class Logs:
     """Episodes read from some format, with the env id and spaces they belong to."""
+
     episodes: list[Episode]
     env_id: str | None
     observation_space: gym.Space
@@ -89,8 +91,9 @@ def _get(tr: Any, key: str, pos: int) -> Any:
     return tr[names.index(key)] if key in names and names.index(key) < len(tr) else None
 
 
-def episodes_from_transitions(transitions: Iterable[Any], action_space: gym.Space | None = None,
-                              source: str = "<transitions>") -> list[Episode]:
+def episodes_from_transitions(
+    transitions: Iterable[Any], action_space: gym.Space | None = None, source: str = "<transitions>"
+) -> list[Episode]:
     """Group gymnasium transitions into episodes.
 
     Each transition is a tuple ``(obs, action, reward, next_obs, terminated, truncated)`` or a dict
@@ -110,8 +113,10 @@ def episodes_from_transitions(transitions: Iterable[Any], action_space: gym.Spac
         if o is None or a is None or r is None or o2 is None:
             raise FormatError(f"{source}: transition {i}: needs obs, action, reward, next_obs, terminated, truncated")
         if obs and not np.allclose(np.asarray(obs[-1], np.float64), np.asarray(o, np.float64), rtol=1e-6, atol=1e-7):
-            raise FormatError(f"{source}: transition {i}: obs does not equal the previous transition's next_obs "
-                              "(a phantom autoreset transition, or a missing terminated/truncated flag)")
+            raise FormatError(
+                f"{source}: transition {i}: obs does not equal the previous transition's next_obs "
+                "(a phantom autoreset transition, or a missing terminated/truncated flag)"
+            )
         if not obs:
             obs.append(o)
         acts.append(a)
@@ -129,10 +134,18 @@ def episodes_from_transitions(transitions: Iterable[Any], action_space: gym.Spac
 def episode_to_transitions(ep: Episode) -> list[dict[str, Any]]:
     """The inverse of :func:`episodes_from_transitions` for one episode (dicts in gymnasium order)."""
     n = ep.num_steps
-    return [{"obs": ep.obs[t], "action": ep.action[t], "reward": float(ep.reward[t + 1]),
-             "next_obs": ep.obs[t + 1], "terminated": bool(ep.is_terminal[t + 1]),
-             "truncated": bool(ep.is_last[t + 1] and not ep.is_terminal[t + 1]),
-             "feedback": float(ep.feedback[t + 1])} for t in range(n)]
+    return [
+        {
+            "obs": ep.obs[t],
+            "action": ep.action[t],
+            "reward": float(ep.reward[t + 1]),
+            "next_obs": ep.obs[t + 1],
+            "terminated": bool(ep.is_terminal[t + 1]),
+            "truncated": bool(ep.is_last[t + 1] and not ep.is_terminal[t + 1]),
+            "feedback": float(ep.feedback[t + 1]),
+        }
+        for t in range(n)
+    ]
 
 
 # ------------------------------------------------------------------------------------- JSONL
@@ -140,23 +153,39 @@ def _to_json(x: np.ndarray) -> Any:
     return np.asarray(x).tolist()
 
 
-def write_jsonl(episodes: Iterable[Episode], path: str | Path, env_id: str | None,
-                observation_space: gym.Space, action_space: gym.Space) -> int:
+def write_jsonl(
+    episodes: Iterable[Episode],
+    path: str | Path,
+    env_id: str | None,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+) -> int:
     """Write episodes as JSONL (header + one line per transition, ``next_obs`` on each episode's
     last line); returns the number of step lines. Floats round-trip exactly."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = 0
     with atomic_path(path) as tmp, open(tmp, "w") as fh:
-        fh.write(json.dumps({"schema": SCHEMA, "version": 1, "env_id": env_id,
-                             "observation_space": space_to_json(observation_space),
-                             "action_space": space_to_json(action_space)}) + "\n")
+        fh.write(
+            json.dumps(
+                {
+                    "schema": SCHEMA,
+                    "version": 1,
+                    "env_id": env_id,
+                    "observation_space": space_to_json(observation_space),
+                    "action_space": space_to_json(action_space),
+                }
+            )
+            + "\n"
+        )
         for e, ep in enumerate(episodes):
             n = ep.num_steps
             for t in range(n):
                 last = t == n - 1
                 rec: dict[str, Any] = {
-                    "episode": e, "obs": _to_json(ep.obs[t]), "action": _to_json(ep.action[t]),
+                    "episode": e,
+                    "obs": _to_json(ep.obs[t]),
+                    "action": _to_json(ep.action[t]),
                     "reward": float(ep.reward[t + 1]),
                     "terminated": bool(last and ep.is_terminal[-1]),
                     "truncated": bool(last and not ep.is_terminal[-1]),
@@ -177,6 +206,7 @@ def _number(v: Any) -> bool:
 def _check_line(rec: Any, path: Path, lineno: int) -> None:
     def bad(msg: str) -> FormatError:
         return FormatError(f"{path}:{lineno}: {msg}")
+
     if not isinstance(rec, dict):
         raise bad(f"expected a JSON object, got {type(rec).__name__}")
     missing = [k for k in STEP_KEYS if k not in rec]
@@ -246,8 +276,7 @@ def read_jsonl(path: str | Path, env_id: str | None = None) -> Logs:
     obs_shape, act_shape = tuple(obs_space.shape or ()), tuple(act_space.shape or ())
     obs_dtype = obs_space.dtype or np.float32
     act_dtype = act_space.dtype or np.float32
-    notes = {"final_obs_given": 0, "final_obs_repeated": 0, "last_line_dropped": 0, "unfinished": 0,
-             "skipped_empty": 0}
+    notes = {"final_obs_given": 0, "final_obs_repeated": 0, "last_line_dropped": 0, "unfinished": 0, "skipped_empty": 0}
     episodes: list[Episode] = []
     for key in order:
         lines = eps[key]
@@ -259,8 +288,10 @@ def read_jsonl(path: str | Path, env_id: str | None = None) -> Logs:
             if "next_obs" in r:
                 nxt = _array(r["next_obs"], obs_dtype, path, n, "next_obs", obs_shape)
                 if not np.allclose(nxt, obs[i + 1], rtol=1e-6, atol=1e-7):
-                    raise FormatError(f"{path}:{n}: field 'next_obs' differs from the next line's obs "
-                                      f"(line {lines[i + 1][0]}) of episode {key!r}")
+                    raise FormatError(
+                        f"{path}:{n}: field 'next_obs' differs from the next line's obs "
+                        f"(line {lines[i + 1][0]}) of episode {key!r}"
+                    )
         last_no, last = lines[-1]
         terminated = bool(last["terminated"])
         if not (last["terminated"] or last["truncated"]):
@@ -287,8 +318,9 @@ def read_jsonl(path: str | Path, env_id: str | None = None) -> Logs:
     return Logs(episodes, env_id, obs_space, act_space, notes)
 
 
-def _jsonl_spaces(path: Path, header: dict[str, Any] | None, env_id: str | None,
-                  eps: dict[Any, list[tuple[int, dict[str, Any]]]]) -> tuple[gym.Space, gym.Space, str | None]:
+def _jsonl_spaces(
+    path: Path, header: dict[str, Any] | None, env_id: str | None, eps: dict[Any, list[tuple[int, dict[str, Any]]]]
+) -> tuple[gym.Space, gym.Space, str | None]:
     if header is not None:
         try:
             obs_space = space_from_json(header["observation_space"])
@@ -301,6 +333,7 @@ def _jsonl_spaces(path: Path, header: dict[str, Any] | None, env_id: str | None,
         return obs_space, act_space, env_id or hid
     if env_id is not None:
         from dreamlab.data.collect import make_env  # local: collect imports this module's peers
+
         env = make_env(env_id)
         spaces = env.observation_space, env.action_space
         env.close()
@@ -322,14 +355,20 @@ def _minari() -> Any:
     try:
         import minari  # noqa: PLC0415 - optional extra, imported lazily
     except ImportError as exc:
-        raise FormatError("Minari support needs the optional extra: pip install 'dreamlab[offline]' "
-                          f"(import failed: {exc})") from None
+        raise FormatError(
+            f"Minari support needs the optional extra: pip install 'dreamlab[offline]' (import failed: {exc})"
+        ) from None
     return minari
 
 
-def export_minari(episodes: Iterable[Episode], dataset_id: str, env_id: str | None,
-                  observation_space: gym.Space, action_space: gym.Space,
-                  algorithm_name: str = "dreamlab") -> Path:
+def export_minari(
+    episodes: Iterable[Episode],
+    dataset_id: str,
+    env_id: str | None,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    algorithm_name: str = "dreamlab",
+) -> Path:
     """Write a local Minari dataset (under ``MINARI_DATASETS_PATH``); returns its directory."""
     minari = _minari()
     from minari.data_collector import EpisodeBuffer  # noqa: PLC0415
@@ -342,9 +381,17 @@ def export_minari(episodes: Iterable[Episode], dataset_id: str, env_id: str | No
         if n:
             term[-1] = ep.is_terminal[-1]
             trunc[-1] = not ep.is_terminal[-1]
-        buffers.append(EpisodeBuffer(
-            id=i, observations=ep.obs, actions=ep.action[:n], rewards=ep.reward[1:].astype(np.float32),
-            terminations=term, truncations=trunc, infos={"feedback": ep.feedback.astype(np.float32)}))
+        buffers.append(
+            EpisodeBuffer(
+                id=i,
+                observations=ep.obs,
+                actions=ep.action[:n],
+                rewards=ep.reward[1:].astype(np.float32),
+                terminations=term,
+                truncations=trunc,
+                infos={"feedback": ep.feedback.astype(np.float32)},
+            )
+        )
     env: Any = None
     if env_id is not None and env_id in gym.registry:
         env = gym.spec(env_id)
@@ -352,8 +399,14 @@ def export_minari(episodes: Iterable[Episode], dataset_id: str, env_id: str | No
         warnings.simplefilter("ignore")
         try:
             ds = minari.create_dataset_from_buffers(
-                dataset_id, buffers, env=env, observation_space=observation_space, action_space=action_space,
-                algorithm_name=algorithm_name, description=f"exported by dreamlab from logs of {env_id}")
+                dataset_id,
+                buffers,
+                env=env,
+                observation_space=observation_space,
+                action_space=action_space,
+                algorithm_name=algorithm_name,
+                description=f"exported by dreamlab from logs of {env_id}",
+            )
         except (ValueError, TypeError) as exc:
             raise FormatError(f"Minari dataset '{dataset_id}': cannot create: {exc}") from None
     return Path(ds.storage.data_path).parent
@@ -390,8 +443,14 @@ def read_minari(src: str | Path, env_id: str | None = None) -> Logs:
             full = np.asarray(mep.infos["feedback"], np.float32)
             fb = full[1:] if len(full) == n + 1 else full[:n]
         try:
-            ep = Episode.from_transitions(np.asarray(mep.observations), np.asarray(mep.actions),
-                                          np.asarray(mep.rewards, np.float32), bool(n and term[-1]), fb, act_space)
+            ep = Episode.from_transitions(
+                np.asarray(mep.observations),
+                np.asarray(mep.actions),
+                np.asarray(mep.rewards, np.float32),
+                bool(n and term[-1]),
+                fb,
+                act_space,
+            )
             ep.validate(obs_space, act_space, source=where)
         except EpisodeError as exc:
             raise FormatError(str(exc)) from None

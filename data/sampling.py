@@ -19,8 +19,8 @@ A batch is a dict of tensors (``B`` = batch size, ``L`` = length)::
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import lightning as L
 import numpy as np
@@ -37,8 +37,9 @@ KEYS = ("obs", "action", "reward", "feedback", "is_first", "is_last", "is_termin
 class SequenceSampler:
     """Random windows over a packed stream of episodes (see the module docstring)."""
 
-    def __init__(self, episodes: list[Episode], codec: ActionCodec, length: int, seed: int = 0,
-                 source: str = "<episodes>"):
+    def __init__(
+        self, episodes: list[Episode], codec: ActionCodec, length: int, seed: int = 0, source: str = "<episodes>"
+    ):
         steps = sum(ep.length for ep in episodes)
         if not episodes:
             raise StoreError(f"{source}: no episodes to sample from")
@@ -121,9 +122,16 @@ class EpisodeDataModule(L.LightningDataModule):
     replacement, so epochs are a logging unit, not a pass over the data).
     """
 
-    def __init__(self, logs: str | Path, batch_size: int = 16, seq_len: int = 64,
-                 val_fraction: float = 0.1, batches_per_epoch: int = 200, seed: int = 0,
-                 max_val_batches: int = 8):
+    def __init__(
+        self,
+        logs: str | Path,
+        batch_size: int = 16,
+        seq_len: int = 64,
+        val_fraction: float = 0.1,
+        batches_per_epoch: int = 200,
+        seed: int = 0,
+        max_val_batches: int = 8,
+    ):
         super().__init__()
         self.logs = Path(logs)
         self.batch_size, self.seq_len = batch_size, seq_len
@@ -142,16 +150,18 @@ class EpisodeDataModule(L.LightningDataModule):
         codec = ActionCodec(self.store.action_space)
         train, val = split_names(self.store.names(), self.val_fraction, self.seed)
         rank = self.trainer.global_rank if self.trainer is not None else 0
-        self.train_sampler = SequenceSampler(self.store.episodes(train), codec, self.seq_len,
-                                             seed=self.seed + 1000 * rank, source=str(self.logs))
+        self.train_sampler = SequenceSampler(
+            self.store.episodes(train), codec, self.seq_len, seed=self.seed + 1000 * rank, source=str(self.logs)
+        )
         val_eps = self.store.episodes(val)
         if val_eps and sum(e.length for e in val_eps) >= self.seq_len:
             self.val_sampler = SequenceSampler(val_eps, codec, self.seq_len, seed=self.seed, source=str(self.logs))
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_sampler is not None
-        return DataLoader(_BatchStream(self.train_sampler, self.batch_size, self.batches_per_epoch),
-                          batch_size=None, num_workers=0)
+        return DataLoader(
+            _BatchStream(self.train_sampler, self.batch_size, self.batches_per_epoch), batch_size=None, num_workers=0
+        )
 
     def val_dataloader(self) -> DataLoader:
         if self.val_sampler is None:

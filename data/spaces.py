@@ -7,7 +7,7 @@ between the env's actions and those vectors in both directions, batched.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -49,8 +49,10 @@ def space_from_json(d: dict[str, Any]) -> gym.Space:
         if kind == "Box":
             dtype = np.dtype(d["dtype"])
             return gym.spaces.Box(
-                low=_inf(d["low"]).astype(dtype), high=_inf(d["high"]).astype(dtype),
-                shape=tuple(d["shape"]), dtype=dtype,
+                low=_inf(d["low"]).astype(dtype),
+                high=_inf(d["high"]).astype(dtype),
+                shape=tuple(d["shape"]),
+                dtype=dtype,
             )
         if kind == "Discrete":
             return gym.spaces.Discrete(int(d["n"]), start=int(d.get("start", 0)))
@@ -112,7 +114,10 @@ class ActionCodec:
             return out
         if isinstance(sp, gym.spaces.MultiDiscrete):
             a = a.reshape(a.shape[0], -1).astype(np.int64)
-            parts = [np.eye(int(n), dtype=np.float32)[np.clip(a[:, i], 0, int(n) - 1)] for i, n in enumerate(sp.nvec.reshape(-1))]
+            parts = [
+                np.eye(int(n), dtype=np.float32)[np.clip(a[:, i], 0, int(n) - 1)]
+                for i, n in enumerate(sp.nvec.reshape(-1))
+            ]
             return np.concatenate(parts, axis=-1)
         return a.reshape(a.shape[0], -1).astype(np.float32)
 
@@ -130,5 +135,6 @@ class ActionCodec:
             return np.stack(outs, -1).reshape((v.shape[0],) + sp.shape).astype(sp.dtype)
         if isinstance(sp, gym.spaces.MultiBinary):
             return (v > 0.5).astype(sp.dtype).reshape((v.shape[0],) + sp.shape)
-        out = v.reshape((v.shape[0],) + sp.shape).astype(sp.dtype)
-        return np.clip(out, sp.low, sp.high)
+        box = cast(gym.spaces.Box, sp)
+        out = v.reshape((v.shape[0],) + box.shape).astype(box.dtype)
+        return np.clip(out, box.low, box.high)

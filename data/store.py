@@ -21,10 +21,11 @@ import os
 import uuid
 import zipfile
 import zlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -42,8 +43,7 @@ class StoreError(DreamlabError):
     """A store that cannot be opened or appended to; the message names the file."""
 
 
-def load_episode_file(path: Path, obs_space: gym.Space | None = None,
-                      action_space: gym.Space | None = None) -> Episode:
+def load_episode_file(path: Path, obs_space: gym.Space | None = None, action_space: gym.Space | None = None) -> Episode:
     """Read and validate one ``.npz`` episode; never unpickles; errors name the file and field."""
     path = Path(path)
     if not path.exists():
@@ -57,7 +57,9 @@ def load_episode_file(path: Path, obs_space: gym.Space | None = None,
                 try:
                     arrs[k] = np.asarray(npz[k])
                 except ValueError as exc:  # object arrays refuse to load without pickle
-                    raise EpisodeError(path, k, f"refused to load (object/pickled data is never loaded): {exc}") from None
+                    raise EpisodeError(
+                        path, k, f"refused to load (object/pickled data is never loaded): {exc}"
+                    ) from None
     except EpisodeError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as exc:
@@ -95,8 +97,10 @@ class EpisodeStore:
         self.root = Path(root)
         meta_path = self.root / "metadata.json"
         if not meta_path.exists():
-            raise StoreError(f"{meta_path}: not found; {self.root} is not an episode store "
-                             "(create one with EpisodeStore.create or `dreamlab collect`)")
+            raise StoreError(
+                f"{meta_path}: not found; {self.root} is not an episode store "
+                "(create one with EpisodeStore.create or `dreamlab collect`)"
+            )
         self.meta = self._read_meta()
         try:
             self.observation_space = space_from_json(self.meta["observation_space"])
@@ -106,9 +110,15 @@ class EpisodeStore:
 
     # ----------------------------------------------------------------- creation / metadata
     @classmethod
-    def create(cls, root: str | Path, env_id: str, observation_space: gym.Space,
-               action_space: gym.Space, units: dict[str, str] | None = None,
-               exist_ok: bool = True) -> "EpisodeStore":
+    def create(
+        cls,
+        root: str | Path,
+        env_id: str,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        units: dict[str, str] | None = None,
+        exist_ok: bool = True,
+    ) -> EpisodeStore:
         """Create a store, or open an existing one after checking that it holds the same env."""
         root = Path(root)
         meta_path = root / "metadata.json"
@@ -120,10 +130,15 @@ class EpisodeStore:
             return store
         (root / "episodes").mkdir(parents=True, exist_ok=True)
         meta = {
-            "format": FORMAT, "version": VERSION, "env_id": env_id,
+            "format": FORMAT,
+            "version": VERSION,
+            "env_id": env_id,
             "observation_space": space_to_json(observation_space),
             "action_space": space_to_json(action_space),
-            "units": units or {}, "episodes": 0, "steps": 0, "index": {},
+            "units": units or {},
+            "episodes": 0,
+            "steps": 0,
+            "index": {},
         }
         with _locked(root):
             if not meta_path.exists():
@@ -132,18 +147,22 @@ class EpisodeStore:
         store.check_compatible(env_id, observation_space, action_space, source=meta_path)
         return store
 
-    def check_compatible(self, env_id: str | None, observation_space: gym.Space,
-                         action_space: gym.Space, source: str | Path = "<logs>") -> None:
+    def check_compatible(
+        self, env_id: str | None, observation_space: gym.Space, action_space: gym.Space, source: str | Path = "<logs>"
+    ) -> None:
         """Refuse logs of a different env (id or spaces) for this store."""
         mine = self.meta.get("env_id")
         if env_id is not None and mine is not None and env_id != mine:
             raise StoreError(f"{source}: env id '{env_id}' does not match the store {self.root} (env id '{mine}')")
         if not spaces_equal(observation_space, self.observation_space):
-            raise StoreError(f"{source}: observation space {observation_space} does not match the store "
-                             f"{self.root} ({self.observation_space})")
+            raise StoreError(
+                f"{source}: observation space {observation_space} does not match the store "
+                f"{self.root} ({self.observation_space})"
+            )
         if not spaces_equal(action_space, self.action_space):
-            raise StoreError(f"{source}: action space {action_space} does not match the store "
-                             f"{self.root} ({self.action_space})")
+            raise StoreError(
+                f"{source}: action space {action_space} does not match the store {self.root} ({self.action_space})"
+            )
 
     def _read_meta(self) -> dict[str, Any]:
         path = self.root / "metadata.json"
@@ -154,7 +173,9 @@ class EpisodeStore:
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise StoreError(f"{path}: field 'format' must be '{FORMAT}'")
         if meta.get("version") != VERSION:
-            raise StoreError(f"{path}: field 'version' is {meta.get('version')!r}; this dreamlab reads version {VERSION}")
+            raise StoreError(
+                f"{path}: field 'version' is {meta.get('version')!r}; this dreamlab reads version {VERSION}"
+            )
         return meta
 
     @property
@@ -190,15 +211,21 @@ class EpisodeStore:
             name = f"ep-{_now_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.npz"
             tmp = self.episode_dir / f".tmp-{name}"
             with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, **arrs)
+                np.savez_compressed(fh, **arrs)  # type: ignore[arg-type]  # numpy stubs type **kwds as allow_pickle
                 if len(episodes) == 1 or _syncfs is None:
                     fh.flush()
                     os.fsync(fh.fileno())
             tmps.append(tmp)
             names.append(name)
-            entries.append({"length": episode.length, "steps": episode.num_steps, "return": episode.ret,
-                            "terminated": episode.terminated,
-                            "feedback": float(np.abs(episode.feedback).sum())})
+            entries.append(
+                {
+                    "length": episode.length,
+                    "steps": episode.num_steps,
+                    "return": episode.ret,
+                    "terminated": episode.terminated,
+                    "feedback": float(np.abs(episode.feedback).sum()),
+                }
+            )
         if len(episodes) > 1 and _syncfs is not None:
             _syncfs(self.episode_dir)  # one flush to disk for the whole batch, before any rename
         for tmp, name in zip(tmps, names):
@@ -225,8 +252,13 @@ class EpisodeStore:
             on_disk = {p.name for p in self.episode_dir.glob("ep-*.npz")}
             for name in sorted(on_disk - set(meta["index"])):
                 ep = load_episode_file(self.episode_dir / name, self.observation_space, self.action_space)
-                meta["index"][name] = {"length": ep.length, "steps": ep.num_steps, "return": ep.ret,
-                                       "terminated": ep.terminated, "feedback": float(np.abs(ep.feedback).sum())}
+                meta["index"][name] = {
+                    "length": ep.length,
+                    "steps": ep.num_steps,
+                    "return": ep.ret,
+                    "terminated": ep.terminated,
+                    "feedback": float(np.abs(ep.feedback).sum()),
+                }
                 added += 1
             for name in set(meta["index"]) - on_disk:
                 del meta["index"][name]
@@ -270,7 +302,8 @@ class EpisodeStore:
         idx = self.meta["index"]
         names = self.names()
         return StoreStats(
-            episodes=len(names), steps=int(self.meta["steps"]),
+            episodes=len(names),
+            steps=int(self.meta["steps"]),
             returns=np.asarray([idx[n]["return"] for n in names], np.float64),
             lengths=np.asarray([idx[n]["length"] for n in names], np.int64),
         )
@@ -283,7 +316,12 @@ class EpisodeStore:
             try:
                 self.load(name)
             except EpisodeError as exc:
-                bad.append((str(self.episode_dir / name), exc.problem if exc.field is None else f"field '{exc.field}': {exc.problem}"))
+                bad.append(
+                    (
+                        str(self.episode_dir / name),
+                        exc.problem if exc.field is None else f"field '{exc.field}': {exc.problem}",
+                    )
+                )
         for name in sorted(set(self.meta["index"]) - set(on_disk)):
             bad.append((str(self.episode_dir / name), "listed in metadata.json but missing on disk"))
         return bad
@@ -294,6 +332,7 @@ def _make_syncfs():
     archives, where fsync per file costs milliseconds each); None elsewhere."""
     try:
         import ctypes
+
         libc = ctypes.CDLL(None, use_errno=True)
         fn = libc.syncfs
     except (OSError, AttributeError):
@@ -306,6 +345,7 @@ def _make_syncfs():
                 raise OSError(ctypes.get_errno(), f"syncfs failed on {directory}")
         finally:
             os.close(fd)
+
     return syncfs
 
 
@@ -314,6 +354,7 @@ _syncfs = _make_syncfs()
 
 def _now_ns() -> int:
     import time
+
     return time.time_ns()
 
 

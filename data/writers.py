@@ -128,8 +128,13 @@ def _child(conn: Any, root: str) -> None:
             done = _add_valid(store, eps)
         except Exception as exc:  # disk full, permissions, ...
             error, done = f"{type(exc).__name__}: {exc}", []
-        ack = {"episodes": len(done), "steps": sum(e.num_steps for e in done), "batches": len(eps),
-               "seconds": time.perf_counter() - t, "error": error}
+        ack = {
+            "episodes": len(done),
+            "steps": sum(e.num_steps for e in done),
+            "batches": len(eps),
+            "seconds": time.perf_counter() - t,
+            "error": error,
+        }
         try:
             conn.send_bytes(json.dumps(ack).encode())
         except (BrokenPipeError, OSError):
@@ -149,8 +154,9 @@ class ProcessWriter:
         self.last = time.monotonic()
         ctx = mp.get_context("fork")
         self.conn, child_conn = ctx.Pipe()
-        self.proc = ctx.Process(target=_child, args=(child_conn, str(store.root)), daemon=True,
-                                name="dreamlab-episode-writer")
+        self.proc = ctx.Process(
+            target=_child, args=(child_conn, str(store.root)), daemon=True, name="dreamlab-episode-writer"
+        )
         self.proc.start()
         child_conn.close()
 
@@ -198,8 +204,7 @@ class ProcessWriter:
             self.conn.send_bytes(b"")
             while self.acked_batches < self.sent_batches:
                 if not self.proc.is_alive() and not self.conn.poll():
-                    raise StoreError(f"{self.store.root}: the episode writer exited early "
-                                     f"(code {self.proc.exitcode})")
+                    raise StoreError(f"{self.store.root}: the episode writer exited early (code {self.proc.exitcode})")
                 if self.conn.poll(0.5):
                     self._ack(self.conn.recv_bytes())
         finally:

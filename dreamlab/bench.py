@@ -58,11 +58,19 @@ import numpy as np
 import torch
 
 from dreamlab.core.errors import DreamlabError
-from dreamlab.data.behaviour import CARTPOLE_MEDIOCRE_EPSILON, MCC_MINORITY_EPSILON
-from dreamlab.stages import Run, collect_logs, dream_agent, evaluate_agent, stderr_log, train_online_agent, \
-    train_world_model, write_csv
-from dreamlab.core.seeding import EVAL_OFFSET
 from dreamlab.core.io import atomic_write_json, atomic_write_text
+from dreamlab.core.seeding import EVAL_OFFSET
+from dreamlab.data.behaviour import CARTPOLE_MEDIOCRE_EPSILON, MCC_MINORITY_EPSILON
+from dreamlab.stages import (
+    Run,
+    collect_logs,
+    dream_agent,
+    evaluate_agent,
+    stderr_log,
+    train_online_agent,
+    train_world_model,
+    write_csv,
+)
 
 MODES = ("offline", "online")
 SUITE_ENVS: dict[str, tuple[str, ...]] = {
@@ -71,8 +79,11 @@ SUITE_ENVS: dict[str, tuple[str, ...]] = {
 }
 OPTIONAL_ENVS = ("LunarLander-v3",)
 LOG_EPSILON: dict[str, float] = {
-    "CartPole": CARTPOLE_MEDIOCRE_EPSILON, "Pendulum": 0.5, "Acrobot": 0.75,
-    "MountainCarContinuous": MCC_MINORITY_EPSILON, "LunarLander": 0.5,
+    "CartPole": CARTPOLE_MEDIOCRE_EPSILON,
+    "Pendulum": 0.5,
+    "Acrobot": 0.75,
+    "MountainCarContinuous": MCC_MINORITY_EPSILON,
+    "LunarLander": 0.5,
 }
 
 
@@ -82,31 +93,50 @@ class BenchError(DreamlabError):
 
 @dataclass(frozen=True)
 class Budget:
-    preset: str             # world-model preset (offline and online)
-    log_steps: int          # offline: logged real steps
-    wm_steps: int           # offline: world-model training steps ...
-    wm_minutes: float       # ... or this many minutes, whichever comes first
-    dream_steps: int        # offline: actor-critic updates in the dream
-    online_steps: int       # online: real env steps
-    online_prefill: int     # online: random-policy steps first
-    online_pretrain: int    # online: world-model-only updates after the prefill
-    replay_ratio: float     # online: replayed steps per real step
-    eval_episodes: int      # real (and dream) episodes of the final evaluation
+    preset: str  # world-model preset (offline and online)
+    log_steps: int  # offline: logged real steps
+    wm_steps: int  # offline: world-model training steps ...
+    wm_minutes: float  # ... or this many minutes, whichever comes first
+    dream_steps: int  # offline: actor-critic updates in the dream
+    online_steps: int  # online: real env steps
+    online_prefill: int  # online: random-policy steps first
+    online_pretrain: int  # online: world-model-only updates after the prefill
+    replay_ratio: float  # online: replayed steps per real step
+    eval_episodes: int  # real (and dream) episodes of the final evaluation
 
 
 SUITES: dict[str, Budget] = {
-    "quick": Budget(preset="small", log_steps=8_000, wm_steps=1_200, wm_minutes=3.0, dream_steps=150,
-                    online_steps=3_000, online_prefill=500, online_pretrain=100, replay_ratio=64.0,
-                    eval_episodes=10),
-    "classic": Budget(preset="small", log_steps=20_000, wm_steps=6_000, wm_minutes=10.0, dream_steps=500,
-                      online_steps=10_000, online_prefill=1_000, online_pretrain=200, replay_ratio=64.0,
-                      eval_episodes=10),
+    "quick": Budget(
+        preset="small",
+        log_steps=8_000,
+        wm_steps=1_200,
+        wm_minutes=3.0,
+        dream_steps=150,
+        online_steps=3_000,
+        online_prefill=500,
+        online_pretrain=100,
+        replay_ratio=64.0,
+        eval_episodes=10,
+    ),
+    "classic": Budget(
+        preset="small",
+        log_steps=20_000,
+        wm_steps=6_000,
+        wm_minutes=10.0,
+        dream_steps=500,
+        online_steps=10_000,
+        online_prefill=1_000,
+        online_pretrain=200,
+        replay_ratio=64.0,
+        eval_episodes=10,
+    ),
 }
 
 
 @dataclass
 class BudgetOverrides:
     """Per-run budget overrides; None keeps the suite's value (see the module docstring)."""
+
     preset: str | None = None
     log_steps: int | None = None
     wm_steps: int | None = None
@@ -123,12 +153,12 @@ class BudgetOverrides:
 class BenchConfig:
     suite: str = "quick"
     out: str = "runs/bench"
-    seeds: int = 1                   # seeds first_seed .. first_seed + seeds - 1
+    seeds: int = 1  # seeds first_seed .. first_seed + seeds - 1
     first_seed: int = 0
-    envs: tuple[str, ...] = ()       # empty: the suite's envs
-    modes: tuple[str, ...] = MODES   # "offline,online" is accepted too
-    num_envs: int = 8                # vector envs while collecting the offline logs
-    threads: int = 1                 # torch CPU threads (0 = torch's default)
+    envs: tuple[str, ...] = ()  # empty: the suite's envs
+    modes: tuple[str, ...] = MODES  # "offline,online" is accepted too
+    num_envs: int = 8  # vector envs while collecting the offline logs
+    threads: int = 1  # torch CPU threads (0 = torch's default)
     progress: bool = True
     budget: BudgetOverrides = field(default_factory=BudgetOverrides)
 
@@ -159,7 +189,7 @@ class BenchConfig:
             raise BenchError(f"modes: expected a comma-separated subset of {list(MODES)}, got {list(self.modes)}")
         return modes
 
-    def validate(self) -> "BenchConfig":
+    def validate(self) -> BenchConfig:
         b = self.resolved_budget()
         self.env_ids()
         self.mode_list()
@@ -208,29 +238,62 @@ def _offline(env_id: str, seed: int, run: Run, b: Budget, cfg: BenchConfig) -> d
     logs, wm_dir, agent_dir = run.out / "logs", run.out / "worldmodel", run.out / "agent"
     eps = LOG_EPSILON[_base_name(env_id)]
     policy = _behaviour(env_id, gym.make(env_id).action_space, eps, seed)
-    logs_info = run.stage("collect", lambda: collect_logs(env_id, policy, b.log_steps, logs, num_envs=cfg.num_envs,
-                                                          seed=seed, epsilon=eps, progress=cfg.progress))
-    wm_ckpt = Path(run.stage("worldmodel", lambda: train_world_model(
-        logs, wm_dir, preset(b.preset, seed=seed), b.wm_steps, b.wm_minutes, cfg.progress))["checkpoint"])
-    run.stage("dream", lambda: dream_agent(wm_ckpt, logs, agent_dir, b.dream_steps, seed=seed,
-                                           save_every=max(1, b.dream_steps // 4), progress=cfg.progress))
+    logs_info = run.stage(
+        "collect",
+        lambda: collect_logs(
+            env_id, policy, b.log_steps, logs, num_envs=cfg.num_envs, seed=seed, epsilon=eps, progress=cfg.progress
+        ),
+    )
+    wm_ckpt = Path(
+        run.stage(
+            "worldmodel",
+            lambda: train_world_model(
+                logs, wm_dir, preset(b.preset, seed=seed), b.wm_steps, b.wm_minutes, cfg.progress
+            ),
+        )["checkpoint"]
+    )
+    run.stage(
+        "dream",
+        lambda: dream_agent(
+            wm_ckpt,
+            logs,
+            agent_dir,
+            b.dream_steps,
+            seed=seed,
+            save_every=max(1, b.dream_steps // 4),
+            progress=cfg.progress,
+        ),
+    )
     ev = run.stage("evaluate", lambda: evaluate_agent(agent_dir, env_id, b.eval_episodes, seed=EVAL_OFFSET + seed))
-    return {"evaluate": ev, "real_env_steps": int(logs_info["steps"]),
-            "behaviour_return_mean": logs_info.get("return_mean"), "log_epsilon": eps,
-            "stage_seconds": run.seconds(("collect", "worldmodel", "dream", "evaluate"))}
+    return {
+        "evaluate": ev,
+        "real_env_steps": int(logs_info["steps"]),
+        "behaviour_return_mean": logs_info.get("return_mean"),
+        "log_epsilon": eps,
+        "stage_seconds": run.seconds(("collect", "worldmodel", "dream", "evaluate")),
+    }
 
 
 def _online(env_id: str, seed: int, run: Run, b: Budget, cfg: BenchConfig) -> dict[str, Any]:
     from dreamlab.imagination.loops import OnlineConfig
 
     train_dir = run.out / "online"
-    ocfg = OnlineConfig(steps=b.online_steps, preset=b.preset, prefill=b.online_prefill, pretrain=b.online_pretrain,
-                        replay_ratio=b.replay_ratio, eval_every=0, save_every=max(500, b.online_steps // 5), seed=seed)
+    ocfg = OnlineConfig(
+        steps=b.online_steps,
+        preset=b.preset,
+        prefill=b.online_prefill,
+        pretrain=b.online_pretrain,
+        replay_ratio=b.replay_ratio,
+        eval_every=0,
+        save_every=max(500, b.online_steps // 5),
+        seed=seed,
+    )
     run.stage("train", lambda: train_online_agent(env_id, train_dir, ocfg, progress=cfg.progress))
-    ev = run.stage("evaluate", lambda: evaluate_agent(train_dir / "agent", env_id, b.eval_episodes,
-                                                      seed=EVAL_OFFSET + seed, greedy=True))
-    return {"evaluate": ev, "real_env_steps": int(b.online_steps),
-            "stage_seconds": run.seconds(("train", "evaluate"))}
+    ev = run.stage(
+        "evaluate",
+        lambda: evaluate_agent(train_dir / "agent", env_id, b.eval_episodes, seed=EVAL_OFFSET + seed, greedy=True),
+    )
+    return {"evaluate": ev, "real_env_steps": int(b.online_steps), "stage_seconds": run.seconds(("train", "evaluate"))}
 
 
 def run_path(out: Path, env_id: str, mode: str, seed: int) -> Path:
@@ -251,20 +314,33 @@ def run_one(env_id: str, mode: str, seed: int, cfg: BenchConfig) -> dict[str, An
     manifest = json.loads((run / "manifest.json").read_text())
     ev = info.pop("evaluate")
     result = {
-        "env": env_id, "mode": mode, "seed": seed, "suite": cfg.suite,
-        "real_return_mean": ev["real"]["mean"], "real_return_std": ev["real"]["std"],
-        "dream_return_mean": ev["dream"]["mean"], "dream_return_std": ev["dream"]["std"],
-        "gap": ev["gap"], "gap_relative": ev["gap_relative"],
+        "env": env_id,
+        "mode": mode,
+        "seed": seed,
+        "suite": cfg.suite,
+        "real_return_mean": ev["real"]["mean"],
+        "real_return_std": ev["real"]["std"],
+        "dream_return_mean": ev["dream"]["mean"],
+        "dream_return_std": ev["dream"]["std"],
+        "gap": ev["gap"],
+        "gap_relative": ev["gap_relative"],
         "real_env_steps": info.pop("real_env_steps"),
         "wall_seconds": round(sum(info["stage_seconds"].values()), 1),
-        **info, "eval_episodes": ev["episodes"], "real_returns": ev["real"]["returns"],
-        "dream_returns": ev["dream"]["returns"], "config": asdict(b),
-        "command": manifest["command"], "commit": manifest["commit"], "machine": manifest["machine"],
+        **info,
+        "eval_episodes": ev["episodes"],
+        "real_returns": ev["real"]["returns"],
+        "dream_returns": ev["dream"]["returns"],
+        "config": asdict(b),
+        "command": manifest["command"],
+        "commit": manifest["commit"],
+        "machine": manifest["machine"],
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     atomic_write_json(done, result)
-    _log(f"{env_id} {mode} seed {seed}: real {result['real_return_mean']:.1f} ± {result['real_return_std']:.1f}, "
-         f"dream {result['dream_return_mean']:.1f}, gap {result['gap']:+.1f}, {result['wall_seconds']:.0f} s")
+    _log(
+        f"{env_id} {mode} seed {seed}: real {result['real_return_mean']:.1f} ± {result['real_return_std']:.1f}, "
+        f"dream {result['dream_return_mean']:.1f}, gap {result['gap']:+.1f}, {result['wall_seconds']:.0f} s"
+    )
     return result
 
 
@@ -276,14 +352,31 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "bench_config.json", {**asdict(cfg), "resolved_budget": asdict(cfg.resolved_budget())})
-    results = [run_one(env_id, mode, seed, cfg) for env_id in cfg.env_ids() for mode in cfg.mode_list()
-               for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds)]
+    results = [
+        run_one(env_id, mode, seed, cfg)
+        for env_id in cfg.env_ids()
+        for mode in cfg.mode_list()
+        for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds)
+    ]
     return {"runs": results, **write_aggregate(out)}
 
 
 # ------------------------------------------------------------------------------ aggregate
-CSV_FIELDS = ("env", "mode", "seed", "suite", "real_return_mean", "real_return_std", "dream_return_mean", "gap",
-              "gap_relative", "real_env_steps", "wall_seconds", "behaviour_return_mean", "log_epsilon")
+CSV_FIELDS = (
+    "env",
+    "mode",
+    "seed",
+    "suite",
+    "real_return_mean",
+    "real_return_std",
+    "dream_return_mean",
+    "gap",
+    "gap_relative",
+    "real_env_steps",
+    "wall_seconds",
+    "behaviour_return_mean",
+    "log_epsilon",
+)
 
 
 def load_results(out: Path) -> list[dict[str, Any]]:
@@ -305,41 +398,57 @@ def write_aggregate(out: Path) -> dict[str, Any]:
     if not rows:
         raise BenchError(f"{out}: no finished runs (no */*/seed*/result.json) to summarise")
     write_csv(out / "results.csv", [{k: r.get(k) for k in CSV_FIELDS} for r in rows])
-    lines = ["# dreamlab bench", "",
-             "Per env × mode: median over seeds, [min – max] when there are several. Real = the agent's "
-             "return in the real env; dream = the same agent in its world model's dream from the same start "
-             "states; gap = dream − real. Real steps = real env steps used for training (offline: the logs). "
-             "Wall = the run's own stages on this machine.", ""]
+    lines = [
+        "# dreamlab bench",
+        "",
+        "Per env × mode: median over seeds, [min – max] when there are several. Real = the agent's "
+        "return in the real env; dream = the same agent in its world model's dream from the same start "
+        "states; gap = dream − real. Real steps = real env steps used for training (offline: the logs). "
+        "Wall = the run's own stages on this machine.",
+        "",
+    ]
     first = rows[0]["machine"]
     for env_id in dict.fromkeys(r["env"] for r in rows):
-        lines += [f"## {env_id}", "",
-                  "| who | seeds | real return | dream return | gap | real steps | wall (s) |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [
+            f"## {env_id}",
+            "",
+            "| who | seeds | real return | dream return | gap | real steps | wall (s) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
         for mode in dict.fromkeys(r["mode"] for r in rows if r["env"] == env_id):
             rs = [r for r in rows if r["env"] == env_id and r["mode"] == mode]
-            lines.append(f"| dreamlab {mode} ({rs[0]['suite']}, {rs[0]['config']['preset']}) | {len(rs)} | "
-                         f"{_spread([r['real_return_mean'] for r in rs])} | {_spread([r['dream_return_mean'] for r in rs])} | "
-                         f"{_spread([r['gap'] for r in rs], '+.1f')} | {_spread([r['real_env_steps'] for r in rs], '.0f')} | "
-                         f"{_spread([r['wall_seconds'] for r in rs], '.0f')} |")
+            lines.append(
+                f"| dreamlab {mode} ({rs[0]['suite']}, {rs[0]['config']['preset']}) | {len(rs)} | "
+                f"{_spread([r['real_return_mean'] for r in rs])} | {_spread([r['dream_return_mean'] for r in rs])} | "
+                f"{_spread([r['gap'] for r in rs], '+.1f')} | {_spread([r['real_env_steps'] for r in rs], '.0f')} | "
+                f"{_spread([r['wall_seconds'] for r in rs], '.0f')} |"
+            )
             if mode == "offline":
                 beh = [r["behaviour_return_mean"] for r in rs if r.get("behaviour_return_mean") is not None]
                 if beh:
-                    lines.append(f"| logged behaviour (heuristic, ε {rs[0]['log_epsilon']}) | {len(beh)} | "
-                                 f"{_spread(beh)} | | | | |")
+                    lines.append(
+                        f"| logged behaviour (heuristic, ε {rs[0]['log_epsilon']}) | {len(beh)} | "
+                        f"{_spread(beh)} | | | | |"
+                    )
         refs = references_for(env_id)
         for ref in refs:
             name = ref.env_id if ref.env_id != env_id else ""
-            lines.append(f"| RL Zoo {ref.algo.upper()}{' on ' + name if name else ''} [ref] | 1 | "
-                         f"{ref.mean_reward:.1f} ± {ref.std_reward:.1f} | | | {ref.n_timesteps} | |")
+            lines.append(
+                f"| RL Zoo {ref.algo.upper()}{' on ' + name if name else ''} [ref] | 1 | "
+                f"{ref.mean_reward:.1f} ± {ref.std_reward:.1f} | | | {ref.n_timesteps} | |"
+            )
         if not refs:
             lines.append("| (no RL Zoo reference found for this env) | | | | | | |")
         lines.append("")
-    lines += ["[ref]: RL Baselines3 Zoo, final performance of one trained agent per algorithm "
-              f"(deterministic policy), mean ± std over its evaluation episodes, after the real steps shown: {SOURCE}",
-              "",
-              f"Machine: {first['platform']}, {first['cpu_count']} CPUs, {first.get('torch_threads')} torch thread(s), "
-              f"torch {first.get('torch')}, load average {first.get('load_avg')} when the first run ended "
-              "(the machine may be shared: wall times depend on what else runs).", ""]
+    lines += [
+        "[ref]: RL Baselines3 Zoo, final performance of one trained agent per algorithm "
+        f"(deterministic policy), mean ± std over its evaluation episodes, after the real steps shown: {SOURCE}",
+        "",
+        f"Machine: {first['platform']}, {first['cpu_count']} CPUs, {first.get('torch_threads')} torch thread(s), "
+        f"torch {first.get('torch')}, load average {first.get('load_avg')} when the first run ended "
+        "(the machine may be shared: wall times depend on what else runs).",
+        "",
+    ]
     atomic_write_text(out / "summary.md", "\n".join(lines))
     _log(f"wrote {out / 'results.csv'} ({len(rows)} runs) and {out / 'summary.md'}")
     return {"csv": str(out / "results.csv"), "summary": str(out / "summary.md"), "rows": len(rows)}

@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return USER_ERROR
+    from dreamlab.core.quiet import quiet_third_party
+
+    quiet_third_party()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

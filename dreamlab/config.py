@@ -22,8 +22,9 @@ import argparse
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
@@ -31,8 +32,17 @@ from dreamlab.core.errors import ConfigError, DreamlabError
 
 T = TypeVar("T")
 
-__all__ = ["ConfigError", "add_config_args", "config_from_args", "from_mapping", "load_yaml", "validate",
-           "add_run_args", "apply_threads", "run_with_config"]
+__all__ = [
+    "ConfigError",
+    "add_config_args",
+    "config_from_args",
+    "from_mapping",
+    "load_yaml",
+    "validate",
+    "add_run_args",
+    "apply_threads",
+    "run_with_config",
+]
 
 
 # ----------------------------------------------------------------------------------- types
@@ -100,8 +110,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 def from_mapping(cfg: T, values: dict[str, Any], source: str, prefix: str = "") -> T:
     """``cfg`` with the (nested) ``values`` applied; unknown keys and wrong types name ``source`` and the key."""
     if not isinstance(values, dict):
-        raise ConfigError(f"{source}: {prefix or 'the file'}: expected a mapping of config keys, "
-                          f"got {type(values).__name__}")
+        raise ConfigError(
+            f"{source}: {prefix or 'the file'}: expected a mapping of config keys, got {type(values).__name__}"
+        )
     hints = _hints(type(cfg))
     names = {f.name for f in dataclasses.fields(cfg)}  # type: ignore[arg-type]
     changes: dict[str, Any] = {}
@@ -109,8 +120,7 @@ def from_mapping(cfg: T, values: dict[str, Any], source: str, prefix: str = "") 
         key = str(raw_key).replace("-", "_")
         where = f"{source}: key '{prefix}{key}'"
         if key not in names:
-            raise ConfigError(f"{source}: unknown key '{prefix}{key}' for {type(cfg).__name__}; "
-                              f"known: {sorted(names)}")
+            raise ConfigError(f"{source}: unknown key '{prefix}{key}' for {type(cfg).__name__}; known: {sorted(names)}")
         hint = hints[key]
         if _is_section(hint):
             changes[key] = from_mapping(getattr(cfg, key), value, source, f"{prefix}{key}.")
@@ -182,13 +192,17 @@ def _fields(cls: type, prefix: str = "") -> typing.Iterator[tuple[str, Any, Any]
         if _is_section(hint):
             yield from _fields(hint, f"{prefix}{f.name}.")
             continue
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        )  # type: ignore[misc]
         yield f"{prefix}{f.name}", hint, default
 
 
-def add_config_args(parser: argparse.ArgumentParser, cls: type, title: str | None = None,
-                    skip: tuple[str, ...] = ()) -> None:
+def add_config_args(
+    parser: argparse.ArgumentParser, cls: type, title: str | None = None, skip: tuple[str, ...] = ()
+) -> None:
     """Flags for every field of ``cls`` (dotted for sections), and ``--config FILE.yaml``."""
     taken = {s for a in parser._actions for s in a.option_strings}
     groups: dict[str, argparse._ArgumentGroup] = {}
@@ -197,17 +211,22 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, title: str | Non
             continue
         section = path.rpartition(".")[0]
         if section not in groups:
-            groups[section] = parser.add_argument_group(f"{title or cls.__name__}: {section}" if section
-                                                        else (title or cls.__name__))
+            groups[section] = parser.add_argument_group(
+                f"{title or cls.__name__}: {section}" if section else (title or cls.__name__)
+            )
         group = groups[section]
         inner, _ = _unwrap_optional(hint)
         name = path.rpartition(".")[2].upper()
         kwargs: dict[str, Any] = {"dest": _dest(path), "default": None, "help": f"(default: {default})"}
         if inner is bool:
             group.add_argument(_flag(path), nargs="?", const=True, type=_parse_bool, metavar="BOOL", **kwargs)
-            group.add_argument(_flag(path.rpartition(".")[0] + ("." if section else "") + "no_"
-                                     + path.rpartition(".")[2]),
-                               dest=_dest(path), action="store_false", default=None, help=argparse.SUPPRESS)
+            group.add_argument(
+                _flag(path.rpartition(".")[0] + ("." if section else "") + "no_" + path.rpartition(".")[2]),
+                dest=_dest(path),
+                action="store_false",
+                default=None,
+                help=argparse.SUPPRESS,
+            )
             continue
         if inner in (int, float, str):
             kwargs["type"] = inner
@@ -218,8 +237,13 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, title: str | Non
             continue
         group.add_argument(_flag(path), metavar=name, **kwargs)
     if "--config" not in taken:
-        parser.add_argument("--config", type=Path, default=None, metavar="FILE.yaml",
-                            help="YAML file of settings (the same tree as the flags)")
+        parser.add_argument(
+            "--config",
+            type=Path,
+            default=None,
+            metavar="FILE.yaml",
+            help="YAML file of settings (the same tree as the flags)",
+        )
 
 
 def config_from_args(cls: type[T], args: argparse.Namespace, base: T | None = None) -> T:
@@ -245,11 +269,23 @@ def add_run_args(parser: argparse.ArgumentParser, progress: bool = True) -> None
     """The flags every command shares, spelled the same everywhere: ``--threads`` (0 = torch's
     default) and ``--progress/--no-progress``. Commands whose config has these fields get them
     from :func:`add_config_args` instead."""
-    parser.add_argument("--threads", type=int, default=0, metavar="N",
-                        help="torch CPU threads (default: 0 = torch's default; 1 on a shared machine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="torch CPU threads (default: 0 = torch's default; 1 on a shared machine)",
+    )
     if progress:
-        parser.add_argument("--progress", nargs="?", const=True, default=True, type=_parse_bool, metavar="BOOL",
-                            help="show progress (default: true)")
+        parser.add_argument(
+            "--progress",
+            nargs="?",
+            const=True,
+            default=True,
+            type=_parse_bool,
+            metavar="BOOL",
+            help="show progress (default: true)",
+        )
         parser.add_argument("--no-progress", dest="progress", action="store_false", help=argparse.SUPPRESS)
 
 

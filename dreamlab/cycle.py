@@ -45,19 +45,21 @@ deployment is redone from scratch (its partial logs are discarded before they re
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from dreamlab.core.errors import DreamlabError
+from dreamlab.core.io import atomic_copy, atomic_write_json
 from dreamlab.core.seeding import PRIOR_LOGS_OFFSET, round_seed
 from dreamlab.stages import Run, dream_agent, score_world_model, stderr_log, train_world_model, write_csv
-from dreamlab.core.io import atomic_copy, atomic_write_json
 
 PRACTICE = ("dreamer", "grpo", "none")
 DISTILL = ("opsd", "sft-logs", "none")
@@ -70,6 +72,7 @@ class CycleError(DreamlabError):
 @dataclass
 class PriorConfig:
     """Round 0's LLM when ``llm`` is empty: made with make-base-llm from prior logs."""
+
     log_steps: int = 5000
     log_epsilon: float = 1.0  # 1 = uniformly random actions: the base LLM knows the action format, not the skill; -1 = the env's mediocre heuristic default
     pretrain_steps: int = 1000
@@ -78,6 +81,7 @@ class PriorConfig:
 @dataclass
 class DeployConfig:
     """(a) deploy the LLM in the real env and log what happens."""
+
     steps: int = 2000
     envs: int = 4
     temperature: float = 1.0
@@ -87,6 +91,7 @@ class DeployConfig:
 @dataclass
 class CycleWorldModelConfig:
     """(b) one world model, trained further every round on all logs so far."""
+
     preset: str = "small"
     steps_first: int = 3000  # updates in round 0
     steps_per_round: int = 1500  # further updates in each later round
@@ -96,6 +101,7 @@ class CycleWorldModelConfig:
 @dataclass
 class DreamerPracticeConfig:
     """(c) practice = dreamer: the actor-critic in the dream."""
+
     steps: int = 1000  # actor-critic updates per round
     warm_start: bool = True  # round r > 0 continues round r-1's actor-critic (weights, optimisers)
     penalty: float = 0.0  # imagined reward minus this x ensemble disagreement (MOPO); 0 = off
@@ -105,6 +111,7 @@ class DreamerPracticeConfig:
 class GRPOPracticeConfig:
     """(c) practice = grpo: the recipe that met issue 5's CartPole target (no behaviour cloning on
     the logs, dreams as long as the real episode limit, each rollout scored by its summed verifier reward)."""
+
     iterations: int = 40
     horizon: int = 0  # dream steps per rollout; 0 = the env's own episode limit
     score: str = "reward"  # reward (summed per-step verifier score) | success (episode pass/fail)
@@ -118,8 +125,13 @@ class GRPOPracticeConfig:
         from dreamlab.imagination.grpo import GRPOConfig, GRPOConfigError
 
         try:  # fail now, not after a round of deployment and world-model training
-            GRPOConfig(iterations=self.iterations, horizon=self.horizon or 1, score=self.score,
-                       bc_steps=self.bc_steps, target_success=self.target_success).validate()
+            GRPOConfig(
+                iterations=self.iterations,
+                horizon=self.horizon or 1,
+                score=self.score,
+                bc_steps=self.bc_steps,
+                target_success=self.target_success,
+            ).validate()
         except GRPOConfigError as exc:
             raise CycleError(f"grpo settings: {exc}") from None
 
@@ -127,6 +139,7 @@ class GRPOPracticeConfig:
 @dataclass
 class CycleDistillConfig:
     """(d) write the practice into the LLM: OPSD inside the dream, or SFT on the best logs."""
+
     method: str = "opsd"  # opsd | sft-logs | none
     tokens: int = 48_000  # opsd: labelled (teacher-scored) tokens per round
     teacher_mix: float = 0.5
@@ -171,7 +184,7 @@ class CycleConfig:
         if self.deploy.steps < 1 or self.deploy.envs < 1:
             raise CycleError("deploy.steps and deploy.envs must be >= 1")
 
-    def check(self) -> "CycleConfig":
+    def check(self) -> CycleConfig:
         """Every field's type and every section's own checks (:func:`dreamlab.config.validate`)."""
         from dreamlab.config import validate
 
@@ -192,8 +205,11 @@ def flat_settings(cfg: CycleConfig | dict[str, Any]) -> dict[str, Any]:
 
 def unused_settings(cfg: CycleConfig) -> set[str]:
     """The settings (dotted keys) a cycle with this practice and distillation never reads (free to differ on resume)."""
-    off = {"grpo.": cfg.practice != "grpo", "dreamer.": cfg.practice != "dreamer",
-           "distill.sft_": cfg.distill.method != "sft-logs"}
+    off = {
+        "grpo.": cfg.practice != "grpo",
+        "dreamer.": cfg.practice != "dreamer",
+        "distill.sft_": cfg.distill.method != "sft-logs",
+    }
     opsd_only = {"distill.tokens", "distill.teacher_mix", "distill.envs"}
     keys = set(flat_settings(cfg))
     unused = {k for k in keys if any(k.startswith(p) and on for p, on in off.items())}
@@ -218,6 +234,7 @@ def feedback_fn(spec: str, env_id: str) -> Callable[[Any], np.ndarray] | None:
         def rule(ep: Any) -> np.ndarray:
             ok = np.asarray(verifier(np.asarray(ep.obs[1:], np.float32)), np.float32) > 0.5  # (num_steps,)
             return np.where(ok, 1.0, -1.0).astype(np.float32)
+
         return rule
     if ":" in spec:
         from dreamlab.core.imports import import_attr
@@ -232,8 +249,10 @@ def with_feedback(episodes: list[Any], fn: Callable[[Any], np.ndarray] | None, s
     for ep in episodes:
         fb = np.asarray(fn(ep), np.float32)
         if fb.shape != (ep.num_steps,) or not np.isfinite(fb).all():
-            raise CycleError(f"{source}: the feedback function returned shape {fb.shape} (finite: "
-                             f"{bool(np.isfinite(fb).all())}); expected ({ep.num_steps},) finite values")
+            raise CycleError(
+                f"{source}: the feedback function returned shape {fb.shape} (finite: "
+                f"{bool(np.isfinite(fb).all())}); expected ({ep.num_steps},) finite values"
+            )
         ep.feedback = np.concatenate([[0.0], fb]).astype(np.float32)
     return episodes
 
@@ -263,12 +282,15 @@ class Cycle:
             raise CycleError(f"{path}: not valid JSON ({exc}); delete the folder to start over") from None
         before, now = flat_settings(before), flat_settings(self.cfg)
         free = set(self.RESUME_FREE) | unused_settings(self.cfg)
-        diff = [f"{k}: {before[k]!r} -> {now[k]!r}" for k in now
-                if k in before and k not in free and before[k] != now[k]]
+        diff = [
+            f"{k}: {before[k]!r} -> {now[k]!r}" for k in now if k in before and k not in free and before[k] != now[k]
+        ]
         if diff:
-            raise CycleError(f"{path}: this folder holds a cycle run with other settings ({'; '.join(diff)}); "
-                             f"rerun with the same settings to resume (only {', '.join(self.RESUME_FREE)} "
-                             "may change), or use a new --out")
+            raise CycleError(
+                f"{path}: this folder holds a cycle run with other settings ({'; '.join(diff)}); "
+                f"rerun with the same settings to resume (only {', '.join(self.RESUME_FREE)} "
+                "may change), or use a new --out"
+            )
 
     def rdir(self, r: int) -> Path:
         return self.out / "rounds" / str(r)
@@ -297,19 +319,36 @@ class Cycle:
             prior = self.out / "prior_logs"
             if prior.exists():
                 shutil.rmtree(prior)  # an interrupted stage: start the prior logs over
-            s = collect(cfg.env_id, "heuristic", cfg.prior.log_steps, num_envs=8, seed=cfg.seed + PRIOR_LOGS_OFFSET,
-                        out=prior, epsilon=eps, progress=cfg.progress)
-            made = make_base_llm(prior, self.out / "llm_base",
-                                 BaseLLMConfig(steps=cfg.prior.pretrain_steps, seed=cfg.seed, progress=cfg.progress))
-            info.update(prior_logs=str(prior), prior_steps=s.store_steps_total, prior_epsilon=eps,
-                        prior_return_mean=float(np.mean(s.returns)) if s.returns else None,
-                        base_llm_agreement=made.get("agreement"))
+            s = collect(
+                cfg.env_id,
+                "heuristic",
+                cfg.prior.log_steps,
+                num_envs=8,
+                seed=cfg.seed + PRIOR_LOGS_OFFSET,
+                out=prior,
+                epsilon=eps,
+                progress=cfg.progress,
+            )
+            made = make_base_llm(
+                prior,
+                self.out / "llm_base",
+                BaseLLMConfig(steps=cfg.prior.pretrain_steps, seed=cfg.seed, progress=cfg.progress),
+            )
+            info.update(
+                prior_logs=str(prior),
+                prior_steps=s.store_steps_total,
+                prior_epsilon=eps,
+                prior_return_mean=float(np.mean(s.returns)) if s.returns else None,
+                base_llm_agreement=made.get("agreement"),
+            )
         elif not (Path(cfg.llm) / "config.json").exists():
             raise CycleError(f"--llm {cfg.llm}: no config.json; expected a local Hugging Face causal-LM folder")
         policy = LLMPolicy.from_pretrained(self.llm_dir(0), env_id=cfg.env_id)
         real = evaluate_real(policy, cfg.env_id, cfg.eval_episodes, seed=cfg.seed + 50_000)
-        info.update(llm=str(self.llm_dir(0)), real={"mean": float(real.mean()), "std": float(real.std()),
-                                                     "returns": real.tolist()})
+        info.update(
+            llm=str(self.llm_dir(0)),
+            real={"mean": float(real.mean()), "std": float(real.std()), "returns": real.tolist()},
+        )
         _log(f"base LLM real return {real.mean():.1f} ± {real.std():.1f}")
         return info
 
@@ -320,8 +359,9 @@ class Cycle:
         cfg = self.cfg
         if cfg.distill.method == "none" and r > 0:  # the teacher stays a separate policy: deploy it
             return self.teacher(r - 1)
-        return LLMPolicy.from_pretrained(self.llm_dir(r), env_id=cfg.env_id,
-                                         temperature=cfg.deploy.temperature, seed=round_seed(cfg.seed, r))
+        return LLMPolicy.from_pretrained(
+            self.llm_dir(r), env_id=cfg.env_id, temperature=cfg.deploy.temperature, seed=round_seed(cfg.seed, r)
+        )
 
     def deploy(self, r: int) -> dict[str, Any]:
         from dreamlab.data.collect import collect
@@ -331,18 +371,29 @@ class Cycle:
         raw = self.rdir(r) / "deploy"
         if raw.exists():
             shutil.rmtree(raw)  # interrupted before its marker: redo it whole
-        s = collect(cfg.env_id, self.deployed_policy(r), cfg.deploy.steps, num_envs=cfg.deploy.envs,
-                    seed=round_seed(cfg.seed, r, stride=100), out=raw, progress=cfg.progress, budget="taken")
+        s = collect(
+            cfg.env_id,
+            self.deployed_policy(r),
+            cfg.deploy.steps,
+            num_envs=cfg.deploy.envs,
+            seed=round_seed(cfg.seed, r, stride=100),
+            out=raw,
+            progress=cfg.progress,
+            budget="taken",
+        )
         deployed = EpisodeStore(raw)
         episodes = with_feedback(deployed.episodes(), feedback_fn(cfg.deploy.feedback, cfg.env_id), str(raw))
         store = EpisodeStore.create(self.logs, cfg.env_id, deployed.observation_space, deployed.action_space)
         store.add_many(episodes, [f"round {r}"] * len(episodes))
         finished = [ep.ret for ep in episodes if ep.is_terminal[-1] or ep.num_steps >= _time_limit(cfg.env_id)]
-        return {"real_steps": int(s.steps_taken), "episodes": len(episodes),
-                "finished_episodes": len(finished),
-                "finished_return_mean": float(np.mean(finished)) if finished else None,
-                "feedback_mean": float(np.mean([ep.feedback[1:].mean() for ep in episodes])),
-                "logs_total_steps": store.num_steps}
+        return {
+            "real_steps": int(s.steps_taken),
+            "episodes": len(episodes),
+            "finished_episodes": len(finished),
+            "finished_return_mean": float(np.mean(finished)) if finished else None,
+            "feedback_mean": float(np.mean([ep.feedback[1:].mean() for ep in episodes])),
+            "logs_total_steps": store.num_steps,
+        }
 
     # -- (b) world model ------------------------------------------------------------------------
     def worldmodel(self, r: int) -> dict[str, Any]:
@@ -352,13 +403,19 @@ class Cycle:
         wcfg = preset(cfg.world_model.preset, seed=cfg.seed)
         wcfg.reward_source = "env" if cfg.deploy.feedback == "env" else "feedback"
         target = cfg.world_model.steps_first + r * cfg.world_model.steps_per_round  # cumulative: training continues
-        trained = train_world_model(self.logs, self.wm_dir, wcfg, target, cfg.world_model.minutes, cfg.progress,
-                                    log=_log)
+        trained = train_world_model(
+            self.logs, self.wm_dir, wcfg, target, cfg.world_model.minutes, cfg.progress, log=_log
+        )
         dst = self.rdir(r) / "world_model.ckpt"
         shutil.copyfile(trained["checkpoint"], dst)
         scored = score_world_model(dst, self.logs, seed=cfg.seed, out_json=self.rdir(r) / "openloop.json")
-        return {"checkpoint": str(dst), "global_step": trained["global_step"], "val_episodes": scored["val_episodes"],
-                "openloop_horizon": scored["openloop_horizon"], "openloop_summary": scored["openloop_summary"]}
+        return {
+            "checkpoint": str(dst),
+            "global_step": trained["global_step"],
+            "val_episodes": scored["val_episodes"],
+            "openloop_horizon": scored["openloop_horizon"],
+            "openloop_summary": scored["openloop_summary"],
+        }
 
     # -- (c) practice ---------------------------------------------------------------------------
     def practice(self, r: int) -> dict[str, Any]:
@@ -371,23 +428,49 @@ class Cycle:
         agent_dir = self.rdir(r) / "agent"
         if cfg.practice == "dreamer":
             start = self._warm_start(r, agent_dir)
-            dream_agent(wm_path, self.logs, agent_dir, start + cfg.dreamer.steps, seed=round_seed(cfg.seed, r),
-                        save_every=100, dreamer=DreamerConfig(penalty=cfg.dreamer.penalty), progress=cfg.progress)
+            dream_agent(
+                wm_path,
+                self.logs,
+                agent_dir,
+                start + cfg.dreamer.steps,
+                seed=round_seed(cfg.seed, r),
+                save_every=100,
+                dreamer=DreamerConfig(penalty=cfg.dreamer.penalty),
+                progress=cfg.progress,
+            )
             res = dream_vs_real(self.teacher(r), cfg.env_id, cfg.eval_episodes, seed=cfg.seed + 60_000)
-            return {"agent": str(agent_dir), "teacher_real": res["real"], "teacher_dream": res["dream"],
-                    "dream_updates_total": start + cfg.dreamer.steps, "warm_started_from": start}
+            return {
+                "agent": str(agent_dir),
+                "teacher_real": res["real"],
+                "teacher_dream": res["dream"],
+                "dream_updates_total": start + cfg.dreamer.steps,
+                "warm_started_from": start,
+            }
         from dreamlab.grpo_cli import train_grpo
         from dreamlab.imagination.grpo import GRPOConfig
         from dreamlab.imagination.grpo_agent import GRPODreamConfig
 
-        trainer = train_grpo(WorldModel.load(wm_path).eval(), self.logs, agent_dir,
-                             GRPOConfig(iterations=cfg.grpo.iterations, seed=round_seed(cfg.seed, r),
-                                        horizon=cfg.grpo.horizon or _time_limit(cfg.env_id), score=cfg.grpo.score,
-                                        bc_steps=cfg.grpo.bc_steps, target_success=cfg.grpo.target_success),
-                             GRPODreamConfig(verifier=cfg.grpo.verifier), progress=cfg.progress)
+        trainer = train_grpo(
+            WorldModel.load(wm_path).eval(),
+            self.logs,
+            agent_dir,
+            GRPOConfig(
+                iterations=cfg.grpo.iterations,
+                seed=round_seed(cfg.seed, r),
+                horizon=cfg.grpo.horizon or _time_limit(cfg.env_id),
+                score=cfg.grpo.score,
+                bc_steps=cfg.grpo.bc_steps,
+                target_success=cfg.grpo.target_success,
+            ),
+            GRPODreamConfig(verifier=cfg.grpo.verifier),
+            progress=cfg.progress,
+        )
         real = evaluate_real(self.teacher(r), cfg.env_id, cfg.eval_episodes, seed=cfg.seed + 60_000)
-        return {"agent": str(agent_dir), "teacher_real": {"mean": float(real.mean()), "std": float(real.std())},
-                "dream_success": trainer.history[-1].dream_success if trainer.history else None}
+        return {
+            "agent": str(agent_dir),
+            "teacher_real": {"mean": float(real.mean()), "std": float(real.std())},
+            "dream_success": trainer.history[-1].dream_success if trainer.history else None,
+        }
 
     def _warm_start(self, r: int, agent_dir: Path) -> int:
         """Seed round r's Dreamer training state with round r-1's (the world model kept training,
@@ -398,7 +481,10 @@ class Cycle:
         prev = self.rdir(r - 1) / "agent" / "train_state.pt"
         if not (self.cfg.dreamer.warm_start and r > 0 and prev.exists()):
             return 0
-        start = int(_load_state(prev)["step"])
+        state = _load_state(prev)
+        if state is None:
+            return 0
+        start = int(state["step"])
         mine = agent_dir / "train_state.pt"
         if not mine.exists():  # (an interrupted stage already holds its own, further on)
             agent_dir.mkdir(parents=True, exist_ok=True)
@@ -406,8 +492,8 @@ class Cycle:
         return start
 
     def teacher(self, r: int) -> Any:
-        from dreamlab.imagination.registry import load_any_policy
         from dreamlab.data.collect import make_env
+        from dreamlab.imagination.registry import load_any_policy
 
         env = make_env(self.cfg.env_id)
         try:
@@ -430,11 +516,22 @@ class Cycle:
         if cfg.distill.method == "sft-logs":
             return self._sft_on_logs(student, out, r)
         store = EpisodeStore(self.logs)
-        dream = DreamEnv(WorldModel.load(self.rdir(r) / "world_model.ckpt"), store, num_envs=cfg.distill.envs,
-                         max_steps=_time_limit(cfg.env_id), seed=round_seed(cfg.seed, r))
+        dream = DreamEnv(
+            WorldModel.load(self.rdir(r) / "world_model.ckpt"),
+            store,
+            num_envs=cfg.distill.envs,
+            max_steps=_time_limit(cfg.env_id),
+            seed=round_seed(cfg.seed, r),
+        )
         teacher = ActorTeacher.for_student(self.teacher(r), student)
-        dcfg = DistillConfig(method="opsd", loss="reverse_kl", max_labelled_tokens=cfg.distill.tokens,
-                             teacher_mix=cfg.distill.teacher_mix, seed=round_seed(cfg.seed, r), progress=cfg.progress)
+        dcfg = DistillConfig(
+            method="opsd",
+            loss="reverse_kl",
+            max_labelled_tokens=cfg.distill.tokens,
+            teacher_mix=cfg.distill.teacher_mix,
+            seed=round_seed(cfg.seed, r),
+            progress=cfg.progress,
+        )
         state = Distiller(student, teacher, dream, dcfg, out=out, env_id=cfg.env_id).run()
         return {"llm": str(out), "method": "opsd", "labelled_tokens": state.labelled_tokens, "updates": state.updates}
 
@@ -446,11 +543,21 @@ class Cycle:
         episodes = EpisodeStore(self.logs).episodes()
         k = max(1, int(round(cfg.distill.sft_best_fraction * len(episodes))))
         best = sorted(episodes, key=lambda ep: ep.ret, reverse=True)[:k]
-        losses = finetune_on_episodes(student, best, BaseLLMConfig(steps=cfg.distill.sft_steps, lr=1e-3, warmup=10,
-                                                                   seed=round_seed(cfg.seed, r), progress=cfg.progress))
+        losses = finetune_on_episodes(
+            student,
+            best,
+            BaseLLMConfig(
+                steps=cfg.distill.sft_steps, lr=1e-3, warmup=10, seed=round_seed(cfg.seed, r), progress=cfg.progress
+            ),
+        )
         student.save_pretrained(out, cfg.env_id)
-        return {"llm": str(out), "method": "sft-logs", "episodes": k, "min_return": float(best[-1].ret),
-                "final_loss": float(np.mean(losses[-20:]))}
+        return {
+            "llm": str(out),
+            "method": "sft-logs",
+            "episodes": k,
+            "min_return": float(best[-1].ret),
+            "final_loss": float(np.mean(losses[-20:])),
+        }
 
     # -- (e) evaluate ---------------------------------------------------------------------------
     def evaluate(self, r: int) -> dict[str, Any]:
@@ -462,16 +569,20 @@ class Cycle:
         seed = cfg.seed + 50_000  # the base LLM's evaluation seeds: the same start states every round
         policy = LLMPolicy.from_pretrained(self.llm_dir(r + 1), env_id=cfg.env_id)
         real = evaluate_real(policy, cfg.env_id, cfg.eval_episodes, seed=seed)
-        res: dict[str, Any] = {"llm": str(self.llm_dir(r + 1)),
-                               "real": {"mean": float(real.mean()), "std": float(real.std()), "returns": real.tolist()},
-                               "dream": None}
+        res: dict[str, Any] = {
+            "llm": str(self.llm_dir(r + 1)),
+            "real": {"mean": float(real.mean()), "std": float(real.std()), "returns": real.tolist()},
+            "dream": None,
+        }
         wm_path = self.rdir(r) / "world_model.ckpt"
         if wm_path.exists():  # (no world model in the no-dreaming ablation)
             dream = evaluate_dream_policy(policy, WorldModel.load(wm_path), cfg.env_id, cfg.eval_episodes, seed=seed)
             res["dream"] = {"mean": float(dream.mean()), "std": float(dream.std()), "returns": dream.tolist()}
         atomic_write_json((self.rdir(r) / "evaluate.json"), res, indent=1)
-        _log(f"round {r}: LLM real {real.mean():.1f} ± {real.std():.1f}"
-             + (f", dream {res['dream']['mean']:.1f}" if res["dream"] else ""))
+        _log(
+            f"round {r}: LLM real {real.mean():.1f} ± {real.std():.1f}"
+            + (f", dream {res['dream']['mean']:.1f}" if res["dream"] else "")
+        )
         return res
 
     # -- the loop -------------------------------------------------------------------------------
@@ -484,38 +595,58 @@ class Cycle:
         t0 = time.perf_counter()
         base = self.run_dir.stage("base", self.base)
         stage_s = float(base.get("wall_s", 0.0))  # summed over invocations: a resumed run counts its earlier work
-        rows: list[dict[str, Any]] = [{"round": "base", "real_steps": 0, "llm_real": base["real"]["mean"],
-                                       "llm_real_std": base["real"]["std"]}]
+        rows: list[dict[str, Any]] = [
+            {"round": "base", "real_steps": 0, "llm_real": base["real"]["mean"], "llm_real_std": base["real"]["std"]}
+        ]
         steps = 0
         for r in range(cfg.rounds):
             self.rdir(r).mkdir(parents=True, exist_ok=True)
             info: dict[str, dict[str, Any]] = {}
-            for name, fn in (("deploy", self.deploy), ("worldmodel", self.worldmodel), ("practice", self.practice),
-                             ("distill", self.distill), ("evaluate", self.evaluate)):
-                if name in ("worldmodel", "practice") and cfg.practice == "none" or \
-                        name == "distill" and cfg.distill.method == "none":
+            for name, fn in (
+                ("deploy", self.deploy),
+                ("worldmodel", self.worldmodel),
+                ("practice", self.practice),
+                ("distill", self.distill),
+                ("evaluate", self.evaluate),
+            ):
+                if (
+                    name in ("worldmodel", "practice")
+                    and cfg.practice == "none"
+                    or name == "distill"
+                    and cfg.distill.method == "none"
+                ):
                     continue  # no dreaming: no world model either (SFT on the logs alone)
                 if name == "evaluate" and cfg.distill.method == "none":
                     continue  # the LLM did not change: only the teacher is evaluated (in practice)
-                info[name] = self.run_dir.stage(f"round{r}_{name}", lambda fn=fn, r=r: fn(r))
+                info[name] = self.run_dir.stage(f"round{r}_{name}", functools.partial(fn, r))
             steps += info["deploy"]["real_steps"]
             stage_s += sum(float(v.get("wall_s", 0.0)) for v in info.values())
             wm_info = info.get("worldmodel", {})
             om, horizon = wm_info.get("openloop_summary", {}), wm_info.get("openloop_horizon")
             teacher = info.get("practice", {}).get("teacher_real", {})
             ev = info.get("evaluate")
-            rows.append({"round": r, "real_steps": steps,
-                         "llm_real": ev["real"]["mean"] if ev else None,
-                         "llm_real_std": ev["real"]["std"] if ev else None,
-                         "llm_dream": ev["dream"]["mean"] if ev and ev["dream"] else None,
-                         "teacher_real": teacher.get("mean"),
-                         "deployed_return": info["deploy"]["finished_return_mean"],
-                         "openloop_nmse": om.get("nmse_at_horizon"), "openloop_copy_last": om.get("nmse_copy_last_at_horizon"),
-                         "openloop_horizon": horizon,
-                         "wm_steps": wm_info.get("global_step")})
+            rows.append(
+                {
+                    "round": r,
+                    "real_steps": steps,
+                    "llm_real": ev["real"]["mean"] if ev else None,
+                    "llm_real_std": ev["real"]["std"] if ev else None,
+                    "llm_dream": ev["dream"]["mean"] if ev and ev["dream"] else None,
+                    "teacher_real": teacher.get("mean"),
+                    "deployed_return": info["deploy"]["finished_return_mean"],
+                    "openloop_nmse": om.get("nmse_at_horizon"),
+                    "openloop_copy_last": om.get("nmse_copy_last_at_horizon"),
+                    "openloop_horizon": horizon,
+                    "wm_steps": wm_info.get("global_step"),
+                }
+            )
             write_csv(self.out / "cycle.csv", rows)
-        result = {"config": asdict(cfg), "rounds": rows, "stages_wall_s": stage_s,
-                  "invocation_wall_s": time.perf_counter() - t0}
+        result = {
+            "config": asdict(cfg),
+            "rounds": rows,
+            "stages_wall_s": stage_s,
+            "invocation_wall_s": time.perf_counter() - t0,
+        }
         atomic_write_json(self.out / "cycle.json", result, indent=1)
         from dreamlab.cycle_report import write_cycle_report
 

@@ -10,14 +10,22 @@ from typing import Any
 
 import torch
 
-from dreamlab.imagination.grpo import GRPOConfig, GRPOTrainer, IterationLog, ObsActor, behaviour_clone, dream_env_factory
+from dreamlab.imagination.grpo import (
+    GRPOConfig,
+    GRPOTrainer,
+    IterationLog,
+    ObsActor,
+    behaviour_clone,
+    dream_env_factory,
+)
 from dreamlab.imagination.grpo_agent import GRPOAgentError, GRPODreamConfig, save_agent
 from dreamlab.imagination.grpo_eval import resolve_uncertainty
 from dreamlab.imagination.verifiers import get_verifier
 
 
-def train_grpo(wm: Any, logs: str | Path, out: str | Path, cfg: GRPOConfig, dcfg: GRPODreamConfig,
-               progress: bool = True) -> GRPOTrainer:
+def train_grpo(
+    wm: Any, logs: str | Path, out: str | Path, cfg: GRPOConfig, dcfg: GRPODreamConfig, progress: bool = True
+) -> GRPOTrainer:
     """GRPO in the dreams of ``wm`` from the episodes in ``logs``; saves (and resumes) the agent in ``out``."""
     from dreamlab.data.store import EpisodeStore
 
@@ -61,6 +69,8 @@ def report_grpo(trainer: GRPOTrainer, out: str | Path) -> None:
     """The one-paragraph summary ``dreamlab dream --algo grpo`` prints."""
     last = trainer.history[-1] if trainer.history else None
     if last is not None:
-        print(f"dream success {last.dream_success:.2f} after {len(trainer.history)} iterations, "
-              f"{trainer.total_steps} imagined steps")
+        print(
+            f"dream success {last.dream_success:.2f} after {len(trainer.history)} iterations, "
+            f"{trainer.total_steps} imagined steps"
+        )
     print(f"GRPO agent written to {out}")

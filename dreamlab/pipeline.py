@@ -28,8 +28,16 @@ import torch
 
 from dreamlab.core.io import atomic_write_text
 from dreamlab.core.seeding import CHECKPOINT_EVAL_OFFSET, EVAL_OFFSET
-from dreamlab.stages import Run, collect_logs, dream_agent, evaluate_agent, score_world_model, stderr_log, \
-    train_world_model, write_csv
+from dreamlab.stages import (
+    Run,
+    collect_logs,
+    dream_agent,
+    evaluate_agent,
+    score_world_model,
+    stderr_log,
+    train_world_model,
+    write_csv,
+)
 
 STAGES = ("collect", "worldmodel", "dream", "evaluate", "distill", "report")
 _log = stderr_log("quickstart")
@@ -38,6 +46,7 @@ _log = stderr_log("quickstart")
 @dataclass
 class LogsConfig:
     """The logs of a mediocre deployed agent: the env's heuristic with epsilon-random actions."""
+
     steps: int = 20_000
     epsilon: float = 0.75
     num_envs: int = 8
@@ -92,13 +101,29 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     logs, wm_dir, agent_dir = out / "logs", out / "worldmodel", out / "agent"
     t_start = time.perf_counter()
 
-    logs_info = run.stage("collect", lambda: collect_logs(
-        cfg.env_id, "heuristic", cfg.logs.steps, logs, num_envs=cfg.logs.num_envs, seed=cfg.seed,
-        epsilon=cfg.logs.epsilon, progress=cfg.progress))
+    logs_info = run.stage(
+        "collect",
+        lambda: collect_logs(
+            cfg.env_id,
+            "heuristic",
+            cfg.logs.steps,
+            logs,
+            num_envs=cfg.logs.num_envs,
+            seed=cfg.seed,
+            epsilon=cfg.logs.epsilon,
+            progress=cfg.progress,
+        ),
+    )
 
     def do_worldmodel() -> dict[str, Any]:
-        trained = train_world_model(logs, wm_dir, preset(cfg.world_model.preset, seed=cfg.seed),
-                                    cfg.world_model.steps, cfg.world_model.minutes, cfg.progress)
+        trained = train_world_model(
+            logs,
+            wm_dir,
+            preset(cfg.world_model.preset, seed=cfg.seed),
+            cfg.world_model.steps,
+            cfg.world_model.minutes,
+            cfg.progress,
+        )
         scored = score_world_model(Path(trained["checkpoint"]), logs, seed=cfg.seed, out_json=out / "openloop.json")
         return {**trained, **scored}
 
@@ -112,12 +137,27 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
             if step % cfg.dream.transfer_every or not (agent_dir / "agent.json").exists():
                 return
             r = evaluate_agent(agent_dir, cfg.env_id, episodes=5, seed=cfg.seed + CHECKPOINT_EVAL_OFFSET + step)
-            rows.append({"label": "dreamer", "seed": cfg.seed, "updates": step,
-                         "real_return": r["real"]["mean"], "dream_return": r["dream"]["mean"]})
+            rows.append(
+                {
+                    "label": "dreamer",
+                    "seed": cfg.seed,
+                    "updates": step,
+                    "real_return": r["real"]["mean"],
+                    "dream_return": r["dream"]["mean"],
+                }
+            )
             _log(f"dream update {step}: real {r['real']['mean']:.1f}, dream {r['dream']['mean']:.1f}")
 
-        info = dream_agent(wm_ckpt, logs, agent_dir, cfg.dream.steps, seed=cfg.seed,
-                           save_every=cfg.dream.transfer_every, callback=checkpoint_eval, progress=cfg.progress)
+        info = dream_agent(
+            wm_ckpt,
+            logs,
+            agent_dir,
+            cfg.dream.steps,
+            seed=cfg.seed,
+            save_every=cfg.dream.transfer_every,
+            callback=checkpoint_eval,
+            progress=cfg.progress,
+        )
         if rows:
             write_csv(out / "transfer.csv", rows)
         return {**info, "checkpoints_evaluated": len(rows)}
@@ -133,15 +173,26 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
         if (out / "transfer.csv").exists():
             with open(out / "transfer.csv", newline="") as fh:
                 rows = [dict(x) for x in csv.DictReader(fh)]
-        rows.append({"label": "dreamer (final)", "seed": cfg.seed, "updates": cfg.dream.steps,
-                     "real_return": r["real"]["mean"], "dream_return": r["dream"]["mean"]})
+        rows.append(
+            {
+                "label": "dreamer (final)",
+                "seed": cfg.seed,
+                "updates": cfg.dream.steps,
+                "real_return": r["real"]["mean"],
+                "dream_return": r["dream"]["mean"],
+            }
+        )
         write_csv(out / "transfer.csv", rows)
         return r
 
     eval_info = run.stage("evaluate", do_evaluate)
     distill_info = run.stage("distill", lambda: _distill(cfg, out, logs, wm_ckpt, agent_dir))
-    return run.stage("report", lambda: write_report(out, cfg, logs_info, wm_info, eval_info, distill_info,
-                                                    total_s=time.perf_counter() - t_start))
+    return run.stage(
+        "report",
+        lambda: write_report(
+            out, cfg, logs_info, wm_info, eval_info, distill_info, total_s=time.perf_counter() - t_start
+        ),
+    )
 
 
 def _distill(cfg: QuickstartConfig, out: Path, logs: Path, wm_ckpt: Path, agent_dir: Path) -> dict[str, Any]:
@@ -152,14 +203,14 @@ def _distill(cfg: QuickstartConfig, out: Path, logs: Path, wm_ckpt: Path, agent_
     from dreamlab.imagination.dream_env import DreamEnv
     from dreamlab.policy.base_llm import BaseLLMConfig, make_base_llm
     from dreamlab.policy.distill import DistillConfig, Distiller
-    from dreamlab.policy.llm import LLMPolicy, evaluate as eval_llm
+    from dreamlab.policy.llm import LLMPolicy
+    from dreamlab.policy.llm import evaluate as eval_llm
     from dreamlab.policy.teachers import ActorTeacher
     from dreamlab.worldmodel.model import WorldModel
 
     base_dir, student_dir = out / "llm_base", out / "llm_opsd"
     if not (base_dir / "config.json").exists():
-        make_base_llm(logs, base_dir, BaseLLMConfig(steps=cfg.llm.pretrain_steps, seed=cfg.seed,
-                                                    progress=cfg.progress))
+        make_base_llm(logs, base_dir, BaseLLMConfig(steps=cfg.llm.pretrain_steps, seed=cfg.seed, progress=cfg.progress))
     eval_env = gym.make_vec(cfg.env_id, num_envs=cfg.eval_episodes, vectorization_mode="sync")
 
     def real_return(policy: LLMPolicy) -> float:
@@ -171,27 +222,54 @@ def _distill(cfg: QuickstartConfig, out: Path, logs: Path, wm_ckpt: Path, agent_
     dream = DreamEnv(WorldModel.load(wm_ckpt), store, num_envs=cfg.distill.envs, max_steps=500, seed=cfg.seed)
     student = LLMPolicy.from_pretrained(base_dir)
     teacher = ActorTeacher.for_student(DreamerAgent.load(agent_dir), student)
-    dcfg = DistillConfig(method="opsd", loss="reverse_kl", max_labelled_tokens=cfg.distill.tokens,
-                         teacher_mix=cfg.distill.teacher_mix,
-                         eval_every_tokens=cfg.distill.eval_every, seed=cfg.seed, progress=cfg.progress)
+    dcfg = DistillConfig(
+        method="opsd",
+        loss="reverse_kl",
+        max_labelled_tokens=cfg.distill.tokens,
+        teacher_mix=cfg.distill.teacher_mix,
+        eval_every_tokens=cfg.distill.eval_every,
+        seed=cfg.seed,
+        progress=cfg.progress,
+    )
     state = Distiller(student, teacher, dream, dcfg, out=student_dir, eval_fn=real_return, env_id=cfg.env_id).run()
     final = real_return(LLMPolicy.from_pretrained(student_dir))
     rows = [{"method": "opsd", "seed": cfg.seed, "labelled_tokens": 0, "real_return": base_return}]
-    rows += [{"method": "opsd", "seed": cfg.seed, "labelled_tokens": int(p["labelled_tokens"]), "real_return": p["return"]}
-             for p in state.curve]
+    rows += [
+        {"method": "opsd", "seed": cfg.seed, "labelled_tokens": int(p["labelled_tokens"]), "real_return": p["return"]}
+        for p in state.curve
+    ]
     rows.append({"method": "opsd", "seed": cfg.seed, "labelled_tokens": state.labelled_tokens, "real_return": final})
     rows.append({"method": "ref:base LLM", "seed": cfg.seed, "labelled_tokens": 0, "real_return": base_return})
     if (out / "evaluate.json").exists():
         teacher = json.loads((out / "evaluate.json").read_text())["real"]["mean"]
-        rows.append({"method": "ref:teacher (dream-trained agent)", "seed": cfg.seed, "labelled_tokens": 0,
-                     "real_return": teacher})
+        rows.append(
+            {
+                "method": "ref:teacher (dream-trained agent)",
+                "seed": cfg.seed,
+                "labelled_tokens": 0,
+                "real_return": teacher,
+            }
+        )
     write_csv(out / "distill.csv", rows)
-    return {"base_llm": str(base_dir), "student": str(student_dir), "base_real_return": base_return,
-            "student_real_return": final, "labelled_tokens": state.labelled_tokens, "updates": state.updates}
+    return {
+        "base_llm": str(base_dir),
+        "student": str(student_dir),
+        "base_real_return": base_return,
+        "student_real_return": final,
+        "labelled_tokens": state.labelled_tokens,
+        "updates": state.updates,
+    }
 
 
-def write_report(out: Path, cfg: QuickstartConfig, logs_info: dict[str, Any], wm_info: dict[str, Any],
-                 eval_info: dict[str, Any], distill_info: dict[str, Any], total_s: float) -> dict[str, Any]:
+def write_report(
+    out: Path,
+    cfg: QuickstartConfig,
+    logs_info: dict[str, Any],
+    wm_info: dict[str, Any],
+    eval_info: dict[str, Any],
+    distill_info: dict[str, Any],
+    total_s: float,
+) -> dict[str, Any]:
     from dreamlab.commands.plot import make_plot
 
     plots = {}
@@ -234,5 +312,10 @@ def write_report(out: Path, cfg: QuickstartConfig, logs_info: dict[str, Any], wm
     atomic_write_text(out / "report.md", "\n".join(lines))
     print("\n".join(lines[:14]))
     _log(f"report: {out / 'report.md'}")
-    return {"report": str(out / "report.md"), "plots": plots, "beats_behaviour": bool(real > behaviour),
-            "agent_real": real, "behaviour": behaviour}
+    return {
+        "report": str(out / "report.md"),
+        "plots": plots,
+        "beats_behaviour": bool(real > behaviour),
+        "agent_real": real,
+        "behaviour": behaviour,
+    }

@@ -8,8 +8,9 @@ the paths. Series are told apart by line style and marker, not only by colour.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import matplotlib
 
@@ -65,8 +66,14 @@ def plot_transfer(rows: list[dict[str, Any]], stem: Path, title: str = "Dream vs
         x = [float(r["real_return"]) for r in rs]
         allv += d + x
         _, marker = STYLES[i % len(STYLES)]
-        ax.scatter(x, d, marker=marker, facecolors="none" if i % 2 else GREYS[i % len(GREYS)],
-                   edgecolors=GREYS[i % len(GREYS)], label=label)
+        ax.scatter(
+            x,
+            d,
+            marker=marker,
+            facecolors="none" if i % 2 else GREYS[i % len(GREYS)],
+            edgecolors=GREYS[i % len(GREYS)],
+            label=label,
+        )
     if allv:
         lo, hi = min(allv), max(allv)
         pad = 0.05 * (hi - lo + 1e-9)
@@ -84,8 +91,14 @@ def _band(ax: plt.Axes, xs: np.ndarray, ys: np.ndarray, i: int, label: str) -> N
     mean = np.nanmean(ys, 0)
     ax.plot(xs, mean, linestyle=ls, marker=marker, color=GREYS[i % len(GREYS)], ms=4, label=label)
     if ys.shape[0] > 1:
-        ax.fill_between(xs, np.nanmin(ys, 0), np.nanmax(ys, 0), color=GREYS[i % len(GREYS)], alpha=0.15,
-                        hatch="//" if i % 2 else None)
+        ax.fill_between(
+            xs,
+            np.nanmin(ys, 0),
+            np.nanmax(ys, 0),
+            color=GREYS[i % len(GREYS)],
+            alpha=0.15,
+            hatch="//" if i % 2 else None,
+        )
 
 
 def _series(rows: list[dict[str, Any]], x: str, y: str, group: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -110,10 +123,17 @@ def _series(rows: list[dict[str, Any]], x: str, y: str, group: str) -> dict[str,
     return out
 
 
-def plot_curves(rows: list[dict[str, Any]], stem: Path, x: str = "real_steps", y: str = "real_return",
-                group: str = "label", xlabel: str = "real env steps", ylabel: str = "real return",
-                title: str = "Learning curves (band: min-max over seeds)",
-                refs: dict[str, float] | None = None) -> list[Path]:
+def plot_curves(
+    rows: list[dict[str, Any]],
+    stem: Path,
+    x: str = "real_steps",
+    y: str = "real_return",
+    group: str = "label",
+    xlabel: str = "real env steps",
+    ylabel: str = "real return",
+    title: str = "Learning curves (band: min-max over seeds)",
+    refs: dict[str, float] | None = None,
+) -> list[Path]:
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     for i, (g, (xs, ys)) in enumerate(_series(rows, x, y, group).items()):
         _band(ax, xs, ys, i, f"{g} ({ys.shape[0]} seed{'s' if ys.shape[0] != 1 else ''})")
@@ -144,14 +164,23 @@ def plot_openloop(result: dict[str, Any], stem: Path, title: str | None = None) 
 
 def plot_distill(rows: list[dict[str, Any]], stem: Path, refs: dict[str, float] | None = None) -> list[Path]:
     """rows: {method, seed, labelled_tokens, real_return}; refs e.g. {"teacher": 500, "base LLM": 20}."""
-    return plot_curves(rows, stem, x="labelled_tokens", y="real_return", group="method",
-                       xlabel="teacher-labelled action tokens", ylabel="student real return",
-                       title="Distillation: real return vs labelled tokens", refs=refs)
+    return plot_curves(
+        rows,
+        stem,
+        x="labelled_tokens",
+        y="real_return",
+        group="method",
+        xlabel="teacher-labelled action tokens",
+        ylabel="student real return",
+        title="Distillation: real return vs labelled tokens",
+        refs=refs,
+    )
 
 
 def plot_cycle(rows: list[dict[str, Any]], stem: Path, title: str = "Learning on the job") -> list[Path]:
     """LLM real return against cumulative real steps (one series per ``label``, seeds as bands), the
     dream-trained teacher per round (dashed) and the base LLM (round ``base``) as a reference line."""
+
     def num(v: Any) -> bool:
         try:
             return np.isfinite(float(v))
@@ -166,7 +195,7 @@ def plot_cycle(rows: list[dict[str, Any]], stem: Path, title: str = "Learning on
         n = ys.shape[0]
         _band(ax, xs, ys, i, f"{name} (mean of {n} seeds, band min–max)" if n > 1 else f"{name} (1 seed)")
     teach = [r for r in rows if num(r.get("teacher_real"))]
-    for j, (g, (xs, ys)) in enumerate(_series(teach, "real_steps", "teacher_real", "label").items()):
+    for g, (xs, ys) in _series(teach, "real_steps", "teacher_real", "label").items():
         name = "teacher (dream-trained, mean)" + ("" if g == "run" else f": {g}")
         ax.plot(xs, np.nanmean(ys, 0), linestyle="--", marker="x", color="0.5", ms=5, label=name)
     base = [float(r["llm_real"]) for r in rows if str(r.get("round")) == "base" and num(r.get("llm_real"))]

@@ -16,17 +16,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-SOURCE = ("https://github.com/DLR-RM/rl-baselines3-zoo/blob/"
-          "0088472b8cb622732bdbc4aa3d0d0abde86c67ed/benchmark.md")
+SOURCE = "https://github.com/DLR-RM/rl-baselines3-zoo/blob/0088472b8cb622732bdbc4aa3d0d0abde86c67ed/benchmark.md"
 
 
 @dataclass(frozen=True)
 class Reference:
     algo: str
-    env_id: str            # the env id exactly as the source names it
+    env_id: str  # the env id exactly as the source names it
     mean_reward: float
     std_reward: float
-    n_timesteps: int       # real env steps of training
+    n_timesteps: int  # real env steps of training
     eval_episodes: int
     source: str = SOURCE
 

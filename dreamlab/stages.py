@@ -18,14 +18,25 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from dreamlab.core.io import atomic_write_json, write_csv
 from dreamlab.core.machine import run_manifest
 
-__all__ = ["Run", "Stages", "run_stage", "write_csv", "collect_logs", "train_world_model", "score_world_model",
-           "dream_agent", "train_online_agent", "evaluate_agent"]
+__all__ = [
+    "Run",
+    "Stages",
+    "run_stage",
+    "write_csv",
+    "collect_logs",
+    "train_world_model",
+    "score_world_model",
+    "dream_agent",
+    "train_online_agent",
+    "evaluate_agent",
+]
 
 Log = Callable[[str], None]
 
@@ -33,6 +44,7 @@ Log = Callable[[str], None]
 def stderr_log(prefix: str = "dreamlab") -> Log:
     def log(msg: str) -> None:
         print(f"[{prefix} {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
     return log
 
 
@@ -89,7 +101,9 @@ class Run:
         """``OUT/manifest.json``: this invocation's record appended to the earlier ones."""
         import dataclasses
 
-        cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) and not isinstance(config, type) else config
+        cfg = (
+            dataclasses.asdict(config) if dataclasses.is_dataclass(config) and not isinstance(config, type) else config
+        )
         path = self.out / "manifest.json"
         entry = run_manifest(cfg)
         previous: list[dict[str, Any]] = []
@@ -119,8 +133,17 @@ class Run:
 
 
 # ------------------------------------------------------------------------------ the stages
-def collect_logs(env_id: str, policy: Any, steps: int, out: Path, num_envs: int = 8, seed: int = 0,
-                 epsilon: float = 0.0, progress: bool = True, loaders: tuple[Any, ...] = ()) -> dict[str, Any]:
+def collect_logs(
+    env_id: str,
+    policy: Any,
+    steps: int,
+    out: Path,
+    num_envs: int = 8,
+    seed: int = 0,
+    epsilon: float = 0.0,
+    progress: bool = True,
+    loaders: tuple[Any, ...] = (),
+) -> dict[str, Any]:
     """Logs of ``policy`` (a Policy or a ``--policy`` spec) in ``env_id`` until the store at ``out``
     holds ``steps`` steps; an interrupted store is topped up (seeded past what it holds)."""
     from dreamlab.data.collect import collect
@@ -129,26 +152,42 @@ def collect_logs(env_id: str, policy: Any, steps: int, out: Path, num_envs: int 
     out = Path(out)
     have = EpisodeStore(out).num_steps if (out / "metadata.json").exists() else 0
     if have < steps:
-        collect(env_id, policy, steps - have, num_envs=num_envs, seed=seed + have, out=out, epsilon=epsilon,
-                progress=progress, loaders=loaders)
+        collect(
+            env_id,
+            policy,
+            steps - have,
+            num_envs=num_envs,
+            seed=seed + have,
+            out=out,
+            epsilon=epsilon,
+            progress=progress,
+            loaders=loaders,
+        )
     return {"epsilon": epsilon, **EpisodeStore(out).stats().summary()}
 
 
-def train_world_model(logs: Path, out: Path, cfg: Any, steps: int, minutes: float | None = None,
-                      progress: bool = True, log: Log | None = None) -> dict[str, Any]:
+def train_world_model(
+    logs: Path,
+    out: Path,
+    cfg: Any,
+    steps: int,
+    minutes: float | None = None,
+    progress: bool = True,
+    log: Log | None = None,
+) -> dict[str, Any]:
     """Train (or continue training, up to ``steps`` in all) the world model ``cfg`` on ``logs``."""
     from dreamlab.worldmodel.train import train
 
     kwargs: dict[str, Any] = {"log": log} if log is not None else {}
-    ckpt = train(logs, out, cfg, max_steps=steps, max_minutes=minutes, progress=progress, accelerator="cpu",
-                 **kwargs)
+    ckpt = train(logs, out, cfg, max_steps=steps, max_minutes=minutes, progress=progress, accelerator="cpu", **kwargs)
     summary_path = Path(out) / "train_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     return {"checkpoint": str(ckpt), "global_step": summary.get("global_step")}
 
 
-def score_world_model(ckpt: Path, logs: Path, seed: int = 0, context: int = 8, horizon: int = 15,
-                      out_json: Path | None = None) -> dict[str, Any]:
+def score_world_model(
+    ckpt: Path, logs: Path, seed: int = 0, context: int = 8, horizon: int = 15, out_json: Path | None = None
+) -> dict[str, Any]:
     """Open-loop error of the world model on the held-out episodes of ``logs`` (the split its
     training used), against copy-last; the horizon shrinks to fit short episodes (0: not scored)."""
     from dreamlab.data.sampling import split_names
@@ -170,16 +209,25 @@ def score_world_model(ckpt: Path, logs: Path, seed: int = 0, context: int = 8, h
     return info
 
 
-def dream_agent(ckpt: Path, logs: Path, agent_dir: Path, steps: int, seed: int = 0, save_every: int = 250,
-                dreamer: Any = None, callback: Callable[[int, dict[str, float]], None] | None = None,
-                progress: bool = True) -> dict[str, Any]:
+def dream_agent(
+    ckpt: Path,
+    logs: Path,
+    agent_dir: Path,
+    steps: int,
+    seed: int = 0,
+    save_every: int = 250,
+    dreamer: Any = None,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """A Dreamer actor-critic trained ``steps`` updates (in all: it resumes) only in the dreams of ``ckpt``."""
     from dreamlab.imagination.loops import OfflineConfig, dream_offline
     from dreamlab.worldmodel.model import WorldModel
 
     ocfg = OfflineConfig(steps=steps, seed=seed, save_every=save_every)
-    dream_offline(WorldModel.load(ckpt), logs, agent_dir, ocfg, dreamer, wm_path=ckpt, progress=progress,
-                  callback=callback)
+    dream_offline(
+        WorldModel.load(ckpt), logs, agent_dir, ocfg, dreamer, wm_path=ckpt, progress=progress, callback=callback
+    )
     return {"agent": str(agent_dir), "updates": steps}
 
 
@@ -193,7 +241,9 @@ def train_online_agent(env_id: str, out: Path, cfg: Any, dreamer: Any = None, pr
     return {"agent": str(Path(out) / "agent"), "online_config": dataclasses.asdict(cfg)}
 
 
-def evaluate_agent(agent_dir: Path, env_id: str, episodes: int, seed: int, greedy: bool | None = None) -> dict[str, Any]:
+def evaluate_agent(
+    agent_dir: Path, env_id: str, episodes: int, seed: int, greedy: bool | None = None
+) -> dict[str, Any]:
     """The agent's real return and its dream return from the same start states (``dream_vs_real``)."""
     from dreamlab.imagination.agent import DreamerAgent
     from dreamlab.imagination.evaluate import dream_vs_real

@@ -22,10 +22,9 @@ import numpy as np
 import torch
 
 from dreamlab.core.errors import DreamlabError
-from dreamlab.core.io import read_manifest
+from dreamlab.core.io import atomic_copy, atomic_path, atomic_torch_save, atomic_write_json, read_manifest
 from dreamlab.imagination.dreamer import DreamerConfig
 from dreamlab.policy.actor_critic import Actor
-from dreamlab.core.io import atomic_copy, atomic_path, atomic_torch_save, atomic_write_json
 
 FORMAT = "dreamlab-dreamer-agent"
 VERSION = 1
@@ -51,8 +50,15 @@ def load_world_model(path: Path) -> Any:
 class DreamerAgent:
     """World-model filter + actor as a batched Policy."""
 
-    def __init__(self, world_model: Any, actor: Actor, greedy: bool = True, env_id: str | None = None,
-                 dreamer_config: DreamerConfig | None = None, seed: int | None = None):
+    def __init__(
+        self,
+        world_model: Any,
+        actor: Actor,
+        greedy: bool = True,
+        env_id: str | None = None,
+        dreamer_config: DreamerConfig | None = None,
+        seed: int | None = None,
+    ):
         self.wm, self.actor = world_model, actor
         self.greedy, self.env_id = greedy, env_id
         self.dreamer_config = dreamer_config or DreamerConfig()
@@ -136,8 +142,14 @@ class DreamerAgent:
         of re-saving the model. Every file is written to a temporary name, then renamed."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        meta = {"format": FORMAT, "version": VERSION, "env_id": self.env_id, "greedy": self.greedy,
-                "feature_dim": int(self.wm.feature_dim), "dreamer": asdict(self.dreamer_config)}
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "env_id": self.env_id,
+            "greedy": self.greedy,
+            "feature_dim": int(self.wm.feature_dim),
+            "dreamer": asdict(self.dreamer_config),
+        }
         atomic_torch_save(self.actor.state_dict(), d / "actor.pt")
         if wm_path is not None and Path(wm_path).resolve() != (d / "worldmodel.ckpt").resolve():
             atomic_copy(wm_path, d / "worldmodel.ckpt")
@@ -147,17 +159,24 @@ class DreamerAgent:
         return d
 
     @classmethod
-    def load(cls, directory: str | Path, greedy: bool | None = None) -> "DreamerAgent":
+    def load(cls, directory: str | Path, greedy: bool | None = None) -> DreamerAgent:
         d = Path(directory)
-        meta = read_manifest(d / "agent.json", FORMAT, VERSION, AgentLoadError,
-                             "DreamerAgent directory (expected agent.json, actor.pt, worldmodel.ckpt)")
+        meta = read_manifest(
+            d / "agent.json",
+            FORMAT,
+            VERSION,
+            AgentLoadError,
+            "DreamerAgent directory (expected agent.json, actor.pt, worldmodel.ckpt)",
+        )
         for name in ("actor.pt", "worldmodel.ckpt"):
             if not (d / name).exists():
                 raise AgentLoadError(f"{d / name}: missing from the agent directory")
         wm = load_world_model(d / "worldmodel.ckpt")
         if int(meta["feature_dim"]) != int(wm.feature_dim):
-            raise AgentLoadError(f"{d / 'agent.json'}: field 'feature_dim' is {meta['feature_dim']}, but "
-                                 f"{d / 'worldmodel.ckpt'} has {wm.feature_dim}")
+            raise AgentLoadError(
+                f"{d / 'agent.json'}: field 'feature_dim' is {meta['feature_dim']}, but "
+                f"{d / 'worldmodel.ckpt'} has {wm.feature_dim}"
+            )
         known = {f.name for f in fields(DreamerConfig)}
         cfg = DreamerConfig(**{k: v for k, v in meta.get("dreamer", {}).items() if k in known})
         actor = Actor(wm.feature_dim, wm.action_space, cfg.net_config())
@@ -168,8 +187,13 @@ class DreamerAgent:
             raise AgentLoadError(f"{d / 'actor.pt'}: cannot load the actor weights: {exc}") from None
         wm.eval()
         actor.eval()
-        return cls(wm, actor, greedy=bool(meta["greedy"]) if greedy is None else greedy,
-                   env_id=meta.get("env_id"), dreamer_config=cfg)
+        return cls(
+            wm,
+            actor,
+            greedy=bool(meta["greedy"]) if greedy is None else greedy,
+            env_id=meta.get("env_id"),
+            dreamer_config=cfg,
+        )
 
 
 def agent_loader(spec: str, env: Any) -> DreamerAgent | None:
@@ -177,4 +201,3 @@ def agent_loader(spec: str, env: Any) -> DreamerAgent | None:
     if (Path(spec) / "agent.json").exists():
         return DreamerAgent.load(spec)
     return None
-

@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import gymnasium as gym
 import torch
@@ -84,8 +85,9 @@ def index_state(state: State, idx: torch.Tensor) -> State:
     return {k: v[idx] for k, v in state.items()}
 
 
-def lambda_returns(reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor,
-                   gamma: float, lam: float) -> torch.Tensor:
+def lambda_returns(
+    reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor, gamma: float, lam: float
+) -> torch.Tensor:
     """reward, cont: (H, N) for steps 1..H; value: (H+1, N) for steps 0..H -> returns (H, N) for 0..H-1."""
     horizon = reward.shape[0]
     out = []
@@ -98,6 +100,10 @@ def lambda_returns(reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor
 
 class PercentileNormaliser(nn.Module):
     """EMA of the low/high percentiles of the returns; ``scale = max(1, high - low)``."""
+
+    low: torch.Tensor  # buffers
+    high: torch.Tensor
+    initialised: torch.Tensor
 
     def __init__(self, low: float = 5.0, high: float = 95.0, decay: float = 0.99):
         super().__init__()
@@ -204,7 +210,9 @@ class DreamerLearner(nn.Module):
             ent = roll["entropy"]
             actor_obj = ret / scale + cfg.entropy * ent
         actor_loss = -(weight * actor_obj).mean()
-        critic_loss = self.critic.loss(logits, ret.detach()) + cfg.slow_reg * self.critic.loss(logits, value[:-1].detach())
+        critic_loss = self.critic.loss(logits, ret.detach()) + cfg.slow_reg * self.critic.loss(
+            logits, value[:-1].detach()
+        )
         critic_loss = (weight * critic_loss).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         self.critic_opt.zero_grad(set_to_none=True)
@@ -216,11 +224,16 @@ class DreamerLearner(nn.Module):
         self._update_slow()
         self.updates += 1
         return {
-            "actor_loss": float(actor_loss.detach()), "critic_loss": float(critic_loss.detach()),
-            "return": float(ret.detach().mean()), "reward": float(reward.detach().mean()),
-            "cont": float(cont.detach().mean()), "value": float(value.detach().mean()),
-            "entropy": float(ent.detach().mean()), "ret_scale": float(scale),
-            "actor_grad": float(actor_gn), "critic_grad": float(critic_gn),
+            "actor_loss": float(actor_loss.detach()),
+            "critic_loss": float(critic_loss.detach()),
+            "return": float(ret.detach().mean()),
+            "reward": float(reward.detach().mean()),
+            "cont": float(cont.detach().mean()),
+            "value": float(value.detach().mean()),
+            "entropy": float(ent.detach().mean()),
+            "ret_scale": float(scale),
+            "actor_grad": float(actor_gn),
+            "critic_grad": float(critic_gn),
             **({"disagreement": float(roll["disagreement"].mean())} if "disagreement" in roll else {}),
         }
 
@@ -265,13 +278,16 @@ class DreamerLearner(nn.Module):
     # ------------------------------------------------------------------ checkpoints
     def full_state(self) -> dict[str, Any]:
         """Everything to resume: weights, optimiser states, counters (torch.load(weights_only=True)-safe)."""
-        return {"model": self.state_dict(), "actor_opt": self.actor_opt.state_dict(),
-                "critic_opt": self.critic_opt.state_dict(), "updates": self.updates,
-                "config": asdict(self.cfg)}
+        return {
+            "model": self.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "updates": self.updates,
+            "config": asdict(self.cfg),
+        }
 
     def load_full_state(self, blob: dict[str, Any]) -> None:
         self.load_state_dict(blob["model"])
         self.actor_opt.load_state_dict(blob["actor_opt"])
         self.critic_opt.load_state_dict(blob["critic_opt"])
         self.updates = int(blob["updates"])
-

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -43,7 +43,7 @@ def _first_episode_returns(policy: Any, envs: Any, obs: np.ndarray, n: int) -> n
 
 def evaluate_real(policy: Any, env_id: str, episodes: int = 10, seed: int = 0) -> np.ndarray:
     """Returns (episodes,) of ``policy`` (Policy protocol) in the real env, all envs batched."""
-    envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync")
+    envs = cast(gym.vector.SyncVectorEnv, gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync"))
     try:
         obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
         return _first_episode_returns(policy, envs, obs, episodes)
@@ -51,27 +51,40 @@ def evaluate_real(policy: Any, env_id: str, episodes: int = 10, seed: int = 0) -
         envs.close()
 
 
-def _dream_from_real_starts(wm: Any, env_id: str, episodes: int, seed: int, max_steps: int | None,
-                            obs_mode: str) -> tuple[DreamEnv, np.ndarray]:
+def _dream_from_real_starts(
+    wm: Any, env_id: str, episodes: int, seed: int, max_steps: int | None, obs_mode: str
+) -> tuple[DreamEnv, np.ndarray]:
     """A DreamEnv started from the posterior states of the real env's first observations."""
-    envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync")
+    envs = cast(gym.vector.SyncVectorEnv, gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync"))
     try:
         obs0, _ = envs.reset(seed=[seed + i for i in range(episodes)])
     finally:
         envs.close()
     dev = next(wm.parameters()).device
     first = torch.ones(episodes, dtype=torch.bool, device=dev)
-    start = wm.obs_step(wm.initial(episodes), torch.zeros(episodes, wm.codec.dim, device=dev),
-                        torch.as_tensor(np.asarray(obs0, np.float32), device=dev), first)
-    dream = DreamEnv(wm, None, num_envs=episodes, max_steps=max_steps or _time_limit(env_id),
-                     obs_mode=obs_mode, seed=seed, autoreset=False)
+    start = wm.obs_step(
+        wm.initial(episodes),
+        torch.zeros(episodes, wm.codec.dim, device=dev),
+        torch.as_tensor(np.asarray(obs0, np.float32), device=dev),
+        first,
+    )
+    dream = DreamEnv(
+        wm,
+        None,
+        num_envs=episodes,
+        max_steps=max_steps or _time_limit(env_id),
+        obs_mode=obs_mode,
+        seed=seed,
+        autoreset=False,
+    )
     obs, _ = dream.reset(options={"states": start})
     return dream, obs
 
 
 @torch.no_grad()
-def evaluate_dream(agent: Any, env_id: str, episodes: int = 10, seed: int = 0,
-                   max_steps: int | None = None) -> np.ndarray:
+def evaluate_dream(
+    agent: Any, env_id: str, episodes: int = 10, seed: int = 0, max_steps: int | None = None
+) -> np.ndarray:
     """Returns (episodes,) of ``agent`` (a DreamerAgent) in its dream, from real start states."""
     wm = agent.wm
     dev = next(wm.parameters()).device
@@ -87,8 +100,9 @@ def evaluate_dream(agent: Any, env_id: str, episodes: int = 10, seed: int = 0,
 
 
 @torch.no_grad()
-def evaluate_dream_policy(policy: Any, wm: Any, env_id: str, episodes: int = 10, seed: int = 0,
-                          max_steps: int | None = None) -> np.ndarray:
+def evaluate_dream_policy(
+    policy: Any, wm: Any, env_id: str, episodes: int = 10, seed: int = 0, max_steps: int | None = None
+) -> np.ndarray:
     """Returns (episodes,) of any Policy acting on *decoded* dream observations of ``wm``, from real
     start states (the same starts as :func:`evaluate_real` with the same seed)."""
     dream, obs = _dream_from_real_starts(wm, env_id, episodes, seed, max_steps, "decoded")
@@ -101,8 +115,11 @@ def dream_vs_real(agent: Any, env_id: str, episodes: int = 10, seed: int = 0) ->
     dream = evaluate_dream(agent, env_id, episodes, seed)
     gap = float(dream.mean() - real.mean())
     return {
-        "env_id": env_id, "episodes": episodes, "seed": seed,
+        "env_id": env_id,
+        "episodes": episodes,
+        "seed": seed,
         "real": {"mean": float(real.mean()), "std": float(real.std()), "returns": real.tolist()},
         "dream": {"mean": float(dream.mean()), "std": float(dream.std()), "returns": dream.tolist()},
-        "gap": gap, "gap_relative": abs(gap) / max(1e-8, abs(float(real.mean()))),
+        "gap": gap,
+        "gap_relative": abs(gap) / max(1e-8, abs(float(real.mean()))),
     }

@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -52,28 +52,28 @@ SCORES = ("success", "reward")
 @dataclass
 class GRPOConfig:
     iterations: int = 40
-    groups: int = 16              # P start states per iteration
-    group_size: int = 8           # G forks per start state
-    horizon: int = 200            # dream steps per rollout
-    epochs: int = 4               # optimisation passes over each batch
+    groups: int = 16  # P start states per iteration
+    group_size: int = 8  # G forks per start state
+    horizon: int = 200  # dream steps per rollout
+    epochs: int = 4  # optimisation passes over each batch
     lr: float = 1e-3
     eps_low: float = 0.2
-    eps_high: float = 0.28        # DAPO clip-higher
-    kl_coef: float = 0.0          # k3 KL to the initial policy; 0 = off
+    eps_high: float = 0.28  # DAPO clip-higher
+    kl_coef: float = 0.0  # k3 KL to the initial policy; 0 = off
     entropy_coef: float = 0.0
-    scale_std: bool = True        # False = Dr.GRPO (no std in the advantage)
+    scale_std: bool = True  # False = Dr.GRPO (no std in the advantage)
     drop_zero_variance: bool = True
     loss_agg: str = "token_mean"  # token_mean (DAPO) | seq_mean (GRPO) | constant (Dr.GRPO)
-    score: str = "success"        # success (verifier episode score) | reward (sum of per-step reward)
-    forked: bool = True           # False = ablation: group members start from different states
+    score: str = "success"  # success (verifier episode score) | reward (sum of per-step reward)
+    forked: bool = True  # False = ablation: group members start from different states
     hidden: int = 64
     layers: int = 2
     grad_clip: float = 1.0
-    bc_steps: int = 300           # behaviour cloning on the logs before GRPO (the "SFT" start); 0 = off
-    target_success: float = 0.0   # stop early once the last 3 iterations' dream success reach it; 0 = off
+    bc_steps: int = 300  # behaviour cloning on the logs before GRPO (the "SFT" start); 0 = off
+    target_success: float = 0.0  # stop early once the last 3 iterations' dream success reach it; 0 = off
     seed: int = 0
 
-    def validate(self) -> "GRPOConfig":
+    def validate(self) -> GRPOConfig:
         if self.bc_steps < 0:
             raise GRPOConfigError(f"GRPOConfig field 'bc_steps' must be >= 0, got {self.bc_steps}")
         for name in ("iterations", "groups", "horizon", "epochs", "hidden", "layers"):
@@ -95,26 +95,39 @@ class GRPOConfig:
 class ObsActor(nn.Module):
     """The policy GRPO trains: the shared :class:`~policy.actor_critic.Actor` on normalised observations."""
 
-    def __init__(self, obs_space: gym.Space, action_space: gym.Space, obs_mean: np.ndarray,
-                 obs_std: np.ndarray, hidden: int = 64, layers: int = 2):
+    obs_mean: torch.Tensor  # buffers
+    obs_std: torch.Tensor
+
+    def __init__(
+        self,
+        obs_space: gym.Space,
+        action_space: gym.Space,
+        obs_mean: np.ndarray,
+        obs_std: np.ndarray,
+        hidden: int = 64,
+        layers: int = 2,
+    ):
         super().__init__()
         self.obs_space, self.action_space = obs_space, action_space
         self.codec = ActionCodec(action_space)
-        self.obs_dim = int(np.prod(obs_space.shape))
+        self.obs_dim = int(np.prod(cast(tuple[int, ...], obs_space.shape)))
         self.register_buffer("obs_mean", torch.as_tensor(np.asarray(obs_mean, np.float32).reshape(-1)))
         self.register_buffer("obs_std", torch.as_tensor(np.maximum(np.asarray(obs_std, np.float32).reshape(-1), 1e-3)))
         self.actor = Actor(self.obs_dim, action_space, ActorCriticNetConfig(hidden=hidden, layers=layers))
 
     @classmethod
-    def from_episodes(cls, episodes: list[Episode], obs_space: gym.Space, action_space: gym.Space,
-                      hidden: int = 64, layers: int = 2) -> "ObsActor":
+    def from_episodes(
+        cls, episodes: list[Episode], obs_space: gym.Space, action_space: gym.Space, hidden: int = 64, layers: int = 2
+    ) -> ObsActor:
         """Observation normalisation statistics come from the real logs."""
         obs = np.concatenate([e.obs.reshape(len(e.obs), -1) for e in episodes]).astype(np.float64)
         return cls(obs_space, action_space, obs.mean(0), obs.std(0), hidden, layers)
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         """(..., *obs_shape) -> (..., obs_dim) normalised and clipped."""
-        flat = obs.reshape(*obs.shape[: obs.ndim - len(self.obs_space.shape)], self.obs_dim).float()
+        flat = obs.reshape(
+            *obs.shape[: obs.ndim - len(cast(tuple[int, ...], self.obs_space.shape))], self.obs_dim
+        ).float()
         return ((flat - self.obs_mean) / self.obs_std).clamp(-10.0, 10.0)
 
     def sample(self, obs: torch.Tensor, greedy: bool = False) -> torch.Tensor:
@@ -133,8 +146,9 @@ class ObsActor(nn.Module):
         return self.codec.decode(codec_actions.cpu().numpy())
 
 
-def behaviour_clone(agent: ObsActor, episodes: list[Episode], steps: int, lr: float = 1e-3,
-                    batch_size: int = 256, seed: int = 0) -> float:
+def behaviour_clone(
+    agent: ObsActor, episodes: list[Episode], steps: int, lr: float = 1e-3, batch_size: int = 256, seed: int = 0
+) -> float:
     """Maximise log pi(logged action | logged obs) over the logs' executed steps; returns the final NLL.
 
     Continuous targets are kept 1% inside the Box so the tanh-squashed density stays finite."""
@@ -176,18 +190,19 @@ class ObsActorPolicy:
 
 @dataclass
 class Rollout:
-    obs: torch.Tensor        # (N, T, *obs) observations the policy acted on
-    action: torch.Tensor     # (N, T, A) codec-form actions
-    mask: torch.Tensor       # (N, T) bool: the step was taken
-    scores: torch.Tensor     # (N,) trajectory score (penalty included)
-    success: torch.Tensor    # (N,) verifier episode score, no penalty
-    penalty: torch.Tensor    # (N,) summed lambda * disagreement
-    halted: torch.Tensor     # (N,) bool: ended by the uncertainty halt
+    obs: torch.Tensor  # (N, T, *obs) observations the policy acted on
+    action: torch.Tensor  # (N, T, A) codec-form actions
+    mask: torch.Tensor  # (N, T) bool: the step was taken
+    scores: torch.Tensor  # (N,) trajectory score (penalty included)
+    success: torch.Tensor  # (N,) verifier episode score, no penalty
+    penalty: torch.Tensor  # (N,) summed lambda * disagreement
+    halted: torch.Tensor  # (N,) bool: ended by the uncertainty halt
     imagined_steps: int
 
 
-def rollout(env: Any, agent: ObsActor, verifier: Verifier, obs: np.ndarray, horizon: int,
-            score: str = "success") -> Rollout:
+def rollout(
+    env: Any, agent: ObsActor, verifier: Verifier, obs: np.ndarray, horizon: int, score: str = "success"
+) -> Rollout:
     """Run ``agent`` from the env's current observations ``obs (N, *obs)`` for up to ``horizon`` steps.
 
     The env must have been built with ``reward_fn=verifier`` so that its reward is the verifier's
@@ -213,7 +228,9 @@ def rollout(env: Any, agent: ObsActor, verifier: Verifier, obs: np.ndarray, hori
         step_l.append(np.where(alive, v, 0.0 if verifier.mode != "stay" else 1.0))
         pen_l.append(np.where(alive, pen, 0.0))
         steps += int(alive.sum())
-        halt_now = np.asarray(info.get("halted", np.zeros(n, bool)), bool) if isinstance(info, dict) else np.zeros(n, bool)
+        halt_now = (
+            np.asarray(info.get("halted", np.zeros(n, bool)), bool) if isinstance(info, dict) else np.zeros(n, bool)
+        )
         ended = np.asarray(verifier.done(v), bool) | np.asarray(term, bool) | np.asarray(trunc, bool) | halt_now
         halted |= alive & halt_now
         failed |= alive & (np.asarray(term, bool) | halt_now) & ~np.asarray(verifier.done(v), bool)
@@ -228,8 +245,16 @@ def rollout(env: Any, agent: ObsActor, verifier: Verifier, obs: np.ndarray, hori
         success = success * torch.as_tensor(~failed, dtype=torch.float32)
     penalty = torch.as_tensor(np.stack(pen_l, 1).sum(1), dtype=torch.float32)
     base = success if score == "success" else torch.as_tensor((step_scores * mask.numpy()).sum(1), dtype=torch.float32)
-    return Rollout(torch.stack(obs_l, 1), torch.stack(act_l, 1), mask, base - penalty, success, penalty,
-                   torch.as_tensor(halted), steps)
+    return Rollout(
+        torch.stack(obs_l, 1),
+        torch.stack(act_l, 1),
+        mask,
+        base - penalty,
+        success,
+        penalty,
+        torch.as_tensor(halted),
+        steps,
+    )
 
 
 @dataclass
@@ -248,15 +273,33 @@ class IterationLog:
     seconds: float = 0.0
 
 
-def dream_env_factory(world_model: Any, episodes: list[Episode], verifier: Verifier, horizon: int,
-                      penalty: float = 0.0, halt_threshold: float | None = None,
-                      seed: int = 0, **kwargs: Any) -> Any:
+def dream_env_factory(
+    world_model: Any,
+    episodes: list[Episode],
+    verifier: Verifier,
+    horizon: int,
+    penalty: float = 0.0,
+    halt_threshold: float | None = None,
+    seed: int = 0,
+    **kwargs: Any,
+) -> Any:
     """``num_envs -> DreamEnv`` scored by ``verifier``, without autoreset, ``max_steps = horizon``."""
     from dreamlab.imagination.dream_env import DreamEnv
 
     def make(num_envs: int) -> DreamEnv:
-        return DreamEnv(world_model, episodes, num_envs=num_envs, max_steps=horizon, reward_fn=verifier,
-                        penalty=penalty, halt_threshold=halt_threshold, seed=seed, autoreset=False, **kwargs)
+        return DreamEnv(
+            world_model,
+            episodes,
+            num_envs=num_envs,
+            max_steps=horizon,
+            reward_fn=verifier,
+            penalty=penalty,
+            halt_threshold=halt_threshold,
+            seed=seed,
+            autoreset=False,
+            **kwargs,
+        )
+
     return make
 
 
@@ -288,10 +331,14 @@ class GRPOTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume (plain tensors and lists: loads with ``weights_only=True``)."""
-        return {"agent": self.agent.state_dict(), "opt": self.opt.state_dict(),
-                "ref": self.ref.state_dict() if self.ref is not None else {},
-                "total_steps": self.total_steps, "history": [asdict(h) for h in self.history],
-                "torch_rng": torch.get_rng_state()}
+        return {
+            "agent": self.agent.state_dict(),
+            "opt": self.opt.state_dict(),
+            "ref": self.ref.state_dict() if self.ref is not None else {},
+            "total_steps": self.total_steps,
+            "history": [asdict(h) for h in self.history],
+            "torch_rng": torch.get_rng_state(),
+        }
 
     def load_state_dict(self, blob: dict[str, Any]) -> None:
         self.agent.load_state_dict(blob["agent"])
@@ -312,9 +359,16 @@ class GRPOTrainer:
         adv, keep = group_advantages(scores, scale_std=cfg.scale_std)
         if not cfg.drop_zero_variance:
             keep = torch.ones_like(keep)
-        log = IterationLog(len(self.history), float(ro.success.mean()), float(ro.scores.mean()),
-                           float(keep.float().mean()), ro.imagined_steps, self.total_steps,
-                           halted=float(ro.halted.float().mean()), penalty=float(ro.penalty.mean()))
+        log = IterationLog(
+            len(self.history),
+            float(ro.success.mean()),
+            float(ro.scores.mean()),
+            float(keep.float().mean()),
+            ro.imagined_steps,
+            self.total_steps,
+            halted=float(ro.halted.float().mean()),
+            penalty=float(ro.penalty.mean()),
+        )
         if keep.any():
             rows = rearrange(keep[:, None].expand(-1, cfg.group_size), "p g -> (p g)")
             obs_t, act_t, mask_t = ro.obs[rows], ro.action[rows], ro.mask[rows]
@@ -325,8 +379,19 @@ class GRPOTrainer:
             for _ in range(cfg.epochs):
                 logp = self.agent.log_prob(obs_t, act_t)
                 ent = self.agent.entropy(obs_t) if cfg.entropy_coef > 0 else None
-                loss, info = grpo_loss(logp, old, adv_t, mask_t, ref, cfg.kl_coef, cfg.eps_low,
-                                       cfg.eps_high, cfg.loss_agg, ent, cfg.entropy_coef)
+                loss, info = grpo_loss(
+                    logp,
+                    old,
+                    adv_t,
+                    mask_t,
+                    ref,
+                    cfg.kl_coef,
+                    cfg.eps_low,
+                    cfg.eps_high,
+                    cfg.loss_agg,
+                    ent,
+                    cfg.entropy_coef,
+                )
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.grad_clip)
@@ -336,15 +401,15 @@ class GRPOTrainer:
         self.history.append(log)
         return log
 
-    def train(self, iterations: int | None = None, progress: bool = True,
-              callback: Any = None) -> list[IterationLog]:
+    def train(self, iterations: int | None = None, progress: bool = True, callback: Any = None) -> list[IterationLog]:
         """Run until ``iterations`` (default ``cfg.iterations``) in total, counting resumed ones;
         ``callback(trainer, log)`` after each iteration (e.g. to save)."""
-        from tqdm import tqdm
+        from dreamlab.core.progress import Progress
 
         n = iterations or self.cfg.iterations
-        bar = tqdm(range(len(self.history), n), initial=len(self.history), total=n, desc="grpo",
-                   disable=not progress, unit="it", dynamic_ncols=True)
+        bar = Progress(
+            range(len(self.history), n), initial=len(self.history), total=n, desc="grpo", enabled=progress, unit="it"
+        )
         for _ in bar:
             log = self.iteration()
             if callback is not None:
@@ -352,6 +417,10 @@ class GRPOTrainer:
             recent = [h.dream_success for h in self.history[-3:]]
             if self.cfg.target_success > 0 and len(recent) == 3 and min(recent) >= self.cfg.target_success:
                 break
-            bar.set_postfix(success=f"{log.dream_success:.2f}", kept=f"{log.kept_groups:.2f}",
-                            loss=f"{log.loss:.3f}", steps_per_s=f"{log.imagined_steps / max(log.seconds, 1e-9):.0f}")
+            bar.set_postfix(
+                success=f"{log.dream_success:.2f}",
+                kept=f"{log.kept_groups:.2f}",
+                loss=f"{log.loss:.3f}",
+                steps_per_s=f"{log.imagined_steps / max(log.seconds, 1e-9):.0f}",
+            )
         return self.history

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 from dreamlab.core.errors import DreamlabError
-from dreamlab.core.io import read_manifest
+from dreamlab.core.io import atomic_torch_save, atomic_write_json, read_manifest
 from dreamlab.data.spaces import space_from_json, space_to_json
 from dreamlab.imagination.grpo import GRPOTrainer, ObsActor, ObsActorPolicy
-from dreamlab.core.io import atomic_torch_save, atomic_write_json
 
 FORMAT = "dreamlab-grpo-agent"
 VERSION = 1
@@ -33,25 +33,40 @@ class GRPOAgentError(DreamlabError):
 
 @dataclass
 class GRPODreamConfig:
-    verifier: str = ""         # name, env id or module:function; "" = the logs' env id
-    penalty: str = "auto"      # MOPO: reward - penalty x ensemble disagreement; auto | off | number
+    verifier: str = ""  # name, env id or module:function; "" = the logs' env id
+    penalty: str = "auto"  # MOPO: reward - penalty x ensemble disagreement; auto | off | number
     halt_threshold: str = "auto"  # MOReL: end a dream when disagreement exceeds it; auto | off | number
-    save_every: int = 10       # iterations between checkpoints
+    save_every: int = 10  # iterations between checkpoints
     # "auto" (the offline default) measures the disagreement on the logs: see
     # imagination.grpo_eval.resolve_uncertainty
 
 
-def save_agent(out: Path, trainer: GRPOTrainer, env_id: str | None, dream_cfg: GRPODreamConfig,
-               verifier: str, uncertainty: dict[str, Any] | None = None) -> None:
+def save_agent(
+    out: Path,
+    trainer: GRPOTrainer,
+    env_id: str | None,
+    dream_cfg: GRPODreamConfig,
+    verifier: str,
+    uncertainty: dict[str, Any] | None = None,
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     agent = trainer.agent
     atomic_torch_save(agent.state_dict(), out / "actor.pt")
     atomic_torch_save(trainer.state_dict(), out / "train_state.pt")
-    meta = {"format": FORMAT, "version": VERSION, "env_id": env_id, "verifier": verifier,
-            "obs_space": space_to_json(agent.obs_space), "action_space": space_to_json(agent.action_space),
-            "grpo": asdict(trainer.cfg), "dream": asdict(dream_cfg), "uncertainty": uncertainty or {},
-            "iterations_done": len(trainer.history), "imagined_steps": trainer.total_steps,
-            "last": asdict(trainer.history[-1]) if trainer.history else None}
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "env_id": env_id,
+        "verifier": verifier,
+        "obs_space": space_to_json(agent.obs_space),
+        "action_space": space_to_json(agent.action_space),
+        "grpo": asdict(trainer.cfg),
+        "dream": asdict(dream_cfg),
+        "uncertainty": uncertainty or {},
+        "iterations_done": len(trainer.history),
+        "imagined_steps": trainer.total_steps,
+        "last": asdict(trainer.history[-1]) if trainer.history else None,
+    }
     atomic_write_json(out / "grpo_agent.json", meta)
 
 
@@ -61,7 +76,7 @@ def load_agent(directory: str | Path) -> tuple[ObsActor, dict[str, Any]]:
     obs_space, act_space = space_from_json(meta["obs_space"]), space_from_json(meta["action_space"])
     dim = int(torch.tensor(obs_space.shape).prod()) if obs_space.shape else 1
     g = meta["grpo"]
-    agent = ObsActor(obs_space, act_space, [0.0] * dim, [1.0] * dim, int(g["hidden"]), int(g["layers"]))
+    agent = ObsActor(obs_space, act_space, np.zeros(dim), np.ones(dim), int(g["hidden"]), int(g["layers"]))
     try:
         agent.load_state_dict(torch.load(d / "actor.pt", map_location="cpu", weights_only=True))
     except Exception as exc:  # noqa: BLE001 - any failure here means a bad file
@@ -74,5 +89,3 @@ def grpo_agent_loader(spec: str, env: gym.Env) -> ObsActorPolicy | None:
     if (Path(spec) / "grpo_agent.json").exists():
         return ObsActorPolicy(load_agent(spec)[0], greedy=True)
     return None
-
-

@@ -33,16 +33,21 @@ def data_disagreement(world_model: Any, episodes: list[Episode], max_episodes: i
 
 
 @torch.no_grad()
-def dream_success(make_env: Any, policy: Any, verifier: Verifier, num_envs: int, horizon: int,
-                   seed: int = 0) -> dict[str, float]:
+def dream_success(
+    make_env: Any, policy: Any, verifier: Verifier, num_envs: int, horizon: int, seed: int = 0
+) -> dict[str, float]:
     """Verifier success of any :class:`~dreamlab.core.protocol.Policy` in ``num_envs`` dreams from fixed starts."""
     env = make_env(num_envs)
     obs, _ = env.reset(seed=seed)
     policy.reset(num_envs)
     actor = _PolicyAsSampler(policy, env.single_action_space)
     ro = rollout(env, actor, verifier, np.asarray(obs), horizon)  # type: ignore[arg-type]
-    return {"success_rate": float(ro.success.mean()), "imagined_steps": float(ro.imagined_steps),
-            "halted": float(ro.halted.float().mean()), "penalty": float(ro.penalty.mean())}
+    return {
+        "success_rate": float(ro.success.mean()),
+        "imagined_steps": float(ro.imagined_steps),
+        "halted": float(ro.halted.float().mean()),
+        "penalty": float(ro.penalty.mean()),
+    }
 
 
 class _PolicyAsSampler:
@@ -62,8 +67,15 @@ class _PolicyAsSampler:
         return self.codec.decode(codec_actions.numpy())
 
 
-def real_success(env_id: str, agent: ObsActor, verifier: Verifier, episodes: int = 20, seed: int = 0,
-                  greedy: bool = True, max_steps: int | None = None) -> dict[str, Any]:
+def real_success(
+    env_id: str,
+    agent: ObsActor,
+    verifier: Verifier,
+    episodes: int = 20,
+    seed: int = 0,
+    greedy: bool = True,
+    max_steps: int | None = None,
+) -> dict[str, Any]:
     """Run the agent in the real env (``episodes`` envs in lockstep): returns, verifier success."""
     envs = [gym.make(env_id, max_episode_steps=max_steps) if max_steps else gym.make(env_id) for _ in range(episodes)]
     obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)])
@@ -91,13 +103,19 @@ def real_success(env_id: str, agent: ObsActor, verifier: Verifier, episodes: int
         success = (~fails).astype(float)
     for e in envs:
         e.close()
-    return {"episodes": episodes, "mean_return": float(returns.mean()), "returns": returns.tolist(),
-            "success_rate": float(success.mean()) if verifier.mode != "dense" else None,
-            "mean_score": float(success.mean()), "greedy": greedy}
+    return {
+        "episodes": episodes,
+        "mean_return": float(returns.mean()),
+        "returns": returns.tolist(),
+        "success_rate": float(success.mean()) if verifier.mode != "dense" else None,
+        "mean_score": float(success.mean()),
+        "greedy": greedy,
+    }
 
 
-def resolve_uncertainty(world_model: Any, episodes: list[Episode], horizon: int, penalty: float | str,
-                        halt_threshold: float | str | None) -> tuple[float, float | None, dict[str, float]]:
+def resolve_uncertainty(
+    world_model: Any, episodes: list[Episode], horizon: int, penalty: float | str, halt_threshold: float | str | None
+) -> tuple[float, float | None, dict[str, float]]:
     """Turn ``"auto"`` / ``"off"`` / numbers into the DreamEnv's ``penalty`` and ``halt_threshold``.
 
     ``"auto"`` puts both on the model's own scale, measured by :func:`data_disagreement` on the
@@ -105,6 +123,7 @@ def resolve_uncertainty(world_model: Any, episodes: list[Episode], horizon: int,
     data pays about 0.25 in total (a verifier success is worth 1); the halt threshold is the
     largest disagreement seen on the logs (MOReL ends dreams that leave the data's support; a
     quantile such as the 99th would halt most long in-distribution dreams, one step in 100 each)."""
+
     def parse(name: str, value: float | str | None) -> float | str | None:
         if value is None or (isinstance(value, str) and value.lower() in ("off", "none", "")):
             return None
@@ -119,8 +138,11 @@ def resolve_uncertainty(world_model: Any, episodes: list[Episode], horizon: int,
     info: dict[str, float] = {}
     if pen == "auto" or halt == "auto":
         d = data_disagreement(world_model, episodes)
-        info = {"data_disagreement_median": float(np.median(d)), "data_disagreement_q99": float(np.quantile(d, 0.99)),
-                "data_disagreement_max": float(np.max(d))}
+        info = {
+            "data_disagreement_median": float(np.median(d)),
+            "data_disagreement_q99": float(np.quantile(d, 0.99)),
+            "data_disagreement_max": float(np.max(d)),
+        }
         if pen == "auto":
             pen = 0.25 / (horizon * max(info["data_disagreement_median"], 1e-8))
         if halt == "auto":

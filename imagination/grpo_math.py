@@ -31,14 +31,17 @@ class GRPOConfigError(DreamlabError):
     """A GRPO setting outside its allowed values; the message names the field."""
 
 
-def group_advantages(scores: torch.Tensor, scale_std: bool = True, eps: float = 1e-6,
-                     min_std: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+def group_advantages(
+    scores: torch.Tensor, scale_std: bool = True, eps: float = 1e-6, min_std: float = 1e-6
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(P, G) scores -> (advantages (P, G), keep (P,) bool where the group's scores vary).
 
     The std is the population std over the G members (``unbiased=False``).
     """
     if scores.ndim != 2:
-        raise GRPOConfigError(f"group_advantages: expected scores of shape (groups, group_size), got {tuple(scores.shape)}")
+        raise GRPOConfigError(
+            f"group_advantages: expected scores of shape (groups, group_size), got {tuple(scores.shape)}"
+        )
     if scores.shape[1] < 2:
         raise GRPOConfigError(f"group_size: a group needs at least 2 members, got {scores.shape[1]}")
     mean = scores.mean(-1, keepdim=True)
@@ -69,8 +72,9 @@ def aggregate(values: torch.Tensor, mask: torch.Tensor, how: str = "token_mean")
     raise GRPOConfigError(f"loss_agg: expected one of {AGGREGATIONS}, got {how!r}")
 
 
-def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
-                      eps_low: float = 0.2, eps_high: float = 0.28) -> tuple[torch.Tensor, torch.Tensor]:
+def clipped_surrogate(
+    logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, eps_low: float = 0.2, eps_high: float = 0.28
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-step loss ``-min(rho A, clip(rho, 1-eps_low, 1+eps_high) A)`` and a clipped flag.
 
     ``logp, old_logp`` (N, T); ``adv`` (N,) broadcast over the steps of each trajectory, or (N, T).
@@ -96,10 +100,19 @@ class LossInfo:
     ratio_mean: float
 
 
-def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
-              ref_logp: torch.Tensor | None = None, kl_coef: float = 0.0, eps_low: float = 0.2,
-              eps_high: float = 0.28, loss_agg: str = "token_mean",
-              entropy: torch.Tensor | None = None, entropy_coef: float = 0.0) -> tuple[torch.Tensor, LossInfo]:
+def grpo_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    adv: torch.Tensor,
+    mask: torch.Tensor,
+    ref_logp: torch.Tensor | None = None,
+    kl_coef: float = 0.0,
+    eps_low: float = 0.2,
+    eps_high: float = 0.28,
+    loss_agg: str = "token_mean",
+    entropy: torch.Tensor | None = None,
+    entropy_coef: float = 0.0,
+) -> tuple[torch.Tensor, LossInfo]:
     """The full objective on (N, T) step log-probs; returns the scalar loss and diagnostics."""
     per_step, was_clipped = clipped_surrogate(logp, old_logp, adv, eps_low, eps_high)
     policy_loss = aggregate(per_step, mask, loss_agg)
@@ -113,7 +126,11 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mas
     with torch.no_grad():
         m = mask.to(logp.dtype)
         denom = m.sum().clamp_min(1.0)
-        info = LossInfo(float(loss), float(policy_loss), float(kl_value),
-                        float((was_clipped.to(m.dtype) * m).sum() / denom),
-                        float((torch.exp(logp - old_logp) * m).sum() / denom))
+        info = LossInfo(
+            float(loss),
+            float(policy_loss),
+            float(kl_value),
+            float((was_clipped.to(m.dtype) * m).sum() / denom),
+            float((torch.exp(logp - old_logp) * m).sum() / denom),
+        )
     return loss, info

@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from dreamlab.core.errors import DreamlabError
 from dreamlab.core.io import atomic_torch_save
+from dreamlab.core.progress import Progress
 from dreamlab.data.episodes import Episode
 from dreamlab.data.sampling import SequenceSampler
 from dreamlab.data.store import EpisodeStore
@@ -43,8 +44,8 @@ class LoopError(DreamlabError):
 
 @dataclass
 class OfflineConfig:
-    steps: int = 300            # actor-critic updates
-    batch_size: int = 16        # replayed sequences per update (start states come from these)
+    steps: int = 300  # actor-critic updates
+    batch_size: int = 16  # replayed sequences per update (start states come from these)
     seq_len: int = 64
     save_every: int = 250
     seed: int = 0
@@ -52,16 +53,16 @@ class OfflineConfig:
 
 @dataclass
 class OnlineConfig:
-    steps: int = 10_000         # real env steps
-    preset: str = "small"       # world-model preset
-    prefill: int = 1000         # random-policy steps before learning starts
-    pretrain: int = 200         # world-model-only updates right after prefill (covers its lr warm-up)
+    steps: int = 10_000  # real env steps
+    preset: str = "small"  # world-model preset
+    prefill: int = 1000  # random-policy steps before learning starts
+    pretrain: int = 200  # world-model-only updates right after prefill (covers its lr warm-up)
     replay_ratio: float = 64.0  # replayed steps per env step
     batch_size: int = 16
     seq_len: int = 64
-    eval_every: int = 2500      # env steps between real evaluations (0 = never)
+    eval_every: int = 2500  # env steps between real evaluations (0 = never)
     eval_episodes: int = 5
-    save_every: int = 2000      # env steps
+    save_every: int = 2000  # env steps
     cont_terminal_weight: float = 10.0  # world model: weight of terminal steps in the continue loss
     seed: int = 0
 
@@ -86,10 +87,16 @@ def _rng_from_json(text: str) -> np.random.Generator:
 
 
 # ====================================================================================== offline
-def dream_offline(wm: Any, logs: str | Path, out: str | Path, cfg: OfflineConfig | None = None,
-                  dcfg: DreamerConfig | None = None, wm_path: str | Path | None = None,
-                  progress: bool = True, callback: Callable[[int, dict[str, float]], None] | None = None
-                  ) -> DreamerAgent:
+def dream_offline(
+    wm: Any,
+    logs: str | Path,
+    out: str | Path,
+    cfg: OfflineConfig | None = None,
+    dcfg: DreamerConfig | None = None,
+    wm_path: str | Path | None = None,
+    progress: bool = True,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+) -> DreamerAgent:
     """Train an actor-critic in the dreams of a frozen world model, starting from ``logs``."""
     cfg, dcfg = cfg or OfflineConfig(), dcfg or DreamerConfig()
     out = Path(out)
@@ -114,18 +121,28 @@ def dream_offline(wm: Any, logs: str | Path, out: str | Path, cfg: OfflineConfig
 
     def save(step: int) -> None:
         agent.save(out, wm_path=wm_path)
-        atomic_torch_save({"learner": learner.full_state(), "step": step, "sampler_rng": _rng_to_json(sampler.rng),
-                            "torch_rng": torch.get_rng_state()}, out / "train_state.pt")
+        atomic_torch_save(
+            {
+                "learner": learner.full_state(),
+                "step": step,
+                "sampler_rng": _rng_to_json(sampler.rng),
+                "torch_rng": torch.get_rng_state(),
+            },
+            out / "train_state.pt",
+        )
 
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="dream", disable=not progress,
-               unit="upd", dynamic_ncols=True)
+    bar = Progress(range(start, cfg.steps), initial=start, total=cfg.steps, desc="dream", enabled=progress, unit="upd")
     t0 = time.time()
     for step in bar:
         batch = sampler.sample(cfg.batch_size)
         starts, cont = learner.starts_from_batch(wm, batch)
         m = learner.train_step(wm, starts, cont)
-        bar.set_postfix(ret=f"{m['return']:.2f}", ent=f"{m['entropy']:.2f}", closs=f"{m['critic_loss']:.2f}",
-                        ups=f"{(step + 1 - start) / max(1e-9, time.time() - t0):.1f}")
+        bar.set_postfix(
+            ret=f"{m['return']:.2f}",
+            ent=f"{m['entropy']:.2f}",
+            closs=f"{m['critic_loss']:.2f}",
+            ups=f"{(step + 1 - start) / max(1e-9, time.time() - t0):.1f}",
+        )
         if (step + 1) % cfg.save_every == 0:
             save(step + 1)
         if callback is not None:  # after the save, so a callback may load the agent of this step
@@ -139,13 +156,21 @@ def _prefill_policy(space: gym.Space, rng: np.random.Generator) -> Callable[[np.
     def act(obs: np.ndarray) -> np.ndarray:
         if isinstance(space, gym.spaces.Discrete):
             return rng.integers(space.start, space.start + space.n, size=obs.shape[0])
-        return rng.uniform(space.low, space.high, size=(obs.shape[0],) + space.shape).astype(space.dtype)
+        box = cast(gym.spaces.Box, space)
+        return rng.uniform(box.low, box.high, size=(obs.shape[0],) + box.shape).astype(box.dtype)
+
     return act
 
 
-def train_online(env_id: str, out: str | Path, cfg: OnlineConfig | None = None,
-                 dcfg: DreamerConfig | None = None, wm_overrides: dict[str, Any] | None = None,
-                 progress: bool = True, log: Callable[[dict[str, Any]], None] | None = None) -> DreamerAgent:
+def train_online(
+    env_id: str,
+    out: str | Path,
+    cfg: OnlineConfig | None = None,
+    dcfg: DreamerConfig | None = None,
+    wm_overrides: dict[str, Any] | None = None,
+    progress: bool = True,
+    log: Callable[[dict[str, Any]], None] | None = None,
+) -> DreamerAgent:
     """Collect -> train the world model -> dream -> act, for ``cfg.steps`` real env steps."""
     from dreamlab.imagination.evaluate import evaluate_real  # noqa: PLC0415 (avoid a cycle at import)
     from dreamlab.worldmodel.config import preset
@@ -162,8 +187,11 @@ def train_online(env_id: str, out: str | Path, cfg: OnlineConfig | None = None,
     wm_opt, wm_sched = opt_conf["optimizer"], opt_conf["lr_scheduler"]["scheduler"]
     learner = DreamerLearner(wm.feature_dim, wm.action_space, dcfg)
     replay_dir = out / "replay"
-    store = EpisodeStore(replay_dir) if (replay_dir / "metadata.json").exists() else \
-        EpisodeStore.create(replay_dir, env_id, env.observation_space, env.action_space)
+    store = (
+        EpisodeStore(replay_dir)
+        if (replay_dir / "metadata.json").exists()
+        else EpisodeStore.create(replay_dir, env_id, env.observation_space, env.action_space)
+    )
     episodes = store.episodes()
     rng = np.random.default_rng(cfg.seed)
     env_steps, updates, credit = sum(ep.num_steps for ep in episodes), 0, 0.0
@@ -183,9 +211,19 @@ def train_online(env_id: str, out: str | Path, cfg: OnlineConfig | None = None,
 
     def save() -> None:
         agent.save(out / "agent")
-        atomic_torch_save({"wm": wm.state_dict(), "wm_opt": wm_opt.state_dict(), "wm_sched": wm_sched.state_dict(),
-                            "learner": learner.full_state(), "updates": updates, "credit": credit,
-                            "env_steps": env_steps, "rng": _rng_to_json(rng)}, out / "train_state.pt")
+        atomic_torch_save(
+            {
+                "wm": wm.state_dict(),
+                "wm_opt": wm_opt.state_dict(),
+                "wm_sched": wm_sched.state_dict(),
+                "learner": learner.full_state(),
+                "updates": updates,
+                "credit": credit,
+                "env_steps": env_steps,
+                "rng": _rng_to_json(rng),
+            },
+            out / "train_state.pt",
+        )
 
     def record(row: dict[str, Any]) -> None:
         with open(metrics_path, "a") as fh:
@@ -217,8 +255,9 @@ def train_online(env_id: str, out: str | Path, cfg: OnlineConfig | None = None,
         m.update({f"wm_{k}": float(v) for k, v in wm_m.items()})
         return m
 
-    bar = tqdm(total=cfg.steps, initial=min(env_steps, cfg.steps), desc=f"train {env_id}", disable=not progress,
-               unit="step", dynamic_ncols=True)
+    bar: Progress[Any] = Progress(
+        total=cfg.steps, initial=min(env_steps, cfg.steps), desc=f"train {env_id}", enabled=progress, unit="step"
+    )
     obs, _ = env.reset(seed=int(rng.integers(2**31)))
     ep_obs, ep_act, ep_rew = [obs], [], []
     agent.reset(1)
@@ -249,8 +288,12 @@ def train_online(env_id: str, out: str | Path, cfg: OnlineConfig | None = None,
                 episodes.append(ep)
                 sampler = None
                 record({"env_steps": env_steps, "episode_return": ep.ret, "updates": updates})
-                bar.set_postfix(ret=f"{ep.ret:.1f}", upd=updates, sps=f"{(env_steps - s0) / (time.time() - t0):.1f}",
-                                **({"wm": f"{last_m.get('wm_loss', 0):.2f}"} if last_m else {}))
+                bar.set_postfix(
+                    ret=f"{ep.ret:.1f}",
+                    upd=updates,
+                    sps=f"{(env_steps - s0) / (time.time() - t0):.1f}",
+                    **({"wm": f"{last_m.get('wm_loss', 0):.2f}"} if last_m else {}),
+                )
                 obs, _ = env.reset(seed=int(rng.integers(2**31)))
                 ep_obs, ep_act, ep_rew = [obs], [], []
                 first = True
@@ -267,17 +310,34 @@ def train_online(env_id: str, out: str | Path, cfg: OnlineConfig | None = None,
             if next_eval is not None and env_steps >= next_eval:
                 tic = time.perf_counter()
                 next_eval += cfg.eval_every
-                rets = evaluate_real(DreamerAgent(wm, learner.actor, greedy=True), env_id, cfg.eval_episodes,
-                                     seed=10_000 + env_steps)
+                rets = evaluate_real(
+                    DreamerAgent(wm, learner.actor, greedy=True), env_id, cfg.eval_episodes, seed=10_000 + env_steps
+                )
                 spent["eval"] += time.perf_counter() - tic
-                record({"env_steps": env_steps, "eval_mean": float(rets.mean()), "eval_std": float(rets.std()),
-                        "updates": updates, "minutes": (time.time() - t0) / 60, **last_m})
+                record(
+                    {
+                        "env_steps": env_steps,
+                        "eval_mean": float(rets.mean()),
+                        "eval_std": float(rets.std()),
+                        "updates": updates,
+                        "minutes": (time.time() - t0) / 60,
+                        **last_m,
+                    }
+                )
             if env_steps >= next_save:
                 next_save += cfg.save_every
                 save()
     finally:
         bar.close()
     save()
-    record({"env_steps": env_steps, "updates": updates, "final": True, "wall_s": time.time() - t0,
-            "cpu_s": time.process_time() - cpu0, **{f"{k}_s": v for k, v in spent.items()}})
+    record(
+        {
+            "env_steps": env_steps,
+            "updates": updates,
+            "final": True,
+            "wall_s": time.time() - t0,
+            "cpu_s": time.process_time() - cpu0,
+            **{f"{k}_s": v for k, v in spent.items()},
+        }
+    )
     return DreamerAgent(wm, learner.actor, greedy=True, env_id=env_id, dreamer_config=dcfg)

@@ -21,8 +21,9 @@ as ``"dense"`` unless it carries a ``mode`` attribute (``fn.mode = "reach"``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,7 +50,7 @@ class VerifierError(DreamlabError):
 def _as_obs(obs: Array, dim: int, name: str) -> tuple[Array, bool]:
     """Return ``(obs (n, dim), is_torch)``; raises VerifierError naming the verifier and shape."""
     is_torch = isinstance(obs, torch.Tensor)
-    x = obs if is_torch else np.asarray(obs)
+    x: Array = obs if is_torch else np.asarray(obs)
     if x.ndim == 1 and x.shape[0] == dim:
         x = x[None]
     if x.ndim != 2 or x.shape[-1] != dim:
@@ -73,6 +74,7 @@ def _lib(is_torch: bool) -> Any:
 
 # --- built-ins ------------------------------------------------------------------------------
 
+
 def cartpole_upright(obs: Array, action: Array | None = None) -> Array:
     """1 where the pole is within +-12 degrees and the cart within +-2.4 (gymnasium's bounds)."""
     x, t = _as_obs(obs, 4, "cartpole")
@@ -95,8 +97,7 @@ def pendulum_angle(obs: Array) -> Array:
     return _lib(t).arctan2(x[:, 1], x[:, 0])
 
 
-def pendulum_upright(obs: Array, action: Array | None = None,
-                     tolerance: float = PENDULUM_TOLERANCE) -> Array:
+def pendulum_upright(obs: Array, action: Array | None = None, tolerance: float = PENDULUM_TOLERANCE) -> Array:
     """1 where the pendulum is within ``tolerance`` radians of upright."""
     _, t = _as_obs(obs, 3, "pendulum")
     angle = pendulum_angle(obs)
@@ -116,6 +117,7 @@ def mountaincar_continuous_goal(obs: Array, action: Array | None = None) -> Arra
 
 
 # --- the wrapper and the registry ----------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Verifier:
@@ -148,7 +150,8 @@ class Verifier:
         ``dense``: the sum over valid steps.
         """
         is_torch = isinstance(step_scores, torch.Tensor)
-        s = step_scores if is_torch else np.asarray(step_scores, dtype=np.float32)
+        s: Array = step_scores if is_torch else np.asarray(step_scores, dtype=np.float32)
+        v: Array
         if valid is None:
             v = torch.ones_like(s, dtype=torch.bool) if is_torch else np.ones(s.shape, bool)
         else:
@@ -159,8 +162,8 @@ class Verifier:
         if self.mode == "stay":
             bad = (s < 0.5) & v
             return _out(~bad.any(-1), is_torch)
-        zero = torch.zeros_like(s) if is_torch else np.zeros_like(s)
-        where = torch.where if is_torch else np.where
+        zero: Array = torch.zeros_like(s) if is_torch else np.zeros_like(s)
+        where: Callable[..., Array] = torch.where if is_torch else np.where
         return _out(where(v, s, zero).sum(-1), is_torch)
 
 
@@ -186,8 +189,10 @@ def verifier_for_env(env_id: str) -> Verifier:
     """The built-in verifier for a gymnasium env id such as ``"CartPole-v1"``."""
     base = env_id.split("/")[-1].rsplit("-v", 1)[0]
     if base not in ENV_VERIFIERS:
-        raise VerifierError(f"no built-in verifier for env id {env_id!r}; known: "
-                            f"{sorted(ENV_VERIFIERS)} (or pass --verifier module:function)")
+        raise VerifierError(
+            f"no built-in verifier for env id {env_id!r}; known: "
+            f"{sorted(ENV_VERIFIERS)} (or pass --verifier module:function)"
+        )
     return BUILTINS[ENV_VERIFIERS[base]]
 
 
@@ -210,5 +215,7 @@ def get_verifier(name: str | Callable[..., Array] | Verifier) -> Verifier:
     try:
         return verifier_for_env(name)
     except VerifierError:
-        raise VerifierError(f"unknown verifier {name!r}; built-ins: {sorted(BUILTINS)}, env ids "
-                            f"{sorted(ENV_VERIFIERS)}, or 'module:function'") from None
+        raise VerifierError(
+            f"unknown verifier {name!r}; built-ins: {sorted(BUILTINS)}, env ids "
+            f"{sorted(ENV_VERIFIERS)}, or 'module:function'"
+        ) from None

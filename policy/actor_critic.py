@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import gymnasium as gym
 import numpy as np
@@ -43,6 +44,9 @@ class ActorCriticNetConfig:
 class Actor(nn.Module):
     """Feature -> action distribution; see the module docstring for the two action kinds."""
 
+    low: torch.Tensor  # buffers, continuous spaces only
+    high: torch.Tensor
+
     def __init__(self, feature_dim: int, action_space: gym.Space, cfg: ActorCriticNetConfig | None = None):
         super().__init__()
         self.cfg = cfg or ActorCriticNetConfig()
@@ -54,8 +58,9 @@ class Actor(nn.Module):
         out = self.dim if self.discrete else 2 * self.dim
         self.net = MLP(feature_dim, self.cfg.hidden, self.cfg.layers, out, bias=True, norm_eps=1e-5)
         if not self.discrete:
-            low = np.asarray(action_space.low, np.float32).reshape(-1)
-            high = np.asarray(action_space.high, np.float32).reshape(-1)
+            box = cast(gym.spaces.Box, action_space)
+            low = np.asarray(box.low, np.float32).reshape(-1)
+            high = np.asarray(box.high, np.float32).reshape(-1)
             if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
                 raise ValueError(f"continuous actor needs finite Box bounds, got low={low} high={high}")
             self.register_buffer("low", torch.as_tensor(low))
@@ -133,11 +138,14 @@ class Actor(nn.Module):
 class Critic(nn.Module):
     """Two-hot distributional value head over symexp-spaced bins."""
 
+    bins: torch.Tensor
+
     def __init__(self, feature_dim: int, cfg: ActorCriticNetConfig | None = None):
         super().__init__()
         self.cfg = cfg or ActorCriticNetConfig()
-        self.net = MLP(feature_dim, self.cfg.hidden, self.cfg.layers, self.cfg.critic_bins, zero_out=True,
-                       bias=True, norm_eps=1e-5)
+        self.net = MLP(
+            feature_dim, self.cfg.hidden, self.cfg.layers, self.cfg.critic_bins, zero_out=True, bias=True, norm_eps=1e-5
+        )
         self.register_buffer("bins", torch.linspace(-self.cfg.bin_range, self.cfg.bin_range, self.cfg.critic_bins))
 
     def logits(self, feat: torch.Tensor) -> torch.Tensor:

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,8 +72,9 @@ def char_tokenizer() -> Any:
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     tok.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
-                                   eos_token="<eos>", bos_token="<eos>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>", bos_token="<eos>"
+    )
 
 
 def build_model(cfg: BaseLLMConfig, vocab_size: int, pad_id: int, eos_id: int) -> torch.nn.Module:
@@ -80,25 +82,39 @@ def build_model(cfg: BaseLLMConfig, vocab_size: int, pad_id: int, eos_id: int) -
 
     if cfg.n_embd % cfg.n_head:
         raise BaseLLMError(f"n_embd ({cfg.n_embd}) must be divisible by n_head ({cfg.n_head})")
-    conf = GPT2Config(vocab_size=vocab_size, n_positions=cfg.n_positions, n_embd=cfg.n_embd,
-                      n_layer=cfg.n_layer, n_head=cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0,
-                      attn_pdrop=0.0, bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=pad_id)
+    conf = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=cfg.n_positions,
+        n_embd=cfg.n_embd,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+    )
     torch.manual_seed(cfg.seed)
     return GPT2LMHeadModel(conf)
 
 
-def episode_lines(store: EpisodeStore | Iterable[Episode], renderer: Any, vocab: ActionVocab,
-                  sep: str) -> list[list[tuple[str, str]]]:
+def episode_lines(
+    store: EpisodeStore | Iterable[Episode], renderer: Any, vocab: ActionVocab, sep: str
+) -> list[list[tuple[str, str]]]:
     """Per episode (of a store or any iterable of episodes), its decisions as (prompt, completion) text pairs."""
     out = []
     for ep in store:
         if ep.num_steps < 1:
             continue
         idx = vocab.from_env(ep.action[:-1])
-        out.append([(t + sep, vocab.strings[i] + vocab.terminator)
-                    for t, i in zip(render_batch(renderer, ep.obs[:-1]), idx)])
+        out.append(
+            [(t + sep, vocab.strings[i] + vocab.terminator) for t, i in zip(render_batch(renderer, ep.obs[:-1]), idx)]
+        )
     if not out:
-        raise BaseLLMError(f"{getattr(store, 'root', '<episodes>')}: no episode with at least one transition to train on")
+        raise BaseLLMError(
+            f"{getattr(store, 'root', '<episodes>')}: no episode with at least one transition to train on"
+        )
     return out
 
 
@@ -135,15 +151,19 @@ class LineCorpus:
 
 
 def pretrain(model: torch.nn.Module, corpus: LineCorpus, cfg: BaseLLMConfig, pad_id: int) -> list[float]:
-    from tqdm.auto import tqdm
+    from dreamlab.core.progress import Progress
 
     rng = np.random.default_rng(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / max(1, cfg.warmup)) *
-                                              0.5 * (1 + math.cos(math.pi * min(1.0, i / max(1, cfg.steps)))))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda i: (
+            min(1.0, (i + 1) / max(1, cfg.warmup)) * 0.5 * (1 + math.cos(math.pi * min(1.0, i / max(1, cfg.steps))))
+        ),
+    )
     model.train()
     losses: list[float] = []
-    bar = tqdm(range(cfg.steps), desc="pre-train base LLM", disable=not cfg.progress, dynamic_ncols=True)
+    bar = Progress(range(cfg.steps), desc="pre-train base LLM", unit="step", enabled=cfg.progress)
     for _ in bar:
         x, w = corpus.sample(rng, cfg.batch_size, cfg.block_size, pad_id)  # (B, L+1), (B, L)
         logits = model(input_ids=x[:, :-1], attention_mask=(x[:, :-1] != pad_id).long()).logits  # (B, L, V)
@@ -161,8 +181,13 @@ def pretrain(model: torch.nn.Module, corpus: LineCorpus, cfg: BaseLLMConfig, pad
 
 
 @torch.no_grad()
-def generation_check(model: torch.nn.Module, tokenizer: Any, prompts: list[list[int]], vocab: ActionVocab,
-                     targets: list[str] | None = None) -> dict[str, float]:
+def generation_check(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    prompts: list[list[int]],
+    vocab: ActionVocab,
+    targets: list[str] | None = None,
+) -> dict[str, float]:
     """Free greedy generation after each prompt: the share of valid action strings, and (given the
     logged actions) the share equal to them."""
     longest = max(len(tokenize(tokenizer, [s + vocab.terminator])[0]) for s in vocab.strings)
@@ -171,8 +196,8 @@ def generation_check(model: torch.nn.Module, tokenizer: Any, prompts: list[list[
     ids = torch.full((len(prompts), L), pad, dtype=torch.long)
     attn = torch.zeros_like(ids)
     for i, p in enumerate(prompts):  # left padding for generation
-        ids[i, L - len(p):] = torch.tensor(p)
-        attn[i, L - len(p):] = 1
+        ids[i, L - len(p) :] = torch.tensor(p)
+        attn[i, L - len(p) :] = 1
     pos = (attn.cumsum(-1) - 1).clamp_min(0)
     out = ids
     mask = attn
@@ -199,8 +224,10 @@ def make_base_llm(logs_dir: str | Path, out_dir: str | Path, cfg: BaseLLMConfig 
     env_id = store.env_id
     name = cfg.renderer or (builtin_name(env_id) if env_id else None)
     if not name:
-        raise BaseLLMError(f"{Path(logs_dir) / 'metadata.json'}: env id {env_id!r} has no built-in renderer; "
-                           "pass --renderer module:function (or 'generic')")
+        raise BaseLLMError(
+            f"{Path(logs_dir) / 'metadata.json'}: env id {env_id!r} has no built-in renderer; "
+            "pass --renderer module:function (or 'generic')"
+        )
     renderer = get_renderer(name)
     vocab = ActionVocab.for_space(store.action_space, env_id, bins=cfg.bins)
     tokenizer = char_tokenizer()
@@ -208,24 +235,39 @@ def make_base_llm(logs_dir: str | Path, out_dir: str | Path, cfg: BaseLLMConfig 
     corpus = LineCorpus(episodes, tokenizer, cfg.text_weight)
     longest_line = int(np.diff(np.append(corpus.starts, len(corpus.ids))).max())
     if longest_line + 8 > cfg.n_positions or cfg.block_size + 1 > cfg.n_positions:
-        raise BaseLLMError(f"n_positions ({cfg.n_positions}) is too small for lines of {longest_line} "
-                           f"characters or block_size {cfg.block_size}")
+        raise BaseLLMError(
+            f"n_positions ({cfg.n_positions}) is too small for lines of {longest_line} "
+            f"characters or block_size {cfg.block_size}"
+        )
     model = build_model(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
     t0 = time.perf_counter()
     losses = pretrain(model, corpus, cfg, tokenizer.pad_token_id)
     seconds = time.perf_counter() - t0
     rng = np.random.default_rng(cfg.seed + 1)
     pick = rng.choice(len(corpus.prompts), size=min(256, len(corpus.prompts)), replace=False)
-    check = generation_check(model, tokenizer, [corpus.prompts[i] for i in pick], vocab,
-                             [tokenizer.decode(corpus.completions[i])[: -len(vocab.terminator)] for i in pick])
+    check = generation_check(
+        model,
+        tokenizer,
+        [corpus.prompts[i] for i in pick],
+        vocab,
+        [tokenizer.decode(corpus.completions[i])[: -len(vocab.terminator)] for i in pick],
+    )
     policy = LLMPolicy(model, tokenizer, renderer, vocab, sep=cfg.sep, renderer_name=name)
     out = Path(out_dir)
     policy.save_pretrained(out, env_id)
-    summary = {"logs": str(logs_dir), "env_id": env_id, "renderer": name, "episodes": len(episodes),
-               "decisions": len(corpus.prompts), "characters": int(len(corpus.ids)),
-               "parameters": int(sum(p.numel() for p in model.parameters())),
-               "final_loss": float(np.mean(losses[-20:])), "pretrain_seconds": seconds,
-               **check, "config": asdict(cfg)}
+    summary = {
+        "logs": str(logs_dir),
+        "env_id": env_id,
+        "renderer": name,
+        "episodes": len(episodes),
+        "decisions": len(corpus.prompts),
+        "characters": int(len(corpus.ids)),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "final_loss": float(np.mean(losses[-20:])),
+        "pretrain_seconds": seconds,
+        **check,
+        "config": asdict(cfg),
+    }
     atomic_write_json(out / "base_llm.json", summary, indent=1)
     return summary
 
@@ -235,6 +277,7 @@ def finetune_on_episodes(policy: LLMPolicy, episodes: Iterable[Episode], cfg: Ba
     pre-training: the action characters of every decision line, observation text weighted by
     ``cfg.text_weight``), in place. Used as the "no dreaming" baseline: SFT on the best episodes."""
     torch.manual_seed(cfg.seed)
-    corpus = LineCorpus(episode_lines(episodes, policy.renderer, policy.vocab, policy.sep), policy.tokenizer,
-                        cfg.text_weight)
+    corpus = LineCorpus(
+        episode_lines(episodes, policy.renderer, policy.vocab, policy.sep), policy.tokenizer, cfg.text_weight
+    )
     return pretrain(policy.model, corpus, cfg, policy.pad_id)

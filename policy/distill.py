@@ -34,28 +34,34 @@ started again with the same ``OUT`` resumes from them (the env restarts with fre
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
 import torch
 from safetensors.torch import load_model, save_model
-from tqdm.auto import tqdm
 
 from dreamlab.core.errors import DreamlabError
+from dreamlab.core.io import atomic_path, atomic_torch_save, atomic_write_json
+from dreamlab.core.progress import Progress
 from dreamlab.policy.llm import LLMPolicy, completion_logits, write_policy_meta
 from dreamlab.policy.losses import LOSSES, cross_entropy, distill_loss, reverse_kl
 from dreamlab.policy.rollout import VecRunner
 from dreamlab.policy.teachers import Teacher
-from dreamlab.core.io import atomic_path, atomic_torch_save, atomic_write_json
-
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
+def _fixed_actions(actions: np.ndarray, obs: Any, is_first: Any) -> np.ndarray:
+    """A rollout step's policy that plays ``actions`` whatever it is shown."""
+    return actions
 
 
 class DistillError(DreamlabError):
@@ -116,14 +122,16 @@ class Batch:
         return len(self.prompts)
 
     @staticmethod
-    def concat(batches: list["Batch"]) -> "Batch":
+    def concat(batches: list[Batch]) -> Batch:
         probs = [b.probs for b in batches]
-        return Batch([p for b in batches for p in b.prompts], np.concatenate([b.actions for b in batches]),
-                     None if any(p is None for p in probs) else np.concatenate(probs))  # type: ignore[arg-type]
+        return Batch(
+            [p for b in batches for p in b.prompts],
+            np.concatenate([b.actions for b in batches]),
+            None if any(p is None for p in probs) else np.concatenate(cast(list[np.ndarray], probs)),
+        )
 
-    def take(self, idx: np.ndarray) -> "Batch":
-        return Batch([self.prompts[i] for i in idx], self.actions[idx],
-                     None if self.probs is None else self.probs[idx])
+    def take(self, idx: np.ndarray) -> Batch:
+        return Batch([self.prompts[i] for i in idx], self.actions[idx], None if self.probs is None else self.probs[idx])
 
 
 @dataclass
@@ -148,9 +156,16 @@ def apply_lora(student: LLMPolicy, cfg: DistillConfig) -> None:
 class Distiller:
     """Runs OPSD or SFT (see the module docstring); ``run()`` returns the final state."""
 
-    def __init__(self, student: LLMPolicy, teacher: Teacher, env: gym.Env | gym.vector.VectorEnv,
-                 cfg: DistillConfig | None = None, out: str | Path | None = None,
-                 eval_fn: Callable[[LLMPolicy], float] | None = None, env_id: str | None = None):
+    def __init__(
+        self,
+        student: LLMPolicy,
+        teacher: Teacher,
+        env: gym.Env | gym.vector.VectorEnv,
+        cfg: DistillConfig | None = None,
+        out: str | Path | None = None,
+        eval_fn: Callable[[LLMPolicy], float] | None = None,
+        env_id: str | None = None,
+    ):
         self.cfg = cfg or DistillConfig()
         self.cfg.check()
         self.student, self.teacher, self.eval_fn, self.env_id = student, teacher, eval_fn, env_id
@@ -193,7 +208,7 @@ class Distiller:
                 run_idx = idx
             actions = vocab.to_env(run_idx)
             self.teacher.executed(actions)
-            step = self.runner.step(lambda o, f: actions)
+            step = self.runner.step(functools.partial(_fixed_actions, actions))
             for i in np.flatnonzero(step.valid):
                 prompts_all.append(prompts[i])
                 actions_all.append(int(idx[i]))
@@ -279,8 +294,13 @@ class Distiller:
 
     def run(self) -> DistillState:
         cfg, s = self.cfg, self.state
-        bar = tqdm(total=cfg.max_labelled_tokens, initial=min(s.labelled_tokens, cfg.max_labelled_tokens),
-                   unit="tok", desc=f"distill {cfg.method}", disable=not cfg.progress, dynamic_ncols=True)
+        bar: Progress[Any] = Progress(
+            total=cfg.max_labelled_tokens,
+            initial=min(s.labelled_tokens, cfg.max_labelled_tokens),
+            unit="tok",
+            desc=f"distill {cfg.method}",
+            enabled=cfg.progress,
+        )
         self._evaluate()
         while not self.done():
             t0 = time.perf_counter()
@@ -296,8 +316,11 @@ class Distiller:
             s.seconds += time.perf_counter() - t0
             recent = s.returns[-20:]
             bar.update(min(tokens, max(0, cfg.max_labelled_tokens - bar.n)))
-            bar.set_postfix(loss=f"{loss:.4f}", ret=f"{np.mean(recent):.1f}" if recent else "-",
-                            tok_s=f"{s.labelled_tokens / max(s.seconds, 1e-9):.0f}")
+            bar.set_postfix(
+                loss=f"{loss:.4f}",
+                ret=f"{np.mean(recent):.1f}" if recent else "-",
+                tok_s=f"{s.labelled_tokens / max(s.seconds, 1e-9):.0f}",
+            )
             self._evaluate()
             if self.out is not None and cfg.checkpoint_every > 0 and s.updates % cfg.checkpoint_every == 0:
                 self.checkpoint()
@@ -331,8 +354,10 @@ class Distiller:
             blob = json.loads((d / "state.json").read_text())
             missing, unexpected = load_model(self.model, str(d / "model.safetensors"), strict=False)
             if unexpected:
-                raise DistillError(f"{d / 'model.safetensors'}: unexpected weights {unexpected[:3]}... "
-                                   "(was the checkpoint written with another --lora setting?)")
+                raise DistillError(
+                    f"{d / 'model.safetensors'}: unexpected weights {unexpected[:3]}... "
+                    "(was the checkpoint written with another --lora setting?)"
+                )
             self.opt.load_state_dict(torch.load(d / "optim.pt", map_location="cpu", weights_only=True))
             if (d / "teacher.safetensors").exists() and getattr(self.teacher, "mode", None) == "ema":
                 load_model(self.teacher.model, str(d / "teacher.safetensors"), strict=False)  # type: ignore[attr-defined]
@@ -352,7 +377,7 @@ class Distiller:
     def save_final(self) -> Path:
         assert self.out is not None
         self.out.mkdir(parents=True, exist_ok=True)
-        self.final_model().save_pretrained(self.out, safe_serialization=True)
+        cast(Any, self.final_model()).save_pretrained(self.out, safe_serialization=True)  # a transformers model
         self.student.tokenizer.save_pretrained(self.out)
         write_policy_meta(self.out, self.student.policy_meta(self.env_id))
         summary: dict[str, Any] = {"config": dataclasses.asdict(self.cfg), **dataclasses.asdict(self.state)}
@@ -360,8 +385,14 @@ class Distiller:
         return self.out
 
 
-def distill(student: LLMPolicy, teacher: Teacher, env: gym.Env | gym.vector.VectorEnv,
-            cfg: DistillConfig | None = None, out: str | Path | None = None,
-            eval_fn: Callable[[LLMPolicy], float] | None = None, env_id: str | None = None) -> DistillState:
+def distill(
+    student: LLMPolicy,
+    teacher: Teacher,
+    env: gym.Env | gym.vector.VectorEnv,
+    cfg: DistillConfig | None = None,
+    out: str | Path | None = None,
+    eval_fn: Callable[[LLMPolicy], float] | None = None,
+    env_id: str | None = None,
+) -> DistillState:
     """Convenience wrapper: ``Distiller(...).run()``."""
     return Distiller(student, teacher, env, cfg, out, eval_fn, env_id).run()

@@ -32,9 +32,10 @@ from low to high (the product grid for several dimensions), each written with fi
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -73,8 +74,15 @@ class ActionVocab:
         return len(self.strings)
 
     @classmethod
-    def for_space(cls, space: gym.Space, env_id: str | None = None, strings: Sequence[str] | None = None,
-                  bins: int = 9, terminator: str = "\n") -> "ActionVocab":
+    def for_space(
+        cls,
+        space: gym.Space,
+        env_id: str | None = None,
+        strings: Sequence[str] | None = None,
+        bins: int = 9,
+        terminator: str = "\n",
+    ) -> ActionVocab:
+        values: np.ndarray
         if isinstance(space, gym.spaces.Discrete):
             n = int(space.n)
             values = np.arange(int(space.start), int(space.start) + n, dtype=np.int64)
@@ -83,9 +91,11 @@ class ActionVocab:
                 strings = words if words is not None and len(words) == n else [str(i) for i in range(n)]
         elif isinstance(space, gym.spaces.Box):
             dim = int(np.prod(space.shape))
-            if bins < 2 or bins ** dim > 1024:
-                raise LLMPolicyError(f"Box action space {space}: {bins} bins per dimension gives {bins}**{dim} "
-                                     "action strings; need 2 <= bins and at most 1024 strings")
+            if bins < 2 or bins**dim > 1024:
+                raise LLMPolicyError(
+                    f"Box action space {space}: {bins} bins per dimension gives {bins}**{dim} "
+                    "action strings; need 2 <= bins and at most 1024 strings"
+                )
             axes = [np.linspace(lo, hi, bins) for lo, hi in zip(space.low.reshape(-1), space.high.reshape(-1))]
             grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, dim)  # (K, dim)
             values = grid.reshape((-1,) + space.shape).astype(space.dtype)
@@ -106,17 +116,21 @@ class ActionVocab:
         """(n, *action_shape) env actions -> (n,) indices (the nearest bin for Box spaces)."""
         a = np.asarray(actions)
         if isinstance(self.space, gym.spaces.Discrete):
-            return (a.reshape(-1).astype(np.int64) - int(self.space.start))
+            return a.reshape(-1).astype(np.int64) - int(self.space.start)
         flat = a.reshape(a.shape[0], -1).astype(np.float64)  # (n, dim)
         grid = self.values.reshape(self.size, -1).astype(np.float64)  # (K, dim)
         return np.argmin(((flat[:, None, :] - grid[None]) ** 2).sum(-1), axis=1)
 
     def to_json(self) -> dict[str, Any]:
-        return {"strings": self.strings, "values": self.values.tolist(), "terminator": self.terminator,
-                "action_space": space_to_json(self.space)}
+        return {
+            "strings": self.strings,
+            "values": self.values.tolist(),
+            "terminator": self.terminator,
+            "action_space": space_to_json(self.space),
+        }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "ActionVocab":
+    def from_json(cls, d: dict[str, Any]) -> ActionVocab:
         space = space_from_json(d["action_space"])
         dtype = space.dtype if space.dtype is not None else np.int64
         values = np.asarray(d["values"], dtype=dtype).reshape((-1,) + tuple(space.shape or ()))
@@ -135,8 +149,10 @@ def completion_ids(tokenizer: Any, vocab: ActionVocab) -> list[list[int]]:
             raise LLMPolicyError(f"action string {vocab.strings[i]!r} tokenises to nothing")
         for j, b in enumerate(seqs):
             if i != j and len(a) <= len(b) and b[: len(a)] == a:
-                raise LLMPolicyError(f"action completions {vocab.strings[i]!r} and {vocab.strings[j]!r} are "
-                                     "not prefix-free once tokenised; choose other action strings")
+                raise LLMPolicyError(
+                    f"action completions {vocab.strings[i]!r} and {vocab.strings[j]!r} are "
+                    "not prefix-free once tokenised; choose other action strings"
+                )
     return seqs
 
 
@@ -145,8 +161,9 @@ def pad_id_of(tokenizer: Any) -> int:
     return int(pid if pid is not None else 0)
 
 
-def completion_logits(model: torch.nn.Module, prompts: list[list[int]], completions: list[list[int]],
-                      pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def completion_logits(
+    model: torch.nn.Module, prompts: list[list[int]], completions: list[list[int]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One forward pass over ``prompt + completion`` rows (right-padded).
 
     Returns ``logits (B, Lc, V)`` predicting each completion token, the completion ``tokens
@@ -213,26 +230,45 @@ def sequence_logprobs(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Te
 class LLMPolicy:
     """Policy protocol over a causal LM (see the module docstring)."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, renderer: Renderer, vocab: ActionVocab,
-                 temperature: float = 0.0, seed: int | None = None, sep: str = " > ", prefix: str = "",
-                 renderer_name: str | None = None, constrained: bool = True):
-        self.model, self.tokenizer, self.renderer, self.vocab = model, tokenizer, renderer, vocab
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        renderer: Renderer,
+        vocab: ActionVocab,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        sep: str = " > ",
+        prefix: str = "",
+        renderer_name: str | None = None,
+        constrained: bool = True,
+    ):
+        # a transformers causal LM (or a PEFT wrapper of one): its methods are not nn.Module's
+        self.model: Any = model
+        self.tokenizer, self.renderer, self.vocab = tokenizer, renderer, vocab
         self.temperature, self.sep, self.prefix = float(temperature), sep, prefix
         self.renderer_name = renderer_name
         self.rng = np.random.default_rng(seed)
         self.pad_id = pad_id_of(tokenizer)
         self.completions = completion_ids(tokenizer, vocab)
         self.constrained = constrained
-        emb = model.get_output_embeddings()
+        emb = cast(Any, model).get_output_embeddings()
         vsize = int(emb.weight.shape[0]) if emb is not None else len(tokenizer)
         self.allowed = allowed_tokens(self.completions, vsize)  # (K, Lc, V)
         self.n = 1
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | Path, renderer: str | Renderer | None = None,
-                        action_space: gym.Space | None = None, env_id: str | None = None,
-                        strings: Sequence[str] | None = None, bins: int = 9, **kwargs: Any) -> "LLMPolicy":
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        renderer: str | Renderer | None = None,
+        action_space: gym.Space | None = None,
+        env_id: str | None = None,
+        strings: Sequence[str] | None = None,
+        bins: int = 9,
+        **kwargs: Any,
+    ) -> LLMPolicy:
         """Load model + tokenizer from a local folder; renderer and actions from ``dreamlab_policy.json``
         there when present (written by ``make-base-llm`` and ``distill``), else from the arguments."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -260,8 +296,7 @@ class LLMPolicy:
         return cls(model, tokenizer, rend, vocab, renderer_name=name, **kwargs)  # type: ignore[arg-type]
 
     def policy_meta(self, env_id: str | None = None) -> dict[str, Any]:
-        return {"renderer": self.renderer_name, "sep": self.sep, "env_id": env_id,
-                "vocab": self.vocab.to_json()}
+        return {"renderer": self.renderer_name, "sep": self.sep, "env_id": env_id, "vocab": self.vocab.to_json()}
 
     def save_pretrained(self, path: str | Path, env_id: str | None = None) -> None:
         """Save model (safetensors), tokenizer and the policy metadata into ``path``."""
@@ -279,8 +314,9 @@ class LLMPolicy:
         return tokenize(self.tokenizer, self.prompt_texts(obs))
 
     # --- scoring -----------------------------------------------------------------------------
-    def action_logprobs(self, obs: np.ndarray | None = None, prompts: list[list[int]] | None = None,
-                        grad: bool = False) -> torch.Tensor:
+    def action_logprobs(
+        self, obs: np.ndarray | None = None, prompts: list[list[int]] | None = None, grad: bool = False
+    ) -> torch.Tensor:
         """(n, K) log-probabilities of the valid actions, normalised over the K actions."""
         if prompts is None:
             prompts = self.prompt_ids(np.asarray(obs))
@@ -339,8 +375,9 @@ def write_policy_meta(path: str | Path, meta: dict[str, Any]) -> None:
     atomic_write_json((Path(path) / POLICY_FILE), meta, indent=2)
 
 
-def evaluate(policy: Any, env: gym.vector.VectorEnv, episodes: int, seed: int | None = None,
-             max_steps: int = 100_000) -> list[float]:
+def evaluate(
+    policy: Any, env: gym.vector.VectorEnv, episodes: int, seed: int | None = None, max_steps: int = 100_000
+) -> list[float]:
     """Run ``policy`` in a vector env until ``episodes`` episodes finish; returns their returns."""
     from dreamlab.policy.rollout import VecRunner
 

@@ -37,8 +37,9 @@ def forward_kl(logits: torch.Tensor, log_t: torch.Tensor, mask: torch.Tensor, te
     return _masked_mean((log_t.exp() * (log_t - log_s)).sum(-1), mask)
 
 
-def generalised_jsd(logits: torch.Tensor, log_t: torch.Tensor, mask: torch.Tensor, beta: float = 0.5,
-                    temperature: float = 1.0) -> torch.Tensor:
+def generalised_jsd(
+    logits: torch.Tensor, log_t: torch.Tensor, mask: torch.Tensor, beta: float = 0.5, temperature: float = 1.0
+) -> torch.Tensor:
     if not 0.0 < beta < 1.0:
         raise ValueError(f"jsd beta must lie strictly between 0 and 1, got {beta}")
     log_s = torch.log_softmax(logits.float() / temperature, -1)
@@ -48,8 +49,9 @@ def generalised_jsd(logits: torch.Tensor, log_t: torch.Tensor, mask: torch.Tenso
     return _masked_mean(beta * kl_t + (1 - beta) * kl_s, mask)
 
 
-def sampled_token(logits: torch.Tensor, log_t: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor,
-                  temperature: float = 1.0) -> torch.Tensor:
+def sampled_token(
+    logits: torch.Tensor, log_t: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
     log_s = torch.log_softmax(logits.float() / temperature, -1)
     ls = log_s.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, L)
     lt = log_t.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
@@ -61,8 +63,15 @@ def cross_entropy(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
     return _masked_mean(-log_s.gather(-1, tokens.unsqueeze(-1)).squeeze(-1), mask)
 
 
-def distill_loss(name: str, logits: torch.Tensor, log_t: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor,
-                 beta: float = 0.5, temperature: float = 1.0) -> torch.Tensor:
+def distill_loss(
+    name: str,
+    logits: torch.Tensor,
+    log_t: torch.Tensor,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    beta: float = 0.5,
+    temperature: float = 1.0,
+) -> torch.Tensor:
     if name == "reverse_kl":
         return reverse_kl(logits, log_t, mask, temperature)
     if name == "forward_kl":

@@ -17,7 +17,7 @@ path; :func:`generic_renderer` writes ``o0=.. o1=..`` for any flat Box observati
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -35,10 +35,13 @@ def _fields(names: tuple[str, ...], decimals: tuple[int, ...]) -> Renderer:
     def render(obs: np.ndarray) -> str:
         o = np.asarray(obs, dtype=np.float64).reshape(-1)
         if o.shape[0] != len(names):
-            raise RendererError(f"renderer for fields {names} expected an observation of {len(names)} "
-                                f"numbers, got shape {np.asarray(obs).shape}")
+            raise RendererError(
+                f"renderer for fields {names} expected an observation of {len(names)} "
+                f"numbers, got shape {np.asarray(obs).shape}"
+            )
         # `+0.0` avoids printing "-0.00" for tiny negatives; the sign is always written
         return " ".join(f"{n}={round(float(v), d) + 0.0:+.{d}f}" for n, v, d in zip(names, o, decimals))
+
     render.__name__ = "render_" + "_".join(names)
     return render
 
@@ -59,9 +62,11 @@ BUILTIN: dict[str, Renderer] = {
 
 def generic_renderer(decimals: int = 2) -> Renderer:
     """``o0=+0.12 o1=-3.40 ...`` for any observation (flattened)."""
+
     def render(obs: np.ndarray) -> str:
         o = np.asarray(obs, dtype=np.float64).reshape(-1)
         return " ".join(f"o{i}={round(float(v), decimals) + 0.0:+.{decimals}f}" for i, v in enumerate(o))
+
     return render
 
 
@@ -80,8 +85,10 @@ def get_renderer(name: str) -> Renderer:
         return fn
     builtin = builtin_name(name)
     if builtin is None:
-        raise RendererError(f"no built-in renderer for {name!r}; built-ins: {sorted(BUILTIN)}; "
-                            "pass 'generic' or a 'module:function' path")
+        raise RendererError(
+            f"no built-in renderer for {name!r}; built-ins: {sorted(BUILTIN)}; "
+            "pass 'generic' or a 'module:function' path"
+        )
     return BUILTIN[builtin]
 
 
@@ -91,7 +98,9 @@ def render_batch(renderer: Renderer, obs: np.ndarray) -> list[str]:
     for row in np.asarray(obs):
         text = renderer(row)
         if not isinstance(text, str) or "\n" in text:
-            raise RendererError(f"renderer {getattr(renderer, '__name__', renderer)!r} must return one line "
-                                f"of text (a str without newlines), got {text!r}")
+            raise RendererError(
+                f"renderer {getattr(renderer, '__name__', renderer)!r} must return one line "
+                f"of text (a str without newlines), got {text!r}"
+            )
         out.append(text)
     return out

@@ -11,8 +11,8 @@ observation the policy acted on was a real decision (``valid``) and whether it s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -40,8 +40,9 @@ def autoreset_mode(env: gym.vector.VectorEnv) -> str:
         return "next_step"
     if "same" in name:
         return "same_step"
-    raise RolloutError(f"vector env {type(env).__name__}: autoreset mode {mode!r} is not supported "
-                       "(NEXT_STEP or SAME_STEP)")
+    raise RolloutError(
+        f"vector env {type(env).__name__}: autoreset mode {mode!r} is not supported (NEXT_STEP or SAME_STEP)"
+    )
 
 
 @dataclass

@@ -42,12 +42,14 @@ class TeacherError(DreamlabError):
 class Teacher(Protocol):
     def reset(self, n: int) -> None: ...
 
-    def observe(self, obs: np.ndarray, is_first: np.ndarray, prompts: list[list[int]],
-                need_probs: bool) -> np.ndarray | None:
+    def observe(
+        self, obs: np.ndarray, is_first: np.ndarray, prompts: list[list[int]], need_probs: bool
+    ) -> np.ndarray | None:
         """Called at every env step of a rollout; returns (n, K) action probs when it has or is asked for them."""
 
-    def token_logprobs(self, prompts: list[list[int]], actions: np.ndarray,
-                       probs: np.ndarray | None, temperature: float = 1.0) -> torch.Tensor:
+    def token_logprobs(
+        self, prompts: list[list[int]], actions: np.ndarray, probs: np.ndarray | None, temperature: float = 1.0
+    ) -> torch.Tensor:
         """(B, Lc, V) target log-probs at each completion token of the taken ``actions`` (B,)."""
 
     def executed(self, actions: np.ndarray) -> None:
@@ -56,8 +58,9 @@ class Teacher(Protocol):
     def after_update(self, student: LLMPolicy) -> None: ...
 
 
-def marginal_token_targets(probs: torch.Tensor, actions: torch.Tensor, consistent: torch.Tensor,
-                           next_tok: torch.Tensor, vocab_size: int) -> torch.Tensor:
+def marginal_token_targets(
+    probs: torch.Tensor, actions: torch.Tensor, consistent: torch.Tensor, next_tok: torch.Tensor, vocab_size: int
+) -> torch.Tensor:
     """Exact per-token targets (B, Lc, V) (probabilities, zero at padded positions).
 
     probs (B, K) over action strings; actions (B,) the taken action indices.
@@ -75,14 +78,15 @@ def marginal_token_targets(probs: torch.Tensor, actions: torch.Tensor, consisten
 class ActorTeacher:
     """Any Policy's action distribution as exact per-token targets (see the module docstring)."""
 
-    def __init__(self, policy: Any, vocab: ActionVocab, completions: list[list[int]], vocab_size: int,
-                 smoothing: float = 1e-3):
+    def __init__(
+        self, policy: Any, vocab: ActionVocab, completions: list[list[int]], vocab_size: int, smoothing: float = 1e-3
+    ):
         self.policy, self.vocab, self.vocab_size, self.smoothing = policy, vocab, vocab_size, smoothing
         self.completions = completions
         self.consistent, self.next_tok = prefix_tables(completions)
 
     @classmethod
-    def for_student(cls, policy: Any, student: LLMPolicy, smoothing: float = 1e-3) -> "ActorTeacher":
+    def for_student(cls, policy: Any, student: LLMPolicy, smoothing: float = 1e-3) -> ActorTeacher:
         return cls(policy, student.vocab, student.completions, _vocab_size(student), smoothing)
 
     def reset(self, n: int) -> None:
@@ -94,14 +98,17 @@ class ActorTeacher:
         if hasattr(self.policy, "action_probs") and self.vocab.values.dtype.kind in "iu":
             p = np.asarray(self.policy.action_probs(obs, is_first), np.float64)
             if p.ndim != 2 or p.shape[1] != K:
-                raise TeacherError(f"teacher {type(self.policy).__name__}.action_probs returned shape {p.shape}; "
-                                   f"expected (n, {K}) for the student's {K} actions {self.vocab.strings}")
+                raise TeacherError(
+                    f"teacher {type(self.policy).__name__}.action_probs returned shape {p.shape}; "
+                    f"expected (n, {K}) for the student's {K} actions {self.vocab.strings}"
+                )
             return p / p.sum(-1, keepdims=True)
         idx = self.vocab.from_env(self.policy.act(obs, is_first))
         return np.eye(K)[idx]
 
-    def observe(self, obs: np.ndarray, is_first: np.ndarray, prompts: list[list[int]],
-                need_probs: bool = True) -> np.ndarray:
+    def observe(
+        self, obs: np.ndarray, is_first: np.ndarray, prompts: list[list[int]], need_probs: bool = True
+    ) -> np.ndarray:
         return self.probs(obs, is_first)
 
     def executed(self, actions: np.ndarray) -> None:
@@ -111,12 +118,17 @@ class ActorTeacher:
 
     def token_probs(self, probs: np.ndarray, actions: np.ndarray) -> torch.Tensor:
         """Exact (unsmoothed) per-token targets (B, Lc, V)."""
-        return marginal_token_targets(torch.as_tensor(probs, dtype=torch.float64),
-                                      torch.as_tensor(actions, dtype=torch.long),
-                                      self.consistent, self.next_tok, self.vocab_size)
+        return marginal_token_targets(
+            torch.as_tensor(probs, dtype=torch.float64),
+            torch.as_tensor(actions, dtype=torch.long),
+            self.consistent,
+            self.next_tok,
+            self.vocab_size,
+        )
 
-    def token_logprobs(self, prompts: list[list[int]], actions: np.ndarray, probs: np.ndarray | None,
-                       temperature: float = 1.0) -> torch.Tensor:
+    def token_logprobs(
+        self, prompts: list[list[int]], actions: np.ndarray, probs: np.ndarray | None, temperature: float = 1.0
+    ) -> torch.Tensor:
         if probs is None:
             raise TeacherError("ActorTeacher needs the action probabilities recorded during the rollout")
         t = self.token_probs(probs, actions)
@@ -132,8 +144,9 @@ def _vocab_size(student: LLMPolicy) -> int:
     return int(emb.weight.shape[0]) if emb is not None else int(len(student.tokenizer))
 
 
-def experience_text(store: EpisodeStore, renderer: Renderer, vocab: ActionVocab, sep: str = " > ",
-                    best: int = 3, max_chars: int = 600) -> str:
+def experience_text(
+    store: EpisodeStore, renderer: Renderer, vocab: ActionVocab, sep: str = " > ", best: int = 3, max_chars: int = 600
+) -> str:
     """The ``best`` highest-return logged episodes rendered as decision lines, at most ``max_chars``.
 
     Lines are taken round-robin from the chosen episodes (their first decisions first), so a short
@@ -142,9 +155,15 @@ def experience_text(store: EpisodeStore, renderer: Renderer, vocab: ActionVocab,
     eps = sorted(store, key=lambda e: e.ret, reverse=True)[:best]
     if not eps:
         raise TeacherError(f"{store.root}: no episodes to build a context from")
-    per_ep = [[t + sep + vocab.strings[i] + vocab.terminator
-               for t, i in zip(render_batch(renderer, e.obs[:-1]), vocab.from_env(e.action[:-1]))] for e in eps]
-    lines, total = [], 0
+    per_ep = [
+        [
+            t + sep + vocab.strings[i] + vocab.terminator
+            for t, i in zip(render_batch(renderer, e.obs[:-1]), vocab.from_env(e.action[:-1]))
+        ]
+        for e in eps
+    ]
+    lines: list[str] = []
+    total = 0
     for step in range(max(len(p) for p in per_ep)):
         for p in per_ep:
             if step < len(p):
@@ -169,11 +188,14 @@ class ContextTeacher:
             for p in self.model.parameters():
                 p.requires_grad_(False)
         self.context_ids = tokenize(student.tokenizer, [context])[0] if context else []
-        limit = getattr(getattr(student.model, "config", None), "n_positions", None) or \
-            getattr(getattr(student.model, "config", None), "max_position_embeddings", None)
+        limit = getattr(getattr(student.model, "config", None), "n_positions", None) or getattr(
+            getattr(student.model, "config", None), "max_position_embeddings", None
+        )
         if limit is not None and len(self.context_ids) + 64 > int(limit):
-            raise TeacherError(f"context of {len(self.context_ids)} tokens does not fit the model's "
-                               f"{limit} positions (config.json n_positions); shorten it (--context-chars)")
+            raise TeacherError(
+                f"context of {len(self.context_ids)} tokens does not fit the model's "
+                f"{limit} positions (config.json n_positions); shorten it (--context-chars)"
+            )
         self.limit = limit
 
     def reset(self, n: int) -> None:
@@ -184,7 +206,10 @@ class ContextTeacher:
 
     def _rows(self, prompts: list[list[int]]) -> list[list[int]]:
         rows = [self.context_ids + p for p in prompts]
-        if self.limit is not None and max(len(r) for r in rows) + max(len(c) for c in self.student.completions) > self.limit:
+        if (
+            self.limit is not None
+            and max(len(r) for r in rows) + max(len(c) for c in self.student.completions) > self.limit
+        ):
             raise TeacherError(f"context + prompt exceed the model's {self.limit} positions; shorten the context")
         return rows
 
@@ -198,13 +223,15 @@ class ContextTeacher:
         seq = self.student.score(logits, tokens, mask).reshape(len(prompts), K)
         return torch.softmax(seq.double(), -1).cpu().numpy()
 
-    def observe(self, obs: np.ndarray, is_first: np.ndarray, prompts: list[list[int]],
-                need_probs: bool = False) -> np.ndarray | None:
+    def observe(
+        self, obs: np.ndarray, is_first: np.ndarray, prompts: list[list[int]], need_probs: bool = False
+    ) -> np.ndarray | None:
         return self.probs(prompts) if need_probs else None
 
     @torch.no_grad()
-    def token_logprobs(self, prompts: list[list[int]], actions: np.ndarray, probs: np.ndarray | None,
-                       temperature: float = 1.0) -> torch.Tensor:
+    def token_logprobs(
+        self, prompts: list[list[int]], actions: np.ndarray, probs: np.ndarray | None, temperature: float = 1.0
+    ) -> torch.Tensor:
         comps = [self.student.completions[int(a)] for a in actions]
         logits, _, _ = completion_logits(self.model, self._rows(prompts), comps, self.student.pad_id)
         return torch.log_softmax(logits.float() / temperature, -1)

@@ -85,8 +85,9 @@ def test_no_import_runs_back_up():
                 continue
             other_floor = PACKAGES[other][1]
             if other_floor > floor or (other_floor == floor and other != pkg):
-                bad.append(f"{path.relative_to(ROOT)}:{line}: {pkg} (floor {floor}) imports {target} "
-                           f"(floor {other_floor})")
+                bad.append(
+                    f"{path.relative_to(ROOT)}:{line}: {pkg} (floor {floor}) imports {target} (floor {other_floor})"
+                )
     assert not bad, "imports that run back up:\n" + "\n".join(bad)
 
 
@@ -107,6 +108,6 @@ def test_the_checker_sees_a_violation(tmp_path):
     """The rule is not vacuous: an upward import in a data file is caught."""
     f = tmp_path / "x.py"
     f.write_text("def f():\n    from dreamlab.imagination.dream_env import DreamEnv\n")
-    (line, target), = imports_of(f, "dreamlab.data.x")
+    ((line, target),) = imports_of(f, "dreamlab.data.x")
     assert (line, target) == (2, "dreamlab.imagination.dream_env")
     assert PACKAGES[package_of(target)][1] > PACKAGES["dreamlab.data"][1]

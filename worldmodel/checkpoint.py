@@ -17,8 +17,8 @@ import gymnasium as gym
 import torch
 
 from dreamlab.core.errors import DreamlabError
-from dreamlab.data.spaces import SpaceError, space_to_json, spaces_equal
 from dreamlab.core.io import atomic_torch_save
+from dreamlab.data.spaces import SpaceError, space_to_json, spaces_equal
 
 if TYPE_CHECKING:
     from dreamlab.worldmodel.model import WorldModel
@@ -40,14 +40,19 @@ def stamp(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return checkpoint
 
 
-def save_model(model: "WorldModel", path: str | Path) -> Path:
+def save_model(model: WorldModel, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = stamp({
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "hyper_parameters": {"cfg": model.cfg.to_dict(), "obs_space": space_to_json(model.obs_space),
-                             "action_space": space_to_json(model.action_space)},
-    })
+    payload = stamp(
+        {
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "hyper_parameters": {
+                "cfg": model.cfg.to_dict(),
+                "obs_space": space_to_json(model.obs_space),
+                "action_space": space_to_json(model.action_space),
+            },
+        }
+    )
     atomic_torch_save(payload, path)
     return path
 
@@ -59,31 +64,46 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: world-model checkpoint not found")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile,
-            ValueError, AttributeError, KeyError) as exc:
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        OSError,
+        zipfile.BadZipFile,
+        ValueError,
+        AttributeError,
+        KeyError,
+    ) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a world-model checkpoint (torch.load with weights_only=True "
-                              f"failed: {first})") from None
+        raise CheckpointError(
+            f"{path}: not a world-model checkpoint (torch.load with weights_only=True failed: {first})"
+        ) from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise CheckpointError(f"{path}: not a world-model checkpoint (expected a dict with 'state_dict', "
-                              f"'hyper_parameters' and 'dreamlab'; got {type(ckpt).__name__})")
+        raise CheckpointError(
+            f"{path}: not a world-model checkpoint (expected a dict with 'state_dict', "
+            f"'hyper_parameters' and 'dreamlab'; got {type(ckpt).__name__})"
+        )
     stamp_d = ckpt.get("dreamlab")
     if not isinstance(stamp_d, dict) or stamp_d.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: field 'dreamlab.format' is missing or not '{FORMAT}': "
-                              "not a dreamlab world-model checkpoint")
+        raise CheckpointError(
+            f"{path}: field 'dreamlab.format' is missing or not '{FORMAT}': not a dreamlab world-model checkpoint"
+        )
     if stamp_d.get("version") != VERSION:
-        raise CheckpointError(f"{path}: field 'dreamlab.version' is {stamp_d.get('version')!r}; this "
-                              f"dreamlab reads world-model checkpoints of version {VERSION} (retrain with "
-                              "`dreamlab train-wm`)")
+        raise CheckpointError(
+            f"{path}: field 'dreamlab.version' is {stamp_d.get('version')!r}; this "
+            f"dreamlab reads world-model checkpoints of version {VERSION} (retrain with "
+            "`dreamlab train-wm`)"
+        )
     hp = ckpt.get("hyper_parameters")
     if not isinstance(hp, dict) or not {"cfg", "obs_space", "action_space"} <= set(hp):
-        raise CheckpointError(f"{path}: field 'hyper_parameters' must hold 'cfg', 'obs_space' and "
-                              f"'action_space'; got {sorted(hp) if isinstance(hp, dict) else type(hp).__name__}")
+        raise CheckpointError(
+            f"{path}: field 'hyper_parameters' must hold 'cfg', 'obs_space' and "
+            f"'action_space'; got {sorted(hp) if isinstance(hp, dict) else type(hp).__name__}"
+        )
     return ckpt
 
 
-def load_model(cls: type["WorldModel"], path: str | Path,
-               map_location: str | torch.device = "cpu") -> "WorldModel":
+def load_model(cls: type[WorldModel], path: str | Path, map_location: str | torch.device = "cpu") -> WorldModel:
     ckpt = read_checkpoint(path, map_location)
     hp = ckpt["hyper_parameters"]
     try:
@@ -93,17 +113,19 @@ def load_model(cls: type["WorldModel"], path: str | Path,
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: field 'state_dict' does not fit the stored config: "
-                              f"{str(exc).splitlines()[0]}") from None
+        raise CheckpointError(
+            f"{path}: field 'state_dict' does not fit the stored config: {str(exc).splitlines()[0]}"
+        ) from None
     model.eval()
     return model
 
 
-def check_spaces(model: "WorldModel", obs_space: gym.Space, action_space: gym.Space,
-                 source: str | Path) -> None:
+def check_spaces(model: WorldModel, obs_space: gym.Space, action_space: gym.Space, source: str | Path) -> None:
     if not spaces_equal(obs_space, model.obs_space):
-        raise SpaceMismatchError(f"{source}: field 'observation_space' is {obs_space}, but the world "
-                                 f"model was trained on {model.obs_space}")
+        raise SpaceMismatchError(
+            f"{source}: field 'observation_space' is {obs_space}, but the world model was trained on {model.obs_space}"
+        )
     if not spaces_equal(action_space, model.action_space):
-        raise SpaceMismatchError(f"{source}: field 'action_space' is {action_space}, but the world "
-                                 f"model was trained on {model.action_space}")
+        raise SpaceMismatchError(
+            f"{source}: field 'action_space' is {action_space}, but the world model was trained on {model.action_space}"
+        )

@@ -16,23 +16,21 @@ from dreamlab.core.errors import ConfigError
 REWARD_SOURCES = ("env", "feedback", "both")
 
 
-
-
 @dataclass
 class WorldModelConfig:
     # --- sizes
-    deter: int = 128                # GRU state size D
-    hidden: int = 128               # width of every MLP / input layer
-    groups: int = 16                # stochastic latent: G categorical groups ...
-    classes: int = 16               # ... of C classes each
-    gru_blocks: int = 1             # block-diagonal GRU: number of blocks (1 = dense)
-    mlp_layers: int = 2             # hidden layers of encoder / decoder / heads
-    ensemble: int = 2               # K prior (dynamics) heads sharing everything else
-    cnn_depth: int = 16             # first conv width for 64x64 image observations
-    reward_bins: int = 255          # two-hot bins, symexp-spaced over [-bin_range, bin_range] in symlog
+    deter: int = 128  # GRU state size D
+    hidden: int = 128  # width of every MLP / input layer
+    groups: int = 16  # stochastic latent: G categorical groups ...
+    classes: int = 16  # ... of C classes each
+    gru_blocks: int = 1  # block-diagonal GRU: number of blocks (1 = dense)
+    mlp_layers: int = 2  # hidden layers of encoder / decoder / heads
+    ensemble: int = 2  # K prior (dynamics) heads sharing everything else
+    cnn_depth: int = 16  # first conv width for 64x64 image observations
+    reward_bins: int = 255  # two-hot bins, symexp-spaced over [-bin_range, bin_range] in symlog
     bin_range: float = 20.0
-    obs_norm: bool = True           # standardise vector obs per dimension (stats from the logs)
-    symlog_obs: bool = False        # symlog vector obs on top of obs_norm (inputs and targets)
+    obs_norm: bool = True  # standardise vector obs per dimension (stats from the logs)
+    symlog_obs: bool = False  # symlog vector obs on top of obs_norm (inputs and targets)
     # --- latent distribution and losses
     unimix: float = 0.01
     free_bits: float = 1.0
@@ -42,10 +40,10 @@ class WorldModelConfig:
     reward_scale: float = 1.0
     cont_scale: float = 1.0
     cont_terminal_weight: float = 1.0  # weight of terminal steps in the continue loss (rare class; 1 = plain BCE)
-    reward_source: str = "env"      # env | feedback | both
-    heads_on_prior: bool = True     # also train reward/continue heads on prior samples (as imagined)
+    reward_source: str = "env"  # env | feedback | both
+    heads_on_prior: bool = True  # also train reward/continue heads on prior samples (as imagined)
     # --- optimisation
-    optimizer: str = "adam"         # adam | adamw
+    optimizer: str = "adam"  # adam | adamw
     lr: float = 1e-3
     eps: float = 1e-8
     weight_decay: float = 0.0
@@ -58,26 +56,45 @@ class WorldModelConfig:
     batches_per_epoch: int = 200
     seed: int = 0
 
-    def validate(self) -> "WorldModelConfig":
-        positive = ("deter", "hidden", "groups", "classes", "gru_blocks", "ensemble", "cnn_depth",
-                    "reward_bins", "batch_size", "seq_len", "batches_per_epoch")
+    def validate(self) -> WorldModelConfig:
+        positive = (
+            "deter",
+            "hidden",
+            "groups",
+            "classes",
+            "gru_blocks",
+            "ensemble",
+            "cnn_depth",
+            "reward_bins",
+            "batch_size",
+            "seq_len",
+            "batches_per_epoch",
+        )
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"WorldModelConfig field '{name}' must be >= 1, got {getattr(self, name)}")
         if self.mlp_layers < 0:
             raise ConfigError(f"WorldModelConfig field 'mlp_layers' must be >= 0, got {self.mlp_layers}")
         if self.deter % self.gru_blocks:
-            raise ConfigError(f"WorldModelConfig field 'gru_blocks' ({self.gru_blocks}) must divide 'deter' ({self.deter})")
+            raise ConfigError(
+                f"WorldModelConfig field 'gru_blocks' ({self.gru_blocks}) must divide 'deter' ({self.deter})"
+            )
         if self.reward_source not in REWARD_SOURCES:
-            raise ConfigError(f"WorldModelConfig field 'reward_source' must be one of {REWARD_SOURCES}, got {self.reward_source!r}")
+            raise ConfigError(
+                f"WorldModelConfig field 'reward_source' must be one of {REWARD_SOURCES}, got {self.reward_source!r}"
+            )
         if self.optimizer not in ("adam", "adamw"):
             raise ConfigError(f"WorldModelConfig field 'optimizer' must be 'adam' or 'adamw', got {self.optimizer!r}")
         if not 0.0 <= self.unimix < 1.0:
             raise ConfigError(f"WorldModelConfig field 'unimix' must be in [0, 1), got {self.unimix}")
         if self.cont_terminal_weight <= 0:
-            raise ConfigError(f"WorldModelConfig field 'cont_terminal_weight' must be > 0, got {self.cont_terminal_weight}")
+            raise ConfigError(
+                f"WorldModelConfig field 'cont_terminal_weight' must be > 0, got {self.cont_terminal_weight}"
+            )
         if self.reward_bins < 2 or self.reward_bins % 2 == 0:
-            raise ConfigError(f"WorldModelConfig field 'reward_bins' must be odd and >= 3 (a bin at 0), got {self.reward_bins}")
+            raise ConfigError(
+                f"WorldModelConfig field 'reward_bins' must be odd and >= 3 (a bin at 0), got {self.reward_bins}"
+            )
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"WorldModelConfig field 'val_fraction' must be in [0, 1), got {self.val_fraction}")
         return self
@@ -86,7 +103,7 @@ class WorldModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "<config>") -> "WorldModelConfig":
+    def from_dict(cls, values: dict[str, Any], source: str = "<config>") -> WorldModelConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
@@ -95,13 +112,46 @@ class WorldModelConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(deter=32, hidden=32, groups=4, classes=4, mlp_layers=1, ensemble=2, cnn_depth=4,
-                 reward_bins=41, batch_size=8, seq_len=32, warmup_steps=10, lr=2e-3),
+    "tiny": dict(
+        deter=32,
+        hidden=32,
+        groups=4,
+        classes=4,
+        mlp_layers=1,
+        ensemble=2,
+        cnn_depth=4,
+        reward_bins=41,
+        batch_size=8,
+        seq_len=32,
+        warmup_steps=10,
+        lr=2e-3,
+    ),
     "small": dict(),
-    "medium": dict(deter=1024, hidden=512, groups=32, classes=32, gru_blocks=4, ensemble=4,
-                   cnn_depth=32, lr=4e-4, batch_size=16, seq_len=64),
-    "large": dict(deter=4096, hidden=1024, groups=32, classes=32, gru_blocks=8, mlp_layers=3,
-                  ensemble=5, cnn_depth=64, lr=3e-4, batch_size=16, seq_len=64),
+    "medium": dict(
+        deter=1024,
+        hidden=512,
+        groups=32,
+        classes=32,
+        gru_blocks=4,
+        ensemble=4,
+        cnn_depth=32,
+        lr=4e-4,
+        batch_size=16,
+        seq_len=64,
+    ),
+    "large": dict(
+        deter=4096,
+        hidden=1024,
+        groups=32,
+        classes=32,
+        gru_blocks=8,
+        mlp_layers=3,
+        ensemble=5,
+        cnn_depth=64,
+        lr=3e-4,
+        batch_size=16,
+        seq_len=64,
+    ),
 }
 
 

@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 
 
-
 def unimix(probs: torch.Tensor, mix: float) -> torch.Tensor:
     """Mix ``mix`` of a uniform distribution into each (..., C) categorical (1% in DreamerV3)."""
     return probs * (1 - mix) + mix / probs.shape[-1] if mix > 0 else probs

@@ -48,9 +48,16 @@ def _windows(episodes: list[Episode], span: int, max_windows: int, seed: int) ->
 
 
 @torch.no_grad()
-def evaluate(model: WorldModel, episodes: list[Episode], context: int = 8, horizon: int = 15,
-             max_windows: int = 1024, batch_size: int = 256, seed: int = 0,
-             sample: bool = True) -> dict[str, Any]:
+def evaluate(
+    model: WorldModel,
+    episodes: list[Episode],
+    context: int = 8,
+    horizon: int = 15,
+    max_windows: int = 1024,
+    batch_size: int = 256,
+    seed: int = 0,
+    sample: bool = True,
+) -> dict[str, Any]:
     """Open-loop scores of ``model`` on ``episodes`` (see the module docstring)."""
     if context < 1 or horizon < 1:
         raise ValueError(f"context and horizon must be >= 1, got context={context}, horizon={horizon}")
@@ -66,8 +73,10 @@ def evaluate(model: WorldModel, episodes: list[Episode], context: int = 8, horiz
     wins = _windows(episodes, span, max_windows, seed)
     if not wins:
         longest = max(ep.length for ep in episodes)
-        raise ValueError(f"no episode is long enough for context {context} + horizon {horizon} "
-                         f"= {span} steps (longest has {longest})")
+        raise ValueError(
+            f"no episode is long enough for context {context} + horizon {horizon} "
+            f"= {span} steps (longest has {longest})"
+        )
     sq_model = np.zeros(horizon)
     sq_copy = np.zeros(horizon)
     rew_model = np.zeros(horizon)
@@ -77,11 +86,11 @@ def evaluate(model: WorldModel, episodes: list[Episode], context: int = 8, horiz
     rewards = [_targets(model, ep) for ep in episodes]
     actions = [codec.encode(ep.action) for ep in episodes]
     for b in range(0, len(wins), batch_size):
-        chunk = wins[b: b + batch_size]
-        obs = torch.from_numpy(np.stack([episodes[i].obs[s: s + span] for i, s in chunk]).astype(np.float32))
-        act = torch.from_numpy(np.stack([actions[i][s: s + span] for i, s in chunk]))
-        rew = np.stack([rewards[i][s: s + span] for i, s in chunk])  # (N, span)
-        term = np.stack([episodes[i].is_terminal[s: s + span] for i, s in chunk])
+        chunk = wins[b : b + batch_size]
+        obs = torch.from_numpy(np.stack([episodes[i].obs[s : s + span] for i, s in chunk]).astype(np.float32))
+        act = torch.from_numpy(np.stack([actions[i][s : s + span] for i, s in chunk]))
+        rew = np.stack([rewards[i][s : s + span] for i, s in chunk])  # (N, span)
+        term = np.stack([episodes[i].is_terminal[s : s + span] for i, s in chunk])
         first = torch.zeros(len(chunk), context, dtype=torch.bool)
         first[:, 0] = True
         post, _ = model.observe(obs[:, :context], act[:, :context], first, mode=not sample)
@@ -102,16 +111,25 @@ def evaluate(model: WorldModel, episodes: list[Episode], context: int = 8, horiz
     n = len(wins)
     nmse, nmse_copy = sq_model / n, sq_copy / n
     result: dict[str, Any] = {
-        "episodes": len(episodes), "windows": n, "context": context, "horizon": horizon,
-        "sample": sample, "reward_source": model.reward_source,
-        "nmse": nmse.tolist(), "nmse_copy_last": nmse_copy.tolist(),
-        "reward_mae": (rew_model / n).tolist(), "reward_mae_copy_last": (rew_copy / n).tolist(),
-        "term_acc": (term_ok / n).tolist(), "term_acc_never": (term_never / n).tolist(),
+        "episodes": len(episodes),
+        "windows": n,
+        "context": context,
+        "horizon": horizon,
+        "sample": sample,
+        "reward_source": model.reward_source,
+        "nmse": nmse.tolist(),
+        "nmse_copy_last": nmse_copy.tolist(),
+        "reward_mae": (rew_model / n).tolist(),
+        "reward_mae_copy_last": (rew_copy / n).tolist(),
+        "term_acc": (term_ok / n).tolist(),
+        "term_acc_never": (term_never / n).tolist(),
     }
     result["summary"] = {
-        "nmse_at_horizon": float(nmse[-1]), "nmse_copy_last_at_horizon": float(nmse_copy[-1]),
+        "nmse_at_horizon": float(nmse[-1]),
+        "nmse_copy_last_at_horizon": float(nmse_copy[-1]),
         "ratio_copy_last_over_model_at_horizon": float(nmse_copy[-1] / max(nmse[-1], 1e-12)),
-        "nmse_mean": float(nmse.mean()), "nmse_copy_last_mean": float(nmse_copy.mean()),
+        "nmse_mean": float(nmse.mean()),
+        "nmse_copy_last_mean": float(nmse_copy.mean()),
         "reward_mae_mean": float((rew_model / n).mean()),
     }
     result["one_step"] = one_step(model, episodes, rewards, actions, batch_size=64, sample=sample)
@@ -119,14 +137,20 @@ def evaluate(model: WorldModel, episodes: list[Episode], context: int = 8, horiz
 
 
 @torch.no_grad()
-def one_step(model: WorldModel, episodes: list[Episode], rewards: list[np.ndarray],
-             actions: list[np.ndarray], batch_size: int = 64, sample: bool = True) -> dict[str, Any]:
+def one_step(
+    model: WorldModel,
+    episodes: list[Episode],
+    rewards: list[np.ndarray],
+    actions: list[np.ndarray],
+    batch_size: int = 64,
+    sample: bool = True,
+) -> dict[str, Any]:
     """Termination and reward one step ahead at every step t >= 1 of whole episodes."""
     tp = tn = pos = neg = 0
     abs_err, count = 0.0, 0
     order = sorted(range(len(episodes)), key=lambda i: episodes[i].length)
     for b in range(0, len(order), batch_size):
-        idx = order[b: b + batch_size]
+        idx = order[b : b + batch_size]
         T = max(episodes[i].length for i in idx)
         if T < 2:
             continue
@@ -139,7 +163,7 @@ def one_step(model: WorldModel, episodes: list[Episode], rewards: list[np.ndarra
             ep = episodes[i]
             obs[j, : ep.length] = ep.obs
             act[j, : ep.length] = actions[i]
-            mask[j, 1: ep.length] = True
+            mask[j, 1 : ep.length] = True
             term[j, : ep.length] = ep.is_terminal
             rew[j, : ep.length] = rewards[i]
         first = torch.zeros(len(idx), T, dtype=torch.bool)
@@ -148,7 +172,7 @@ def one_step(model: WorldModel, episodes: list[Episode], rewards: list[np.ndarra
         post, _ = model.observe(torch.from_numpy(obs), act_t, first, mode=not sample)
         prev = {k: v[:, :-1] for k, v in post.items()}  # states at t-1 for t = 1..T-1
         prior = model.img_step(prev, act_t[:, :-1], None, mode=not sample)
-        pred_term = (model.cont(prior).numpy() < 0.5)
+        pred_term = model.cont(prior).numpy() < 0.5
         m, tr = mask[:, 1:], term[:, 1:]
         tp += int((pred_term & tr & m).sum())
         tn += int((~pred_term & ~tr & m).sum())
@@ -159,6 +183,12 @@ def one_step(model: WorldModel, episodes: list[Episode], rewards: list[np.ndarra
     tpr = tp / pos if pos else None
     tnr = tn / neg if neg else None
     bal = (tpr + tnr) / 2 if tpr is not None and tnr is not None else None
-    return {"steps": count, "terminals": pos, "term_tpr": tpr, "term_tnr": tnr,
-            "term_balanced_acc": bal, "term_acc": (tp + tn) / max(1, pos + neg),
-            "reward_mae": abs_err / max(1, count)}
+    return {
+        "steps": count,
+        "terminals": pos,
+        "term_tpr": tpr,
+        "term_tnr": tnr,
+        "term_balanced_acc": bal,
+        "term_acc": (tp + tn) / max(1, pos + neg),
+        "reward_mae": abs_err / max(1, count),
+    }

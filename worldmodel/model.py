@@ -17,7 +17,7 @@ Losses (per step, averaged over batch and time):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import lightning as L
@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dreamlab.data.spaces import ActionCodec, space_from_json, space_to_json
-from dreamlab.worldmodel.config import WorldModelConfig
-from dreamlab.worldmodel.checkpoint import check_spaces, load_model, save_model, stamp
 from dreamlab.core.nn import MLP, TwoHot, symexp, symlog
+from dreamlab.data.spaces import ActionCodec, space_from_json, space_to_json
+from dreamlab.worldmodel.checkpoint import check_spaces, load_model, save_model, stamp
+from dreamlab.worldmodel.config import WorldModelConfig
 from dreamlab.worldmodel.dists import categorical_entropy, categorical_kl, sample_onehot
 from dreamlab.worldmodel.nets import ConvDecoder, ConvEncoder, is_image_shape
 from dreamlab.worldmodel.rssm import RSSM, State
@@ -38,8 +38,15 @@ from dreamlab.worldmodel.rssm import RSSM, State
 class WorldModel(L.LightningModule):
     """RSSM world model; see the module docstring for the losses."""
 
-    def __init__(self, cfg: dict[str, Any] | WorldModelConfig, obs_space: dict[str, Any] | gym.Space,
-                 action_space: dict[str, Any] | gym.Space):
+    obs_loc: torch.Tensor  # buffers, vector observations only
+    obs_scale: torch.Tensor
+
+    def __init__(
+        self,
+        cfg: dict[str, Any] | WorldModelConfig,
+        obs_space: dict[str, Any] | gym.Space,
+        action_space: dict[str, Any] | gym.Space,
+    ):
         super().__init__()
         cfg_d = cfg.to_dict() if isinstance(cfg, WorldModelConfig) else dict(cfg)
         obs_d = obs_space if isinstance(obs_space, dict) else space_to_json(obs_space)
@@ -63,8 +70,9 @@ class WorldModel(L.LightningModule):
             self.register_buffer("obs_scale", torch.ones(self.obs_dim))
             self.encoder = MLP(self.obs_dim, c.hidden, max(1, c.mlp_layers))
             embed = self.encoder.out_dim
-        self.rssm = RSSM(embed, self.codec.dim, c.deter, c.hidden, c.groups, c.classes,
-                         c.gru_blocks, c.ensemble, c.unimix)
+        self.rssm = RSSM(
+            embed, self.codec.dim, c.deter, c.hidden, c.groups, c.classes, c.gru_blocks, c.ensemble, c.unimix
+        )
         feat = self.feature_dim
         if self.image:
             self.decoder: nn.Module = ConvDecoder(feat, self.obs_shape[-1], c.cnn_depth)
@@ -124,8 +132,14 @@ class WorldModel(L.LightningModule):
     def initial(self, batch_size: int) -> State:
         return self.rssm.initial(batch_size, self.device)
 
-    def observe(self, obs: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor,
-                state: State | None = None, mode: bool = False) -> tuple[State, State]:
+    def observe(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        is_first: torch.Tensor,
+        state: State | None = None,
+        mode: bool = False,
+    ) -> tuple[State, State]:
         """obs (B,T,*obs), action (B,T,A) taken at t, is_first (B,T) -> (post, prior) states (B,T,...).
 
         ``state`` continues from a previous call (default: zeros); ``mode`` takes the latents'
@@ -133,16 +147,15 @@ class WorldModel(L.LightningModule):
         """
         post, prior_all = self.rssm.observe(self._obs_in(obs), action.float(), is_first, state, mode)
         prior_logits = prior_all[:, :, 0]
-        prior = {"deter": post["deter"], "stoch": sample_onehot(prior_logits.exp(), mode=mode),
-                 "logits": prior_logits}
+        prior = {"deter": post["deter"], "stoch": sample_onehot(prior_logits.exp(), mode=mode), "logits": prior_logits}
         return post, prior
 
-    def obs_step(self, state: State, prev_action: torch.Tensor, obs: torch.Tensor,
-                 is_first: torch.Tensor, mode: bool = False) -> State:
+    def obs_step(
+        self, state: State, prev_action: torch.Tensor, obs: torch.Tensor, is_first: torch.Tensor, mode: bool = False
+    ) -> State:
         return self.rssm.obs_step(state, prev_action.float(), self._obs_in(obs), is_first, mode)
 
-    def img_step(self, state: State, action: torch.Tensor, member: int | None = None,
-                 mode: bool = False) -> State:
+    def img_step(self, state: State, action: torch.Tensor, member: int | None = None, mode: bool = False) -> State:
         return self.rssm.img_step(state, action.float(), member, mode)
 
     def features(self, state: State) -> torch.Tensor:
@@ -187,21 +200,38 @@ class WorldModel(L.LightningModule):
             idx = pick[:, :, None, None, None].expand(-1, -1, 1, c.groups, c.classes)
             prior_probs = prior_logits.gather(2, idx).squeeze(2).exp()  # (B, T, G, C)
             feats.append(self.features({"deter": post["deter"], "stoch": sample_onehot(prior_probs)}))
-        rew = sum(self.twohot.loss(self.reward_head(f), rew_target).mean() for f in feats) / len(feats)
-        cont_w = None if c.cont_terminal_weight == 1.0 else \
-            1.0 + (c.cont_terminal_weight - 1.0) * batch["is_terminal"].float()  # (B, T)
-        cont = sum(F.binary_cross_entropy_with_logits(self.cont_head(f).squeeze(-1), cont_target, weight=cont_w)
-                   for f in feats) / len(feats)
+        rew = cast(
+            torch.Tensor, sum(self.twohot.loss(self.reward_head(f), rew_target).mean() for f in feats) / len(feats)
+        )
+        cont_w = (
+            None
+            if c.cont_terminal_weight == 1.0
+            else 1.0 + (c.cont_terminal_weight - 1.0) * batch["is_terminal"].float()
+        )  # (B, T)
+        cont = cast(
+            torch.Tensor,
+            sum(
+                F.binary_cross_entropy_with_logits(self.cont_head(f).squeeze(-1), cont_target, weight=cont_w)
+                for f in feats
+            )
+            / len(feats),
+        )
         post_l = post["logits"].unsqueeze(2)  # (B, T, 1, G, C) against (B, T, K, G, C)
         dyn_raw = categorical_kl(post_l.detach(), prior_logits)  # (B, T, K)
         rep_raw = categorical_kl(post_l, prior_logits.detach())
         dyn = dyn_raw.clamp(min=c.free_bits).mean()
         rep = rep_raw.clamp(min=c.free_bits).mean()
-        total = (c.dec_scale * dec + c.reward_scale * rew + c.cont_scale * cont
-                 + c.dyn_scale * dyn + c.rep_scale * rep)
-        metrics = {"loss": total.detach(), "dec": dec.detach(), "rew": rew.detach(), "cont": cont.detach(),
-                   "dyn": dyn.detach(), "rep": rep.detach(), "kl": dyn_raw.mean().detach(),
-                   "post_ent": categorical_entropy(post["logits"]).mean().detach()}
+        total = c.dec_scale * dec + c.reward_scale * rew + c.cont_scale * cont + c.dyn_scale * dyn + c.rep_scale * rep
+        metrics = {
+            "loss": total.detach(),
+            "dec": dec.detach(),
+            "rew": rew.detach(),
+            "cont": cont.detach(),
+            "dyn": dyn.detach(),
+            "rep": rep.detach(),
+            "kl": dyn_raw.mean().detach(),
+            "post_ent": categorical_entropy(post["logits"]).mean().detach(),
+        }
         if return_post:
             return total, metrics, post
         return total, metrics
@@ -233,7 +263,7 @@ class WorldModel(L.LightningModule):
         return save_model(self, path)
 
     @classmethod
-    def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "WorldModel":
+    def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> WorldModel:
         """Load a compact or Lightning checkpoint with ``torch.load(weights_only=True)``."""
         return load_model(cls, path, map_location)
 

@@ -20,7 +20,7 @@ class ConvEncoder(nn.Module):
         layers: list[nn.Module] = []
         width = channels
         for i in range(4):
-            nxt = depth * 2 ** i
+            nxt = depth * 2**i
             layers += [nn.Conv2d(width, nxt, 4, 2, 1, bias=False), _ChannelNorm(nxt), nn.SiLU()]
             width = nxt
         self.net = nn.Sequential(*layers)
@@ -65,4 +65,3 @@ class _ChannelNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-

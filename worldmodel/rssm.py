@@ -18,7 +18,6 @@ from torch import nn
 
 from dreamlab.worldmodel.dists import sample_onehot, unimix
 
-
 State = dict[str, torch.Tensor]
 
 
@@ -40,11 +39,11 @@ class BlockGRU(nn.Module):
             self.rec = nn.Linear(deter, 3 * deter, bias=False)
         else:
             w = torch.empty(blocks, self.width, 3 * self.width)
-            nn.init.uniform_(w, -self.width ** -0.5, self.width ** -0.5)
+            nn.init.uniform_(w, -(self.width**-0.5), self.width**-0.5)
             self.rec_w = nn.Parameter(w)
         self.norm = nn.LayerNorm(3 * self.width, eps=1e-3)
         with torch.no_grad():
-            self.norm.bias[2 * self.width:] = -1.0
+            self.norm.bias[2 * self.width :] = -1.0
 
     def gates(self, x: torch.Tensor, deter: torch.Tensor) -> torch.Tensor:
         """(..., H), (..., D) -> (..., 3D) pre-norm gates laid out as blocks x (reset, cand, update) x width."""
@@ -83,10 +82,10 @@ class PriorEnsemble(nn.Module):
     def __init__(self, deter: int, hidden: int, stoch: int, members: int):
         super().__init__()
         self.members = members
-        self.w1 = nn.Parameter(torch.randn(members, deter, hidden) * deter ** -0.5)
+        self.w1 = nn.Parameter(torch.randn(members, deter, hidden) * deter**-0.5)
         self.ln_w = nn.Parameter(torch.ones(members, hidden))
         self.ln_b = nn.Parameter(torch.zeros(members, hidden))
-        self.w2 = nn.Parameter(torch.randn(members, hidden, stoch) * hidden ** -0.5)
+        self.w2 = nn.Parameter(torch.randn(members, hidden, stoch) * hidden**-0.5)
         self.b2 = nn.Parameter(torch.zeros(members, stoch))
 
     def forward(self, deter: torch.Tensor) -> torch.Tensor:
@@ -97,8 +96,18 @@ class PriorEnsemble(nn.Module):
 
 
 class RSSM(nn.Module):
-    def __init__(self, embed: int, action: int, deter: int, hidden: int, groups: int, classes: int,
-                 blocks: int = 1, members: int = 1, unimix: float = 0.01):
+    def __init__(
+        self,
+        embed: int,
+        action: int,
+        deter: int,
+        hidden: int,
+        groups: int,
+        classes: int,
+        blocks: int = 1,
+        members: int = 1,
+        unimix: float = 0.01,
+    ):
         super().__init__()
         self.deter, self.groups, self.classes = deter, groups, classes
         self.stoch = groups * classes
@@ -120,8 +129,7 @@ class RSSM(nn.Module):
     def initial(self, batch_size: int, device: torch.device | None = None) -> State:
         dev = device if device is not None else self.in_norm.weight.device
         zeros = torch.zeros(batch_size, self.groups, self.classes, device=dev)
-        return {"deter": torch.zeros(batch_size, self.deter, device=dev), "stoch": zeros,
-                "logits": zeros.clone()}
+        return {"deter": torch.zeros(batch_size, self.deter, device=dev), "stoch": zeros, "logits": zeros.clone()}
 
     def _gru_step(self, deter: torch.Tensor, stoch_flat: torch.Tensor, act_in: torch.Tensor) -> torch.Tensor:
         x = F.silu(self.in_norm(_affine(act_in, stoch_flat, self.in_stoch)))
@@ -140,8 +148,14 @@ class RSSM(nn.Module):
         return torch.log(self._mix(self.prior(deter)))
 
     # ------------------------------------------------------------------------ contract
-    def observe(self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor,
-                state: State | None = None, mode: bool = False) -> tuple[State, torch.Tensor]:
+    def observe(
+        self,
+        embed: torch.Tensor,
+        action: torch.Tensor,
+        is_first: torch.Tensor,
+        state: State | None = None,
+        mode: bool = False,
+    ) -> tuple[State, torch.Tensor]:
         """embed (B,T,E), action (B,T,A) taken at t, is_first (B,T) -> post (B,T,...), prior logits (B,T,K,G,C)."""
         B, T = embed.shape[:2]
         prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)  # (B, T, A)
@@ -167,20 +181,23 @@ class RSSM(nn.Module):
             deters.append(deter)
             probs_all.append(probs)
             stochs.append(sample)
-        post = {"deter": torch.stack(deters, 1), "stoch": torch.stack(stochs, 1),
-                "logits": torch.log(torch.stack(probs_all, 1))}
+        post = {
+            "deter": torch.stack(deters, 1),
+            "stoch": torch.stack(stochs, 1),
+            "logits": torch.log(torch.stack(probs_all, 1)),
+        }
         return post, self.prior_logits(post["deter"])
 
-    def obs_step(self, state: State, prev_action: torch.Tensor, embed: torch.Tensor,
-                 is_first: torch.Tensor, mode: bool = False) -> State:
+    def obs_step(
+        self, state: State, prev_action: torch.Tensor, embed: torch.Tensor, is_first: torch.Tensor, mode: bool = False
+    ) -> State:
         keep = (~is_first.bool()).to(embed.dtype).unsqueeze(-1)  # (..., 1)
         stoch = state["stoch"].reshape(*state["stoch"].shape[:-2], self.stoch) * keep
         deter = self._gru_step(state["deter"] * keep, stoch, self.in_action(prev_action * keep))
         probs = self._post_probs(deter, self.post_embed(embed))
         return {"deter": deter, "stoch": sample_onehot(probs, mode=mode), "logits": torch.log(probs)}
 
-    def img_step(self, state: State, action: torch.Tensor, member: int | None = None,
-                 mode: bool = False) -> State:
+    def img_step(self, state: State, action: torch.Tensor, member: int | None = None, mode: bool = False) -> State:
         stoch = state["stoch"].reshape(*state["stoch"].shape[:-2], self.stoch)
         deter = self._gru_step(state["deter"], stoch, self.in_action(action))
         if member is not None and not 0 <= member < self.members:

@@ -8,6 +8,7 @@ end), ``step=N.ckpt`` (the latest periodic one), ``logs/`` (CSV), ``tb/`` (Tenso
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -16,9 +17,12 @@ from typing import Any
 import lightning as L
 import numpy as np
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from dreamlab.core.io import atomic_write_json
+from dreamlab.core.progress import LINE_EVERY_S, Progress, progress_mode
+from dreamlab.core.quiet import own_checkpoint_dir, quiet_third_party
 from dreamlab.data.sampling import EpisodeDataModule, split_names
 from dreamlab.data.store import EpisodeStore, StoreError
 from dreamlab.worldmodel.checkpoint import read_checkpoint
@@ -36,6 +40,47 @@ class StepsProgressBar(TQDMProgressBar):
         items.pop("v_num", None)
         items["step"] = trainer.global_step
         return items
+
+    def init_train_tqdm(self) -> Tqdm:
+        """Lightning's training bar, drawn on stderr (stdout carries results)."""
+        with contextlib.redirect_stdout(sys.stderr):  # Lightning passes file=sys.stdout
+            return super().init_train_tqdm()
+
+    def init_validation_tqdm(self) -> Tqdm:
+        """Lightning's validation bar, drawn on stderr."""
+        with contextlib.redirect_stdout(sys.stderr):
+            return super().init_validation_tqdm()
+
+
+class StatusLines(L.Callback):
+    """In place of the bar when stderr is not a terminal: a status line every ``every`` seconds and
+    at the end, with the bar's metrics (loss, dec, rew, ...) and steps/s."""
+
+    def __init__(self, every: float = LINE_EVERY_S):
+        self.every = every
+        self.line: Progress[Any] | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        total = trainer.max_steps if trainer.max_steps > 0 else None
+        self.line = Progress(
+            total=total,
+            initial=trainer.global_step,
+            desc="world model",
+            unit="step",
+            enabled=trainer.is_global_zero,
+            every=self.every,
+        )
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.line is not None:
+            metrics = {k: f"{v:.3g}" for k, v in trainer.progress_bar_metrics.items() if k != "v_num"}
+            self.line.set_postfix(**metrics)
+            self.line.update(trainer.global_step - self.line.n)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.line is not None:
+            self.line.close()
+            self.line = None
 
 
 class WallClockLimit(L.Callback):
@@ -61,37 +106,79 @@ def open_logs(logs: str | Path) -> EpisodeStore:
     """Open an EpisodeStore for training/evaluation; an empty store is an error."""
     store = EpisodeStore(logs)
     if len(store) == 0:
-        raise StoreError(f"{Path(logs) / 'metadata.json'}: the store is empty (no episodes); "
-                         "collect some first with `dreamlab collect`")
+        raise StoreError(
+            f"{Path(logs) / 'metadata.json'}: the store is empty (no episodes); "
+            "collect some first with `dreamlab collect`"
+        )
     return store
 
 
-def build_trainer(out: Path, max_steps: int, max_minutes: float | None = None, strategy: str = "auto",
-                  devices: int | str = 1, accelerator: str = "auto", ckpt_every: int = 500,
-                  progress: bool = True, log_every: int = 10, val_every_epochs: int = 1,
-                  grad_clip: float = 100.0, extra_callbacks: list[Any] | None = None) -> L.Trainer:
-    ckpt = ModelCheckpoint(dirpath=out, filename="{step}", save_last=True, save_top_k=1,
-                           every_n_train_steps=ckpt_every, save_on_train_epoch_end=True)
+def build_trainer(
+    out: Path,
+    max_steps: int,
+    max_minutes: float | None = None,
+    strategy: str = "auto",
+    devices: int | str = 1,
+    accelerator: str = "auto",
+    ckpt_every: int = 500,
+    progress: bool = True,
+    log_every: int = 10,
+    val_every_epochs: int = 1,
+    grad_clip: float = 100.0,
+    extra_callbacks: list[Any] | None = None,
+) -> L.Trainer:
+    ckpt = ModelCheckpoint(
+        dirpath=out,
+        filename="{step}",
+        save_last=True,
+        save_top_k=1,
+        every_n_train_steps=ckpt_every,
+        save_on_train_epoch_end=True,
+    )
     loggers = [CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tb")]
     callbacks: list[Any] = [ckpt, *(extra_callbacks or [])]
-    if progress:
+    quiet_third_party()  # before the Trainer: it prints its tips and banners when built
+    mode = progress_mode(progress)
+    if mode == "bar":
         callbacks.append(StepsProgressBar(refresh_rate=10))
+    elif mode == "lines":
+        callbacks.append(StatusLines())
     if max_minutes:
         callbacks.append(WallClockLimit(max_minutes))
     return L.Trainer(
-        max_steps=max_steps, max_epochs=-1,
-        strategy=strategy, devices=devices, accelerator=accelerator,
-        gradient_clip_val=grad_clip if grad_clip > 0 else None, gradient_clip_algorithm="norm",
-        callbacks=callbacks, logger=loggers,
-        log_every_n_steps=log_every, enable_progress_bar=progress, enable_model_summary=False,
-        num_sanity_val_steps=0, check_val_every_n_epoch=val_every_epochs, default_root_dir=out,
+        max_steps=max_steps,
+        max_epochs=-1,
+        strategy=strategy,
+        devices=devices,
+        accelerator=accelerator,
+        gradient_clip_val=grad_clip if grad_clip > 0 else None,
+        gradient_clip_algorithm="norm",
+        callbacks=callbacks,
+        logger=loggers,
+        log_every_n_steps=log_every,
+        enable_progress_bar=mode == "bar",
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        check_val_every_n_epoch=val_every_epochs,
+        default_root_dir=out,
     )
 
 
-def train(logs: str | Path, out: str | Path, cfg: WorldModelConfig, max_steps: int = 5000,
-          max_minutes: float | None = None, strategy: str = "auto", devices: int | str = 1,
-          accelerator: str = "auto", ckpt_every: int = 500, progress: bool = True,
-          resume: bool = True, log: Any = None, callbacks: list[Any] | None = None) -> Path:
+def train(
+    logs: str | Path,
+    out: str | Path,
+    cfg: WorldModelConfig,
+    max_steps: int = 5000,
+    max_minutes: float | None = None,
+    strategy: str = "auto",
+    devices: int | str = 1,
+    accelerator: str = "auto",
+    ckpt_every: int = 500,
+    progress: bool = True,
+    resume: bool = True,
+    log: Any = None,
+    callbacks: list[Any] | None = None,
+) -> Path:
     """Train (or resume) a world model on ``logs``; returns the path of ``OUT/world_model.ckpt``."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     out = Path(out)
@@ -99,10 +186,14 @@ def train(logs: str | Path, out: str | Path, cfg: WorldModelConfig, max_steps: i
     store = open_logs(logs)
     last = out / "last.ckpt"
     resuming = resume and last.is_file()
+    ours = resuming or not out.is_dir() or not any(out.iterdir())  # a folder we make, or resume from
     if resuming:
         ckpt = read_checkpoint(last)
-        model = WorldModel(ckpt["hyper_parameters"]["cfg"], ckpt["hyper_parameters"]["obs_space"],
-                           ckpt["hyper_parameters"]["action_space"])
+        model = WorldModel(
+            ckpt["hyper_parameters"]["cfg"],
+            ckpt["hyper_parameters"]["obs_space"],
+            ckpt["hyper_parameters"]["action_space"],
+        )
         model.check_spaces(store.observation_space, store.action_space, Path(logs) / "metadata.json")
         ignored = {k: v for k, v in cfg.to_dict().items() if model.cfg.to_dict()[k] != v}
         if ignored:
@@ -113,25 +204,46 @@ def train(logs: str | Path, out: str | Path, cfg: WorldModelConfig, max_steps: i
         model = WorldModel(cfg, store.observation_space, store.action_space)
         train_names, _ = split_names(store.names(), cfg.val_fraction, cfg.seed)
         model.set_obs_stats(np.concatenate([ep.obs for ep in store.episodes(train_names)]))
-    dm = EpisodeDataModule(logs, batch_size=cfg.batch_size, seq_len=cfg.seq_len,
-                           val_fraction=cfg.val_fraction, batches_per_epoch=cfg.batches_per_epoch,
-                           seed=cfg.seed)
+    dm = EpisodeDataModule(
+        logs,
+        batch_size=cfg.batch_size,
+        seq_len=cfg.seq_len,
+        val_fraction=cfg.val_fraction,
+        batches_per_epoch=cfg.batches_per_epoch,
+        seed=cfg.seed,
+    )
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    trainer = build_trainer(out, max_steps, max_minutes, strategy, devices, accelerator, ckpt_every,
-                            progress, grad_clip=cfg.grad_clip, extra_callbacks=callbacks)
+    trainer = build_trainer(
+        out,
+        max_steps,
+        max_minutes,
+        strategy,
+        devices,
+        accelerator,
+        ckpt_every,
+        progress,
+        grad_clip=cfg.grad_clip,
+        extra_callbacks=callbacks,
+    )
     if resuming:
         log(f"resuming from {last}")
     start = time.perf_counter()
-    trainer.fit(model, datamodule=dm, ckpt_path="last" if resuming else None)
+    with own_checkpoint_dir(out) if ours else contextlib.nullcontext():
+        trainer.fit(model, datamodule=dm, ckpt_path="last" if resuming else None)
     wall = time.perf_counter() - start
     final = out / FINAL_NAME
     trainer.save_checkpoint(last, weights_only=False)  # every rank calls it; rank 0 writes the final resume point
     if trainer.is_global_zero:
         model.save(final)  # the stable copy downstream commands take as --wm
-        summary = {"global_step": int(trainer.global_step), "wall_s": wall, "resumed": resuming,
-                   "interrupted": bool(trainer.interrupted), "logs": str(logs), "config": cfg.to_dict(),
-                   "world_model": str(final)}
+        summary = {
+            "global_step": int(trainer.global_step),
+            "wall_s": wall,
+            "resumed": resuming,
+            "interrupted": bool(trainer.interrupted),
+            "logs": str(logs),
+            "config": cfg.to_dict(),
+            "world_model": str(final),
+        }
         atomic_write_json(out / "train_summary.json", summary, indent=1)
     return final
-

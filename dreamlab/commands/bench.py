@@ -20,12 +20,15 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     from dreamlab.bench import BenchConfig
 
-    p = sub.add_parser("bench", help="benchmark suites: offline and online runs per env and seed, with a summary",
-                       description="Run the pipeline per env (quick: CartPole-v1, Pendulum-v1; classic: also "
-                                   "Acrobot-v1, MountainCarContinuous-v0; LunarLander-v3 when named in --envs), "
-                                   "offline (noisy-heuristic logs -> world model -> dream) and online, for --seeds "
-                                   "seeds. Writes OUT/<env>/<mode>/seed<k>/result.json per run, OUT/results.csv and "
-                                   "OUT/summary.md (with cited RL Zoo reference rows). A rerun skips finished runs. "
-                                   "Budget flags left unset take the suite's values.")
+    p = sub.add_parser(
+        "bench",
+        help="benchmark suites: offline and online runs per env and seed, with a summary",
+        description="Run the pipeline per env (quick: CartPole-v1, Pendulum-v1; classic: also "
+        "Acrobot-v1, MountainCarContinuous-v0; LunarLander-v3 when named in --envs), "
+        "offline (noisy-heuristic logs -> world model -> dream) and online, for --seeds "
+        "seeds. Writes OUT/<env>/<mode>/seed<k>/result.json per run, OUT/results.csv and "
+        "OUT/summary.md (with cited RL Zoo reference rows). A rerun skips finished runs. "
+        "Budget flags left unset take the suite's values.",
+    )
     add_config_args(p, BenchConfig, "bench")
     p.set_defaults(func=run)

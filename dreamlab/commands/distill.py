@@ -14,30 +14,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from dreamlab.policy.distill import DistillConfig
 
     p = subparsers.add_parser(
-        "distill", help="distil a teacher (agent or context) into an LLM by OPSD or SFT",
+        "distill",
+        help="distil a teacher (agent or context) into an LLM by OPSD or SFT",
         description="The student LLM acts in ENV (a gymnasium id, or dream:WM_CKPT for a DreamEnv of "
-                    "that world model started from --logs) and the teacher labels every action token "
-                    "(--method opsd), or the teacher acts and the student imitates it (--method sft). "
-                    "The result in OUT loads with AutoModelForCausalLM.from_pretrained and acts "
-                    "through LLMPolicy. Runs resume from OUT/checkpoint.")
-    p.add_argument("--teacher", required=True,
-                   help="AGENT dir (agent.json) | context | heuristic | random | module:attr (a Policy)")
+        "that world model started from --logs) and the teacher labels every action token "
+        "(--method opsd), or the teacher acts and the student imitates it (--method sft). "
+        "The result in OUT loads with AutoModelForCausalLM.from_pretrained and acts "
+        "through LLMPolicy. Runs resume from OUT/checkpoint.",
+    )
+    p.add_argument(
+        "--teacher",
+        required=True,
+        help="AGENT dir (agent.json) | context | heuristic | random | module:attr (a Policy)",
+    )
     p.add_argument("--student", required=True, type=Path, help="local Hugging Face causal-LM folder")
     p.add_argument("--env", required=True, help="gymnasium id, or dream:WM_CKPT (needs --logs)")
     p.add_argument("--out", required=True, type=Path, help="folder for the distilled model")
-    p.add_argument("--logs", type=Path, default=None,
-                   help="episode store: DreamEnv start states; experience for --teacher context")
+    p.add_argument(
+        "--logs", type=Path, default=None, help="episode store: DreamEnv start states; experience for --teacher context"
+    )
     p.add_argument("--lessons", type=Path, default=None, help="--teacher context: a lessons text file")
     p.add_argument("--context-mode", default="frozen", choices=["frozen", "live", "ema"])
     p.add_argument("--context-best", type=int, default=3, help="best logged episodes shown as experience")
     p.add_argument("--context-chars", type=int, default=600, help="experience length (characters)")
     p.add_argument("--ema-decay", type=float, default=0.99)
-    p.add_argument("--renderer", default=None, help="renderer name or module:function (default: the "
-                   "student's dreamlab_policy.json, else the env id's built-in)")
+    p.add_argument(
+        "--renderer",
+        default=None,
+        help="renderer name or module:function (default: the "
+        "student's dreamlab_policy.json, else the env id's built-in)",
+    )
     p.add_argument("--num-envs", type=int, default=8)
     p.add_argument("--max-steps", type=int, default=500, help="DreamEnv episode limit")
-    p.add_argument("--eval-env", default=None, help="real env id for the return curve (default: "
-                   "ENV when it is real, the logs' env id for a dream)")
+    p.add_argument(
+        "--eval-env",
+        default=None,
+        help="real env id for the return curve (default: ENV when it is real, the logs' env id for a dream)",
+    )
     p.add_argument("--eval-episodes", type=int, default=8)
     add_run_args(p, progress=False)
     add_config_args(p, DistillConfig, "distillation")
@@ -55,7 +68,7 @@ def make_env(spec: str, num_envs: int, logs: Path | None, max_steps: int, seed: 
 
         if logs is None:
             raise ValueError(f"--env {spec}: a DreamEnv draws its start states from logged episodes; pass --logs DIR")
-        ckpt = Path(spec[len("dream:"):])
+        ckpt = Path(spec[len("dream:") :])
         if not ckpt.exists():
             raise ValueError(f"--env {spec}: world-model checkpoint {ckpt} not found")
         store = EpisodeStore(logs)
@@ -66,8 +79,7 @@ def make_env(spec: str, num_envs: int, logs: Path | None, max_steps: int, seed: 
     return gym.make_vec(spec, num_envs=num_envs, vectorization_mode="sync"), spec
 
 
-def make_teacher(args: argparse.Namespace, student: Any, env_id: str | None, seed: int,
-                 smoothing: float = 1e-3) -> Any:
+def make_teacher(args: argparse.Namespace, student: Any, env_id: str | None, seed: int, smoothing: float = 1e-3) -> Any:
     import gymnasium as gym
 
     from dreamlab.policy.teachers import ActorTeacher, ContextTeacher, experience_text
@@ -80,15 +92,21 @@ def make_teacher(args: argparse.Namespace, student: Any, env_id: str | None, see
         elif args.logs is not None:
             from dreamlab.data.store import EpisodeStore
 
-            text = experience_text(EpisodeStore(args.logs), student.renderer, student.vocab, student.sep,
-                                   args.context_best, args.context_chars)
+            text = experience_text(
+                EpisodeStore(args.logs),
+                student.renderer,
+                student.vocab,
+                student.sep,
+                args.context_best,
+                args.context_chars,
+            )
         else:
             raise ValueError("--teacher context needs --logs DIR (best episodes as experience) or --lessons FILE")
         return ContextTeacher(student, text, args.context_mode, args.ema_decay)
     if (Path(args.teacher) / "agent.json").exists():
         from dreamlab.imagination.agent import DreamerAgent
 
-        policy = DreamerAgent.load(args.teacher)
+        policy: Any = DreamerAgent.load(args.teacher)
     else:
         from dreamlab.imagination.registry import load_any_policy
 
@@ -112,8 +130,11 @@ def run(args: argparse.Namespace) -> int:
     meta = read_policy_meta(args.student)
     needs_space = "vocab" not in meta
     student = LLMPolicy.from_pretrained(
-        args.student, renderer=args.renderer, env_id=env_id,
-        action_space=env.single_action_space if needs_space else None)
+        args.student,
+        renderer=args.renderer,
+        env_id=env_id,
+        action_space=env.single_action_space if needs_space else None,
+    )
     teacher = make_teacher(args, student, env_id, cfg.seed, cfg.teacher_smoothing)
     eval_id = args.eval_env or env_id
     eval_fn = None
@@ -122,7 +143,17 @@ def run(args: argparse.Namespace) -> int:
         eval_fn = lambda pol: float(np.mean(evaluate(pol, eval_env, args.eval_episodes, seed=10_000)))  # noqa: E731
     state = Distiller(student, teacher, env, cfg, out=args.out, eval_fn=eval_fn, env_id=env_id).run()
     recent = state.returns[-20:]
-    print(json.dumps({"out": str(args.out), "method": cfg.method, "labelled_tokens": state.labelled_tokens,
-                      "updates": state.updates, "train_return_recent": float(np.mean(recent)) if recent else None,
-                      "curve": state.curve[-3:]}, indent=1))
+    print(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "method": cfg.method,
+                "labelled_tokens": state.labelled_tokens,
+                "updates": state.updates,
+                "train_return_recent": float(np.mean(recent)) if recent else None,
+                "curve": state.curve[-3:],
+            },
+            indent=1,
+        )
+    )
     return 0

@@ -24,12 +24,14 @@ from dreamlab.imagination.loops import OfflineConfig
 @dataclass
 class GRPOJob(GRPOConfig):
     """GRPO's settings plus its dreams' (verifier, uncertainty penalty and halting)."""
+
     dream: GRPODreamConfig = field(default_factory=GRPODreamConfig)
 
 
 @dataclass
 class DreamJob(OfflineConfig):
     """``dreamlab dream``: the offline loop (top level), the actor-critic and GRPO (sections)."""
+
     dreamer: DreamerConfig = field(default_factory=DreamerConfig)
     grpo: GRPOJob = field(default_factory=GRPOJob)
 
@@ -41,16 +43,22 @@ def base_part(cfg: Any, cls: type) -> Any:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "dream", help="train a policy inside the dreams of a world model (offline)",
+        "dream",
+        help="train a policy inside the dreams of a world model (offline)",
         description="Train an agent only in imagination: start states come from the real logs, "
-                    "the world model (frozen) is the simulator. Writes the agent directory OUT "
-                    "(agent.json, actor.pt, worldmodel.ckpt; a GRPO agent: grpo_agent.json, actor.pt) "
-                    "and OUT/train_state.pt; running again with the same OUT resumes.")
+        "the world model (frozen) is the simulator. Writes the agent directory OUT "
+        "(agent.json, actor.pt, worldmodel.ckpt; a GRPO agent: grpo_agent.json, actor.pt) "
+        "and OUT/train_state.pt; running again with the same OUT resumes.",
+    )
     p.add_argument("--wm", type=Path, required=True, help="world-model checkpoint (from train-wm)")
     p.add_argument("--logs", type=Path, required=True, help="EpisodeStore with the real logs")
     p.add_argument("--out", type=Path, required=True, help="agent directory to write")
-    p.add_argument("--algo", choices=["dreamer", "grpo"], default="dreamer",
-                   help="learning algorithm in the dream (default: dreamer)")
+    p.add_argument(
+        "--algo",
+        choices=["dreamer", "grpo"],
+        default="dreamer",
+        help="learning algorithm in the dream (default: dreamer)",
+    )
     add_run_args(p)
     add_config_args(p, DreamJob, "dream")
     p.set_defaults(func=run)
@@ -65,13 +73,15 @@ def run(args: argparse.Namespace) -> int:
     if args.algo == "grpo":
         from dreamlab.grpo_cli import report_grpo, train_grpo
 
-        trainer = train_grpo(wm.eval(), args.logs, args.out, base_part(job.grpo, GRPOConfig), job.grpo.dream,
-                             progress=args.progress)
+        trainer = train_grpo(
+            wm.eval(), args.logs, args.out, base_part(job.grpo, GRPOConfig), job.grpo.dream, progress=args.progress
+        )
         report_grpo(trainer, args.out)
         return 0
     from dreamlab.imagination.loops import dream_offline
 
-    dream_offline(wm, args.logs, args.out, base_part(job, OfflineConfig), job.dreamer, wm_path=args.wm,
-                  progress=args.progress)
+    dream_offline(
+        wm, args.logs, args.out, base_part(job, OfflineConfig), job.dreamer, wm_path=args.wm, progress=args.progress
+    )
     print(f"agent written to {args.out}")
     return 0

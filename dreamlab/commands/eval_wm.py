@@ -12,17 +12,23 @@ from dreamlab.config import add_run_args, apply_threads
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "eval-wm", help="evaluate a world model open-loop on held-out episodes",
+        "eval-wm",
+        help="evaluate a world model open-loop on held-out episodes",
         description="Filter CONTEXT real steps, then imagine HORIZON steps under the real actions; "
-                    "report per-horizon normalised MSE, reward MAE and termination accuracy beside "
-                    "a copy-last-observation baseline.")
+        "report per-horizon normalised MSE, reward MAE and termination accuracy beside "
+        "a copy-last-observation baseline.",
+    )
     p.add_argument("--wm", type=Path, required=True, help="world-model checkpoint (OUT/world_model.ckpt)")
     p.add_argument("--logs", type=Path, required=True, help="EpisodeStore directory")
     p.add_argument("--horizon", type=int, default=15, help="imagined steps (default: 15)")
     p.add_argument("--context", type=int, default=8, help="real steps filtered first (default: 8)")
-    p.add_argument("--episodes", choices=("held-out", "all"), default="held-out",
-                   help="held-out: the validation split the model's training used (by its seed and "
-                        "val_fraction); all: every episode (for fresh logs). Default: held-out")
+    p.add_argument(
+        "--episodes",
+        choices=("held-out", "all"),
+        default="held-out",
+        help="held-out: the validation split the model's training used (by its seed and "
+        "val_fraction); all: every episode (for fresh logs). Default: held-out",
+    )
     p.add_argument("--max-windows", type=int, default=1024, help="windows evaluated at most (default: 1024)")
     p.add_argument("--mode", action="store_true", help="use the latents' modes instead of samples")
     p.add_argument("--seed", type=int, default=0)
@@ -48,12 +54,18 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes == "held-out":
         _, held = split_names(names, model.cfg.val_fraction, model.cfg.seed)
         if not held:
-            print("note: no held-out split (val_fraction 0 or one episode); using all episodes",
-                  file=sys.stderr)
+            print("note: no held-out split (val_fraction 0 or one episode); using all episodes", file=sys.stderr)
             held = names
         names = held
-    result = evaluate(model, store.episodes(names), context=args.context, horizon=args.horizon,
-                      max_windows=args.max_windows, seed=args.seed, sample=not args.mode)
+    result = evaluate(
+        model,
+        store.episodes(names),
+        context=args.context,
+        horizon=args.horizon,
+        max_windows=args.max_windows,
+        seed=args.seed,
+        sample=not args.mode,
+    )
     result.update({"wm": str(args.wm), "logs": str(args.logs), "split": args.episodes})
     if args.plot is not None:
         args.plot.parent.mkdir(parents=True, exist_ok=True)
@@ -67,15 +79,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_table(r: dict) -> None:
-    print(f"{r['episodes']} episodes, {r['windows']} windows, context {r['context']}, "
-          f"reward source {r['reward_source']}")
+    print(
+        f"{r['episodes']} episodes, {r['windows']} windows, context {r['context']}, reward source {r['reward_source']}"
+    )
     print(f"{'h':>3} {'nmse':>10} {'copy-last':>10} {'rew MAE':>9} {'copy MAE':>9} {'term acc':>9}")
     for h in range(r["horizon"]):
-        print(f"{h + 1:>3} {r['nmse'][h]:>10.4f} {r['nmse_copy_last'][h]:>10.4f} {r['reward_mae'][h]:>9.4f} "
-              f"{r['reward_mae_copy_last'][h]:>9.4f} {r['term_acc'][h]:>9.3f}")
+        print(
+            f"{h + 1:>3} {r['nmse'][h]:>10.4f} {r['nmse_copy_last'][h]:>10.4f} {r['reward_mae'][h]:>9.4f} "
+            f"{r['reward_mae_copy_last'][h]:>9.4f} {r['term_acc'][h]:>9.3f}"
+        )
     s, o = r["summary"], r["one_step"]
     print(f"horizon {r['horizon']}: copy-last / model = {s['ratio_copy_last_over_model_at_horizon']:.2f}x")
     bal = o["term_balanced_acc"]
-    print(f"one step ahead: termination balanced accuracy "
-          f"{'n/a (no terminals)' if bal is None else f'{bal:.3f}'} over {o['steps']} steps "
-          f"({o['terminals']} terminal), reward MAE {o['reward_mae']:.4f}")
+    print(
+        f"one step ahead: termination balanced accuracy "
+        f"{'n/a (no terminals)' if bal is None else f'{bal:.3f}'} over {o['steps']} steps "
+        f"({o['terminals']} terminal), reward MAE {o['reward_mae']:.4f}"
+    )

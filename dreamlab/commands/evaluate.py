@@ -11,9 +11,11 @@ from dreamlab.config import add_run_args, apply_threads
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "evaluate", help="real vs dream return of a dreamer agent",
+        "evaluate",
+        help="real vs dream return of a dreamer agent",
         description="Run the agent for N episodes in the real env and, from the same real start "
-                    "states, inside its world model's dream; report mean/std of each and the gap.")
+        "states, inside its world model's dream; report mean/std of each and the gap.",
+    )
     p.add_argument("--agent", type=Path, required=True, help="agent directory (or a train RUN directory)")
     p.add_argument("--env", default=None, help="gymnasium env id (default: the agent's own)")
     p.add_argument("--episodes", type=int, default=10, help="episodes (default: 10)")
@@ -57,17 +59,23 @@ def _run_policy_dir(args: argparse.Namespace, path: Path) -> int:
     import numpy as np
 
     from dreamlab.imagination.evaluate import evaluate_real
-    from dreamlab.imagination.grpo_agent import load_agent
     from dreamlab.imagination.grpo import ObsActorPolicy
+    from dreamlab.imagination.grpo_agent import load_agent
 
     actor, meta = load_agent(path)
     env_id = args.env or meta.get("env_id")
     if not env_id or env_id not in gym.registry:
         raise ValueError(f"{path / 'grpo_agent.json'}: env id {env_id!r} is not a gymnasium id; pass --env")
     real = evaluate_real(ObsActorPolicy(actor, greedy=True), env_id, args.episodes, args.seed)
-    res = {"env_id": env_id, "episodes": args.episodes, "seed": args.seed, "agent": "grpo",
-           "real": {"mean": float(np.mean(real)), "std": float(np.std(real)), "returns": real.tolist()},
-           "dream": None, "note": "a GRPO agent has no world-model filter of its own; use benchmarks/grpo_targets.py for dream success"}
+    res = {
+        "env_id": env_id,
+        "episodes": args.episodes,
+        "seed": args.seed,
+        "agent": "grpo",
+        "real": {"mean": float(np.mean(real)), "std": float(np.std(real)), "returns": real.tolist()},
+        "dream": None,
+        "note": "a GRPO agent has no world-model filter of its own; use benchmarks/grpo_targets.py for dream success",
+    }
     if args.json:
         print(json.dumps(res, indent=1))
     else:

@@ -32,9 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     exp = sub.add_parser("export", help="export a store as JSONL or as a local Minari dataset")
     exp.add_argument("--format", required=True, choices=["jsonl", "minari"])
     exp.add_argument("dir", type=Path)
-    exp.add_argument("--out", required=True,
-                     help="JSONL file, or a Minari dataset id such as dreamlab/cartpole/random-v0 "
-                          "(written under MINARI_DATASETS_PATH)")
+    exp.add_argument(
+        "--out",
+        required=True,
+        help="JSONL file, or a Minari dataset id such as dreamlab/cartpole/random-v0 "
+        "(written under MINARI_DATASETS_PATH)",
+    )
     exp.set_defaults(func=run_export)
 
 
@@ -60,12 +63,16 @@ def run_info(args: argparse.Namespace) -> int:
         print(json.dumps(d, indent=1))
         return 0
     print(f"{d['dir']}: env {d['env_id']}")
-    print(f"  episodes {d['episodes']} ({d['terminated_episodes']} terminated, {d['truncated_episodes']} truncated), "
-          f"steps {d['steps']}")
+    print(
+        f"  episodes {d['episodes']} ({d['terminated_episodes']} terminated, {d['truncated_episodes']} truncated), "
+        f"steps {d['steps']}"
+    )
     if d["episodes"]:
         pct = "  ".join(f"{k} {v:.2f}" for k, v in d["return_percentiles"].items())
-        print(f"  return mean {d['return_mean']:.2f} (std {d['return_std']:.2f}) min {d['return_min']:.2f} "
-              f"max {d['return_max']:.2f}; {pct}")
+        print(
+            f"  return mean {d['return_mean']:.2f} (std {d['return_std']:.2f}) min {d['return_min']:.2f} "
+            f"max {d['return_max']:.2f}; {pct}"
+        )
         print(f"  mean episode length {d['length_mean']:.1f} steps; episodes with feedback {d['feedback_episodes']}")
     print(f"  observation space {d['observation_space']}")
     print(f"  action space {d['action_space']}")
@@ -97,8 +104,11 @@ def run_import(args: argparse.Namespace) -> int:
     store.add_many(logs.episodes, [f"{args.src} (episode {i})" for i in range(len(logs.episodes))])
     steps = sum(e.num_steps for e in logs.episodes)
     notes = ", ".join(f"{k} {v}" for k, v in logs.notes.items() if v)
-    print(f"imported {len(logs.episodes)} episodes ({steps} steps) from {args.src} into {args.out}"
-          + (f" [{notes}]" if notes else "") + f"; the store now holds {store.num_steps} steps")
+    print(
+        f"imported {len(logs.episodes)} episodes ({steps} steps) from {args.src} into {args.out}"
+        + (f" [{notes}]" if notes else "")
+        + f"; the store now holds {store.num_steps} steps"
+    )
     return 0
 
 

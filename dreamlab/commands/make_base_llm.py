@@ -13,12 +13,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from dreamlab.policy.base_llm import BaseLLMConfig
 
     p = subparsers.add_parser(
-        "make-base-llm", help="build and pre-train a small base LLM on text-rendered logs",
+        "make-base-llm",
+        help="build and pre-train a small base LLM on text-rendered logs",
         description="Build a character-level tokenizer and a small GPT-2 model, pre-train it as a "
-                    "causal LM on the episodes in LOGS written as 'observation > action' lines (so "
-                    "it writes valid actions, imitating the logged agent) and save it to OUT with "
-                    "save_pretrained (safetensors). AutoModelForCausalLM/AutoTokenizer load OUT; "
-                    "LLMPolicy.from_pretrained(OUT) acts with it.")
+        "causal LM on the episodes in LOGS written as 'observation > action' lines (so "
+        "it writes valid actions, imitating the logged agent) and save it to OUT with "
+        "save_pretrained (safetensors). AutoModelForCausalLM/AutoTokenizer load OUT; "
+        "LLMPolicy.from_pretrained(OUT) acts with it.",
+    )
     p.add_argument("--logs", required=True, type=Path, help="episode store to pre-train on")
     p.add_argument("--out", required=True, type=Path, help="model folder to write")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -37,8 +39,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
-        print(f"saved a {summary['parameters']:,}-parameter base LLM to {args.out} (pre-trained on "
-              f"{summary['decisions']} decisions in {summary['pretrain_seconds']:.0f}s; final loss "
-              f"{summary['final_loss']:.3f}; writes a valid action {100 * summary['valid_rate']:.0f}% of the "
-              f"time, the logged one {100 * summary.get('agreement', 0):.0f}%)")
+        print(
+            f"saved a {summary['parameters']:,}-parameter base LLM to {args.out} (pre-trained on "
+            f"{summary['decisions']} decisions in {summary['pretrain_seconds']:.0f}s; final loss "
+            f"{summary['final_loss']:.3f}; writes a valid action {100 * summary['valid_rate']:.0f}% of the "
+            f"time, the logged one {100 * summary.get('agreement', 0):.0f}%)"
+        )
     return 0

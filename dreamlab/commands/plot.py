@@ -23,8 +23,13 @@ from typing import Any
 
 from dreamlab.core.errors import DreamlabError
 
-FILES = {"transfer": "transfer.csv", "curves": "curves.csv", "openloop": "openloop.json",
-         "distill": "distill.csv", "cycle": "cycle.csv"}
+FILES = {
+    "transfer": "transfer.csv",
+    "curves": "curves.csv",
+    "openloop": "openloop.json",
+    "distill": "distill.csv",
+    "cycle": "cycle.csv",
+}
 
 
 class PlotInputError(DreamlabError):
@@ -93,8 +98,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("plot", help="figures from benchmark or run outputs",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "plot",
+        help="figures from benchmark or run outputs",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("kind", choices=sorted(FILES))
     p.add_argument("dir", help="run/benchmark folder, or the input file itself")
     p.add_argument("--out", default=None, help="output stem (default DIR/plots/KIND)")

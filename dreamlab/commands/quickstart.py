@@ -16,10 +16,13 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     from dreamlab.pipeline import QuickstartConfig
 
-    p = sub.add_parser("quickstart", help="the main job: logs -> world model -> dream -> evaluate -> LLM -> report",
-                       description="Collect CartPole logs from a mediocre agent, train a world model, train an "
-                                   "agent only in its dreams, compare dream and real returns, distil into a small "
-                                   "base LLM by OPSD inside the dream, and write OUT/report.md with plots. "
-                                   "Resumes stage by stage when run again on the same --out.")
+    p = sub.add_parser(
+        "quickstart",
+        help="the main job: logs -> world model -> dream -> evaluate -> LLM -> report",
+        description="Collect CartPole logs from a mediocre agent, train a world model, train an "
+        "agent only in its dreams, compare dream and real returns, distil into a small "
+        "base LLM by OPSD inside the dream, and write OUT/report.md with plots. "
+        "Resumes stage by stage when run again on the same --out.",
+    )
     add_config_args(p, QuickstartConfig, "quickstart")
     p.set_defaults(func=run)

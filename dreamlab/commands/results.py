@@ -9,9 +9,12 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     from dreamlab.results_doc import DOC, RESULTS
 
-    p = sub.add_parser("results", help="regenerate docs/results.md from the result files in benchmarks/results",
-                       description="Read every result JSON (with its manifest: command, commit, machine) and "
-                                   "write one Markdown page of what produced each figure.")
+    p = sub.add_parser(
+        "results",
+        help="regenerate docs/results.md from the result files in benchmarks/results",
+        description="Read every result JSON (with its manifest: command, commit, machine) and "
+        "write one Markdown page of what produced each figure.",
+    )
     p.add_argument("--results", type=Path, default=RESULTS, help=f"results folder (default: {RESULTS})")
     p.add_argument("--out", type=Path, default=DOC, help=f"page to write (default: {DOC})")
     p.set_defaults(func=run)

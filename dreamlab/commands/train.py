@@ -14,16 +14,19 @@ from dreamlab.imagination.loops import OnlineConfig
 @dataclass
 class TrainJob(OnlineConfig):
     """``dreamlab train``: the online loop (top level) and the actor-critic (``dreamer`` section)."""
+
     dreamer: DreamerConfig = field(default_factory=DreamerConfig)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "train", help="online Dreamer training in a real env",
+        "train",
+        help="online Dreamer training in a real env",
         description="Collect with the current agent, train the world model on the replay, train "
-                    "the actor-critic in its dreams, act; repeat. Writes RUN/replay (EpisodeStore), "
-                    "RUN/agent (the agent directory), RUN/train_state.pt and RUN/metrics.jsonl; "
-                    "running again with the same RUN resumes.")
+        "the actor-critic in its dreams, act; repeat. Writes RUN/replay (EpisodeStore), "
+        "RUN/agent (the agent directory), RUN/train_state.pt and RUN/metrics.jsonl; "
+        "running again with the same RUN resumes.",
+    )
     p.add_argument("--env", required=True, help="gymnasium env id, e.g. CartPole-v1")
     p.add_argument("--out", type=Path, required=True, help="run directory")
     add_run_args(p)

@@ -11,18 +11,28 @@ from dreamlab.worldmodel.config import PRESETS, REWARD_SOURCES, WorldModelConfig
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "train-wm", help="train a world model from logs",
+        "train-wm",
+        help="train a world model from logs",
         description="Train an RSSM world model on an EpisodeStore. Writes OUT/last.ckpt (resume "
-                    "point; a second run with the same OUT resumes), OUT/logs (CSV), OUT/tb "
-                    "(TensorBoard) and OUT/world_model.ckpt (final weights, for --wm).")
+        "point; a second run with the same OUT resumes), OUT/logs (CSV), OUT/tb "
+        "(TensorBoard) and OUT/world_model.ckpt (final weights, for --wm).",
+    )
     p.add_argument("--logs", type=Path, required=True, help="EpisodeStore directory")
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="small",
-                   help="size preset (default: small, the 2-core CPU default)")
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="small",
+        help="size preset (default: small, the 2-core CPU default)",
+    )
     p.add_argument("--max-steps", type=int, default=5000, help="training steps (default: 5000)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes")
-    p.add_argument("--reward", choices=REWARD_SOURCES, default=None,
-                   help="reward source: env reward, logged feedback, or both (default: env)")
+    p.add_argument(
+        "--reward",
+        choices=REWARD_SOURCES,
+        default=None,
+        help="reward source: env reward, logged feedback, or both (default: env)",
+    )
     p.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp (default: auto)")
     p.add_argument("--devices", default="1", help="devices per node (default: 1)")
     p.add_argument("--accelerator", default="auto", help="cpu | gpu | auto (default: auto)")
@@ -47,10 +57,19 @@ def run(args: argparse.Namespace) -> int:
     apply_threads(args.threads)
     devices: int | str = int(args.devices) if str(args.devices).isdigit() else args.devices
     cfg = build_config(args)
-    final = train(args.logs, args.out, cfg, max_steps=args.max_steps, max_minutes=args.max_minutes,
-                  strategy=args.strategy, devices=devices, accelerator=args.accelerator,
-                  ckpt_every=args.ckpt_every, progress=args.progress,
-                  resume=not args.no_resume)
+    final = train(
+        args.logs,
+        args.out,
+        cfg,
+        max_steps=args.max_steps,
+        max_minutes=args.max_minutes,
+        strategy=args.strategy,
+        devices=devices,
+        accelerator=args.accelerator,
+        ckpt_every=args.ckpt_every,
+        progress=args.progress,
+        resume=not args.no_resume,
+    )
     if final.exists():
         print(f"world model written to {final}")
     return 0

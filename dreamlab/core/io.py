@@ -76,8 +76,9 @@ def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
         w.writerows(rows)
 
 
-def read_manifest(path: Path, fmt: str, version: int, error: type[Exception] = ValueError,
-                  what: str = "directory") -> dict[str, Any]:
+def read_manifest(
+    path: Path, fmt: str, version: int, error: type[Exception] = ValueError, what: str = "directory"
+) -> dict[str, Any]:
     """Load ``path`` (JSON) and check its ``format``/``version`` fields; errors name the file and field."""
     path = Path(path)
     if not path.exists():

@@ -33,8 +33,11 @@ def cpu_flags() -> set[str]:
 def machine_info(note: str | None = None) -> dict[str, Any]:
     """Platform, CPU, threads and load at the time of the call (plus ``note``, if given)."""
     info: dict[str, Any] = {
-        "platform": platform.platform(), "processor": platform.processor(), "python": platform.python_version(),
-        "cpu_count": os.cpu_count(), "amx_bf16": "amx_bf16" in cpu_flags(),
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "amx_bf16": "amx_bf16" in cpu_flags(),
         "load_avg": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
     if "torch" in sys.modules:
@@ -52,10 +55,12 @@ def git_commit(root: str | Path | None = None) -> str | None:
     """The checkout's commit (with ``-dirty`` when the tree has changes), or None outside git."""
     cwd = Path(root) if root is not None else Path(__file__).resolve().parents[2]
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                             timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return sha + ("-dirty" if dirty else "")

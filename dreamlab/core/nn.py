@@ -48,6 +48,8 @@ class TwoHot(nn.Module):
     bins, worth up to ``symexp(limit)``, swamp the prediction).
     """
 
+    points: torch.Tensor
+
     def __init__(self, bins: int = 255, limit: float = 20.0):
         super().__init__()
         self.register_buffer("points", torch.linspace(-limit, limit, bins), persistent=False)  # symlog space
@@ -82,8 +84,16 @@ class MLP(nn.Module):
     ``zero_out`` starts the output layer at zero (value and reward heads predict 0 at first).
     """
 
-    def __init__(self, inp: int, hidden: int, layers: int, out: int | None = None,
-                 zero_out: bool = False, bias: bool = False, norm_eps: float = 1e-3):
+    def __init__(
+        self,
+        inp: int,
+        hidden: int,
+        layers: int,
+        out: int | None = None,
+        zero_out: bool = False,
+        bias: bool = False,
+        norm_eps: float = 1e-3,
+    ):
         super().__init__()
         mods: list[nn.Module] = []
         width = inp
@@ -107,9 +117,9 @@ class MLP(nn.Module):
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         # Weights saved before the MLP was shared: a flat nn.Sequential (Linear, LayerNorm, SiLU)*L,
         # Linear, keyed "<i>.weight". Rename them in place to body.<layer>.<j> / head.
-        flat = [k for k in state_dict if k.startswith(prefix) and k[len(prefix):].split(".")[0].isdigit()]
+        flat = [k for k in state_dict if k.startswith(prefix) and k[len(prefix) :].split(".")[0].isdigit()]
         for key in flat:
-            idx, _, rest = key[len(prefix):].partition(".")
+            idx, _, rest = key[len(prefix) :].partition(".")
             i = int(idx)
             new = f"head.{rest}" if i == 3 * self.layers else f"body.{i // 3}.{i % 3}.{rest}"
             state_dict[prefix + new] = state_dict.pop(key)

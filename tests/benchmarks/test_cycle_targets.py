@@ -17,15 +17,25 @@ def _rows(base: float, finals: list[float], teacher: list[float]) -> list[dict]:
 
 
 def _record(variant: str, seed: str, rows: list[dict], **cfg) -> dict:
-    return {"benchmark": "cycle_targets", "env_id": "CartPole-v1", "runs": {variant: {seed: rows}},
-            "configs": {variant: {"out": f"/w/{seed}", "seed": int(seed), "llm": "", "dream_steps": 1000, **cfg}},
-            "run_stage_minutes": {variant: {seed: 1.0}}, "machine": {"cpu_count": 2}}
+    return {
+        "benchmark": "cycle_targets",
+        "env_id": "CartPole-v1",
+        "runs": {variant: {seed: rows}},
+        "configs": {variant: {"out": f"/w/{seed}", "seed": int(seed), "llm": "", "dream_steps": 1000, **cfg}},
+        "run_stage_minutes": {variant: {seed: 1.0}},
+        "machine": {"cpu_count": 2},
+    }
 
 
 def test_summary_gains_and_no_opsd_uses_the_teacher():
-    runs = {"full": {"0": _rows(10, [100, 300, 460], [90, 200, 500]), "1": _rows(20, [50, 60, 440], [0, 0, 0]),
-                     "2": _rows(30, [90, 200, 470], [0, 0, 0])},
-            "no-opsd": {"0": _rows(10, [0, 0, 0], [90, 200, 480])}}
+    runs = {
+        "full": {
+            "0": _rows(10, [100, 300, 460], [90, 200, 500]),
+            "1": _rows(20, [50, 60, 440], [0, 0, 0]),
+            "2": _rows(30, [90, 200, 470], [0, 0, 0]),
+        },
+        "no-opsd": {"0": _rows(10, [0, 0, 0], [90, 200, 480])},
+    }
     s = summarise(runs, goal=450)
     assert s["full"]["finals"] == [460, 440, 470] and s["full"]["final_median"] == 460 and s["full"]["met"]
     assert s["full"]["gain_per_round"][0] == [90, 200, 160]

@@ -4,9 +4,12 @@ per measurement, each with a measured ceiling and a finite ratio; ``--from-resul
 import json
 import math
 
+import pytest
+
 from dreamlab.benchmarks.perf import main
 
 
+@pytest.mark.slow
 def test_perf_quick_builds_table_with_finite_ratios(tmp_path, capsys):
     out = tmp_path / "perf"
     report = main(["--quick", "--out-dir", str(out)])
@@ -32,9 +35,11 @@ def test_perf_quick_builds_table_with_finite_ratios(tmp_path, capsys):
 
     # --from-results reads the JSON files of a results folder (here: the quick run's imagination one)
     (out / "perf_imagination.json").rename(tmp_path / "perf_imagination.json")
-    for name, payload in (("data", {"collection": [], "sampling": {"batch_size": 16, "seq_len": 64,
-                                                                    "batches_per_s": 5.0}}),
-                          ("worldmodel", {"results": []}), ("llm", {"actions_per_s": {}, "distillation": {}})):
+    for name, payload in (
+        ("data", {"collection": [], "sampling": {"batch_size": 16, "seq_len": 64, "batches_per_s": 5.0}}),
+        ("worldmodel", {"results": []}),
+        ("llm", {"actions_per_s": {}, "distillation": {}}),
+    ):
         (tmp_path / f"perf_{name}.json").write_text(json.dumps(payload))
     capsys.readouterr()
     rep2 = main(["--from-results", "--results", str(tmp_path), "--out-dir", str(tmp_path / "fr")])

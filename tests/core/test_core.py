@@ -26,7 +26,9 @@ def test_atomic_path_replaces_whole_or_leaves_the_old_file(tmp_path):
 def test_read_manifest_names_file_and_field(tmp_path):
     p = tmp_path / "agent.json"
     p.write_text(json.dumps({"format": "other", "version": 1}))
-    with pytest.raises(ValueError, match=r"agent.json: field 'format'/'version' is 'other'/1; expected 'dreamlab-agent'/1"):
+    with pytest.raises(
+        ValueError, match=r"agent.json: field 'format'/'version' is 'other'/1; expected 'dreamlab-agent'/1"
+    ):
         read_manifest(p, "dreamlab-agent", 1)
 
 

@@ -10,12 +10,18 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from dreamlab.data.behaviour import (CARTPOLE_MEDIOCRE_EPSILON, MCC_MINORITY_EPSILON, PolicyLoadError, evaluate,
-                            load_policy, make_behaviour)
-from dreamlab.data.collect import collect
-from dreamlab.data.store import EpisodeStore, StoreError
 from dreamlab.cli import main
 from dreamlab.core.protocol import RandomPolicy
+from dreamlab.data.behaviour import (
+    CARTPOLE_MEDIOCRE_EPSILON,
+    MCC_MINORITY_EPSILON,
+    PolicyLoadError,
+    evaluate,
+    load_policy,
+    make_behaviour,
+)
+from dreamlab.data.collect import collect
+from dreamlab.data.store import EpisodeStore, StoreError
 
 
 def _stored(out: str) -> int:
@@ -24,18 +30,42 @@ def _stored(out: str) -> int:
     return int(m.group(1))
 
 
-def test_collect_cli_count_equals_logs_info_and_second_run_appends(tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_collect_cli_count_equals_logs_info_and_second_run_appends(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = str(tmp_path / "x")
-    assert main(["collect", "--env", "CartPole-v1", "--policy", "random", "--steps", "5000", "--out", out,
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            ["collect", "--env", "CartPole-v1", "--policy", "random", "--steps", "5000", "--out", out, "--no-progress"]
+        )
+        == 0
+    )
     first = _stored(capsys.readouterr().out)
     assert main(["logs", "info", out, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["steps"] == first >= 5000
-    assert info["env_id"] == "CartPole-v1" and info["episodes"] == len(list((tmp_path / "x" / "episodes").glob("*.npz")))
-    assert main(["collect", "--env", "CartPole-v1", "--steps", "300", "--num-envs", "2", "--seed", "1",
-                 "--out", out, "--no-progress"]) == 0
+    assert info["env_id"] == "CartPole-v1" and info["episodes"] == len(
+        list((tmp_path / "x" / "episodes").glob("*.npz"))
+    )
+    assert (
+        main(
+            [
+                "collect",
+                "--env",
+                "CartPole-v1",
+                "--steps",
+                "300",
+                "--num-envs",
+                "2",
+                "--seed",
+                "1",
+                "--out",
+                out,
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     second = _stored(capsys.readouterr().out)
     assert main(["logs", "info", out, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["steps"] == first + second
@@ -66,8 +96,17 @@ def test_no_phantom_transitions(tmp_path: Path) -> None:
 
 def test_long_episodes_survive_buffer_compaction_exactly(tmp_path: Path) -> None:
     """Pendulum (200-step episodes, truncated) across buffer compaction and growth."""
-    collect("Pendulum-v1", "random", steps=1200, num_envs=2, seed=3, out=tmp_path / "s",
-            max_episode_steps=700, progress=False, writer="inline")
+    collect(
+        "Pendulum-v1",
+        "random",
+        steps=1200,
+        num_envs=2,
+        seed=3,
+        out=tmp_path / "s",
+        max_episode_steps=700,
+        progress=False,
+        writer="inline",
+    )
     sim = gym.make("Pendulum-v1").unwrapped
     sim.reset(seed=0)
     eps = EpisodeStore(tmp_path / "s").episodes()
@@ -81,8 +120,17 @@ def test_long_episodes_survive_buffer_compaction_exactly(tmp_path: Path) -> None
 
 
 def test_truncated_episodes_are_last_not_terminal(tmp_path: Path) -> None:
-    summary = collect("CartPole-v1", "heuristic", steps=200, num_envs=2, seed=0, out=tmp_path / "s",
-                      max_episode_steps=25, progress=False, writer="inline")
+    summary = collect(
+        "CartPole-v1",
+        "heuristic",
+        steps=200,
+        num_envs=2,
+        seed=0,
+        out=tmp_path / "s",
+        max_episode_steps=25,
+        progress=False,
+        writer="inline",
+    )
     eps = EpisodeStore(tmp_path / "s").episodes()
     assert summary.steps_stored == sum(e.num_steps for e in eps) >= 200
     for ep in eps:
@@ -142,8 +190,16 @@ def test_heuristics_are_strong_and_epsilon_degrades_them(tmp_path: Path) -> None
     cp = gym.make("CartPole-v1").action_space
     assert evaluate("CartPole-v1", make_behaviour("CartPole-v1", cp, 0.0, seed=0), 3).min() == 500
     # the offline benchmark's logs: 20k steps of noisy heuristic whose best episode is below 300
-    s = collect("CartPole-v1", "heuristic", steps=20_000, num_envs=8, seed=0, out=tmp_path / "cp",
-                epsilon=CARTPOLE_MEDIOCRE_EPSILON, progress=False)
+    s = collect(
+        "CartPole-v1",
+        "heuristic",
+        steps=20_000,
+        num_envs=8,
+        seed=0,
+        out=tmp_path / "cp",
+        epsilon=CARTPOLE_MEDIOCRE_EPSILON,
+        progress=False,
+    )
     r = np.asarray(s.returns)
     assert s.steps_stored >= 20_000 and r.max() < 300 and 20 < r.mean() < 150
     rand = evaluate("CartPole-v1", RandomPolicy(cp, seed=0), 10).mean()
@@ -154,8 +210,16 @@ def test_heuristics_are_strong_and_epsilon_degrades_them(tmp_path: Path) -> None
         assert evaluate(env_id, RandomPolicy(sp, seed=0), 2).mean() < threshold
     mcc = gym.make("MountainCarContinuous-v0").action_space
     assert evaluate("MountainCarContinuous-v0", make_behaviour("MountainCarContinuous-v0", mcc, 0.0, 0), 2).min() > 80
-    s = collect("MountainCarContinuous-v0", "heuristic", steps=20_000, num_envs=8, seed=0, out=tmp_path / "mcc",
-                epsilon=MCC_MINORITY_EPSILON, progress=False)
+    s = collect(
+        "MountainCarContinuous-v0",
+        "heuristic",
+        steps=20_000,
+        num_envs=8,
+        seed=0,
+        out=tmp_path / "mcc",
+        epsilon=MCC_MINORITY_EPSILON,
+        progress=False,
+    )
     reached = np.mean([e.terminated for e in EpisodeStore(tmp_path / "mcc")])
     assert 0.0 < reached < 0.5, reached
 
@@ -191,8 +255,15 @@ def test_module_class_env_and_bad_env_data_is_refused_keeping_the_rest(tmp_path:
     for writer in ("process", "inline"):
         out = tmp_path / writer
         with pytest.raises(ValueError, match=r"\[field 'obs'\].*NaN"):
-            collect("tests.data.test_collect:NanEnv", "random", steps=100, num_envs=1, out=out,
-                    progress=False, writer=writer)
+            collect(
+                "tests.data.test_collect:NanEnv",
+                "random",
+                steps=100,
+                num_envs=1,
+                out=out,
+                progress=False,
+                writer=writer,
+            )
         store = EpisodeStore(out)
         assert store.env_id == "tests.data.test_collect:NanEnv"
         assert len(store) >= 2 and store.check() == []  # the episodes before the bad one are kept

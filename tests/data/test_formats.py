@@ -11,10 +11,15 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from dreamlab.data.formats import (FormatError, episode_to_transitions, episodes_from_transitions, read_jsonl,
-                          read_minari)
-from dreamlab.data.store import EpisodeStore
 from dreamlab.cli import main
+from dreamlab.data.formats import (
+    FormatError,
+    episode_to_transitions,
+    episodes_from_transitions,
+    read_jsonl,
+    read_minari,
+)
+from dreamlab.data.store import EpisodeStore
 from tests.data.helpers import CARTPOLE, assert_same_episode, cartpole_episode, make_store, snapshot
 
 
@@ -31,9 +36,13 @@ def test_minari_round_trip_through_the_cli_is_exact(tmp_path: Path, minari_home:
     # include a truncated episode (is_last, not terminal)
     store.add(cartpole_episode(50, max_steps=8, feedback=True))
     assert not store.episodes()[-1].terminated
-    assert main(["logs", "export", "--format", "minari", str(tmp_path / "a"), "--out", "dreamlab/cartpole/test-v0"]) == 0
+    assert (
+        main(["logs", "export", "--format", "minari", str(tmp_path / "a"), "--out", "dreamlab/cartpole/test-v0"]) == 0
+    )
     assert (minari_home / "dreamlab" / "cartpole" / "test-v0" / "data").is_dir()
-    assert main(["logs", "import", "--format", "minari", "dreamlab/cartpole/test-v0", "--out", str(tmp_path / "b")]) == 0
+    assert (
+        main(["logs", "import", "--format", "minari", "dreamlab/cartpole/test-v0", "--out", str(tmp_path / "b")]) == 0
+    )
     a, b = EpisodeStore(tmp_path / "a"), EpisodeStore(tmp_path / "b")
     assert b.env_id == CARTPOLE and len(a) == len(b) == 5
     for ea, eb in zip(a, b):
@@ -59,9 +68,18 @@ def test_minari_dataset_to_store_and_back_is_exact(tmp_path: Path, minari_home: 
         term = np.zeros(n, bool)
         trunc = np.zeros(n, bool)
         trunc[-1] = True
-        bufs.append(EpisodeBuffer(id=i, observations=np.stack(obs), actions=np.stack(acts),
-                                  rewards=np.asarray(rews, np.float32), terminations=term, truncations=trunc))
+        bufs.append(
+            EpisodeBuffer(
+                id=i,
+                observations=np.stack(obs),
+                actions=np.stack(acts),
+                rewards=np.asarray(rews, np.float32),
+                terminations=term,
+                truncations=trunc,
+            )
+        )
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         minari.create_dataset_from_buffers("pend/src-v0", bufs, env="Pendulum-v1", algorithm_name="t")
@@ -84,21 +102,24 @@ def test_minari_dataset_to_store_and_back_is_exact(tmp_path: Path, minari_home: 
 
 
 def test_minari_import_is_lazy_and_missing_minari_is_a_clear_error(tmp_path: Path) -> None:
-    code = ("import sys, data.formats, data.collect, dreamlab.commands.logs; "
-            "print('minari' in sys.modules)")
+    code = "import sys, data.formats, data.collect, dreamlab.commands.logs; print('minari' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
-    code = ("import sys; sys.modules['minari'] = None\n"
-            "from data.formats import read_minari, FormatError\n"
-            "try:\n    read_minari('x/y-v0')\nexcept FormatError as e:\n    print(e)\n")
+    code = (
+        "import sys; sys.modules['minari'] = None\n"
+        "from data.formats import read_minari, FormatError\n"
+        "try:\n    read_minari('x/y-v0')\nexcept FormatError as e:\n    print(e)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "dreamlab[offline]" in out.stdout
 
 
-def _line(ep: object, obs: list[float], action: int, reward: float, term: bool = False, trunc: bool = False,
-          **extra: object) -> str:
-    return json.dumps({"episode": ep, "obs": obs, "action": action, "reward": reward,
-                       "terminated": term, "truncated": trunc, **extra})
+def _line(
+    ep: object, obs: list[float], action: int, reward: float, term: bool = False, trunc: bool = False, **extra: object
+) -> str:
+    return json.dumps(
+        {"episode": ep, "obs": obs, "action": action, "reward": reward, "terminated": term, "truncated": trunc, **extra}
+    )
 
 
 def test_jsonl_import_with_feedback_and_final_obs_rules(tmp_path: Path) -> None:
@@ -139,8 +160,13 @@ def test_malformed_jsonl_line_names_file_and_line(tmp_path: Path, capsys: pytest
     store = make_store(tmp_path / "s", n=2)
     snap = snapshot(store)
     src = tmp_path / "bad.jsonl"
-    src.write_text(_line(0, [0, 0, 0, 0], 1, 1.0) + "\n" + _line(0, [0, 0, 0, 0], 1, 1.0) + "\n"
-                   + '{"episode": 0, "obs": [0, 0, 0, 0], "action": 1,\n')
+    src.write_text(
+        _line(0, [0, 0, 0, 0], 1, 1.0)
+        + "\n"
+        + _line(0, [0, 0, 0, 0], 1, 1.0)
+        + "\n"
+        + '{"episode": 0, "obs": [0, 0, 0, 0], "action": 1,\n'
+    )
     with pytest.raises(FormatError, match=rf"{src}:3: not valid JSON"):
         read_jsonl(src)
     assert main(["logs", "import", "--format", "jsonl", str(src), "--out", str(tmp_path / "s")]) == 2
@@ -163,8 +189,7 @@ def test_gymnasium_transitions_both_ways() -> None:
     back = episodes_from_transitions(transitions, gym.make(CARTPOLE).action_space)
     for a, b in zip(eps, back):
         assert_same_episode(a, b)
-    tuples = [(t["obs"], t["action"], t["reward"], t["next_obs"], t["terminated"], t["truncated"])
-              for t in transitions]
+    tuples = [(t["obs"], t["action"], t["reward"], t["next_obs"], t["terminated"], t["truncated"]) for t in transitions]
     assert [e.num_steps for e in episodes_from_transitions(tuples)] == [e.num_steps for e in eps]
     # a phantom transition (final obs of one episode -> reset obs of the next, unflagged) is refused
     broken = list(transitions)
@@ -173,8 +198,9 @@ def test_gymnasium_transitions_both_ways() -> None:
         episodes_from_transitions(broken)
 
 
-def test_episode_validation_of_imported_minari_catches_mid_episode_termination(tmp_path: Path,
-                                                                               minari_home: Path) -> None:
+def test_episode_validation_of_imported_minari_catches_mid_episode_termination(
+    tmp_path: Path, minari_home: Path
+) -> None:
     import warnings
 
     import minari
@@ -182,11 +208,23 @@ def test_episode_validation_of_imported_minari_catches_mid_episode_termination(t
 
     env = gym.make(CARTPOLE)
     term = np.array([False, True, False])
-    buf = EpisodeBuffer(id=0, observations=np.zeros((4, 4), np.float32), actions=np.zeros(3, np.int64),
-                        rewards=np.ones(3, np.float32), terminations=term, truncations=np.zeros(3, bool))
+    buf = EpisodeBuffer(
+        id=0,
+        observations=np.zeros((4, 4), np.float32),
+        actions=np.zeros(3, np.int64),
+        rewards=np.ones(3, np.float32),
+        terminations=term,
+        truncations=np.zeros(3, bool),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        minari.create_dataset_from_buffers("bad/mid-v0", [buf], env=None, observation_space=env.observation_space,
-                                           action_space=env.action_space, algorithm_name="t")
+        minari.create_dataset_from_buffers(
+            "bad/mid-v0",
+            [buf],
+            env=None,
+            observation_space=env.observation_space,
+            action_space=env.action_space,
+            algorithm_name="t",
+        )
     with pytest.raises(FormatError, match=r"bad/mid-v0 \(episode 0\).*terminations"):
         read_minari("bad/mid-v0")

@@ -29,7 +29,7 @@ def test_windows_mark_episode_starts_and_have_the_documented_shapes(tmp_path: Pa
     stream = np.concatenate([e.obs for e in eps])
     for row in b["obs"].numpy()[:8]:
         starts = np.flatnonzero(np.all(stream == row[0], axis=1))
-        assert any(np.array_equal(stream[s:s + 16], row) for s in starts)
+        assert any(np.array_equal(stream[s : s + 16], row) for s in starts)
     # rewards at is_first steps are zero (the reward arrives with the next obs)
     assert torch.all(b["reward"][b["is_first"] & ~_window_start(b)] == 0)
 
@@ -42,6 +42,7 @@ def _window_start(b: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def _spaces():
     from tests.data.helpers import cartpole_spaces
+
     return cartpole_spaces()
 
 

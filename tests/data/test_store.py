@@ -10,9 +10,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from dreamlab.cli import main
 from dreamlab.data.episodes import Episode, EpisodeError
 from dreamlab.data.store import EpisodeStore, StoreError, load_episode_file
-from dreamlab.cli import main
 from tests.data.helpers import CARTPOLE, assert_same_episode, cartpole_episode, cartpole_spaces, make_store, snapshot
 
 

@@ -5,15 +5,46 @@ import csv
 import json
 import math
 
-from dreamlab.references import SOURCE
+import pytest
+
 from dreamlab.cli import main
+from dreamlab.references import SOURCE
 
-TINY = ["--suite", "quick", "--seeds", "1", "--envs", "CartPole-v1", "--modes", "offline,online",
-        "--budget.preset", "tiny", "--budget.log-steps", "400", "--budget.wm-steps", "20", "--budget.dream-steps", "5",
-        "--budget.online-steps", "300", "--budget.online-prefill", "100", "--budget.online-pretrain", "5",
-        "--budget.replay-ratio", "16", "--budget.eval-episodes", "2", "--num-envs", "2", "--progress", "false"]
+TINY = [
+    "--suite",
+    "quick",
+    "--seeds",
+    "1",
+    "--envs",
+    "CartPole-v1",
+    "--modes",
+    "offline,online",
+    "--budget.preset",
+    "tiny",
+    "--budget.log-steps",
+    "400",
+    "--budget.wm-steps",
+    "20",
+    "--budget.dream-steps",
+    "5",
+    "--budget.online-steps",
+    "300",
+    "--budget.online-prefill",
+    "100",
+    "--budget.online-pretrain",
+    "5",
+    "--budget.replay-ratio",
+    "16",
+    "--budget.eval-episodes",
+    "2",
+    "--num-envs",
+    "2",
+    "--progress",
+    "false",
+]
 
 
+@pytest.mark.slow
 def test_bench_quick_tiny_writes_results_and_resumes(tmp_path, capsys):
     out = tmp_path / "bench"
     assert main(["bench", "--out", str(out), *TINY]) == 0

@@ -46,15 +46,18 @@ def test_defaults_yaml_then_flags(tmp_path):
     assert _parse(["--progress"]).progress is True and _parse([]).limit is None
 
 
-@pytest.mark.parametrize("text, match", [
-    ("steps: lots\n", r"c.yaml: key 'steps': expected an integer, got 'lots'"),
-    ("dreamer:\n  nope: 1\n", r"c.yaml: unknown key 'dreamer.nope' for Inner"),
-    ("dreamer: 3\n", r"c.yaml: dreamer.: expected a mapping"),
-    ("progress: 1\n", r"key 'progress': expected true or false"),
-    ("- a\n- b\n", r"expected a mapping of config keys"),
-    ("steps: [\n", r"c.yaml: not valid YAML"),
-    ("dreamer:\n  lr: -1\n", r"c.yaml: dreamer: lr: expected > 0"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("steps: lots\n", r"c.yaml: key 'steps': expected an integer, got 'lots'"),
+        ("dreamer:\n  nope: 1\n", r"c.yaml: unknown key 'dreamer.nope' for Inner"),
+        ("dreamer: 3\n", r"c.yaml: dreamer.: expected a mapping"),
+        ("progress: 1\n", r"key 'progress': expected true or false"),
+        ("- a\n- b\n", r"expected a mapping of config keys"),
+        ("steps: [\n", r"c.yaml: not valid YAML"),
+        ("dreamer:\n  lr: -1\n", r"c.yaml: dreamer: lr: expected > 0"),
+    ],
+)
 def test_bad_yaml_names_file_key_and_expectation(tmp_path, text, match):
     y = tmp_path / "c.yaml"
     y.write_text(text)

@@ -14,16 +14,40 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
+from dreamlab.cli import main
+from dreamlab.cycle import CycleConfig, CycleDistillConfig, CycleError, GRPOPracticeConfig, feedback_fn, with_feedback
 from dreamlab.data.collect import collect
 from dreamlab.data.store import EpisodeStore
-from dreamlab.cli import main
-from dreamlab.cycle import (CycleConfig, CycleDistillConfig, CycleError, GRPOPracticeConfig, feedback_fn,
-                            with_feedback)
 
-TINY = ["--env", "CartPole-v1", "--prior.log-steps", "400", "--prior.pretrain-steps", "30",
-        "--deploy.steps", "300", "--deploy.envs", "4", "--world-model.preset", "tiny", "--world-model.steps-first", "40",
-        "--world-model.steps-per-round", "20", "--dreamer.steps", "8", "--distill.tokens", "200", "--distill.envs", "4",
-        "--eval-episodes", "2", "--threads", "1", "--no-progress"]
+TINY = [
+    "--env",
+    "CartPole-v1",
+    "--prior.log-steps",
+    "400",
+    "--prior.pretrain-steps",
+    "30",
+    "--deploy.steps",
+    "300",
+    "--deploy.envs",
+    "4",
+    "--world-model.preset",
+    "tiny",
+    "--world-model.steps-first",
+    "40",
+    "--world-model.steps-per-round",
+    "20",
+    "--dreamer.steps",
+    "8",
+    "--distill.tokens",
+    "200",
+    "--distill.envs",
+    "4",
+    "--eval-episodes",
+    "2",
+    "--threads",
+    "1",
+    "--no-progress",
+]
 
 
 def _rows(out):
@@ -31,6 +55,7 @@ def _rows(out):
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow
 def test_cycle_runs_rounds_counts_real_steps_and_reloads(tmp_path, capsys):
     from transformers import AutoModelForCausalLM
 
@@ -62,6 +87,7 @@ def test_cycle_runs_rounds_counts_real_steps_and_reloads(tmp_path, capsys):
     assert (tmp_path / "again.png").exists()
 
 
+@pytest.mark.slow
 def test_cycle_killed_mid_round_resumes(tmp_path):
     out = tmp_path / "cyc"
     cmd = [sys.executable, "-m", "dreamlab", "cycle", "--rounds", "2", "--out", str(out), *TINY]
@@ -85,8 +111,7 @@ def test_cycle_killed_mid_round_resumes(tmp_path):
 
 
 def test_feedback_rule_and_custom_function_errors(tmp_path):
-    collect("CartPole-v1", "random", 60, num_envs=2, seed=0, out=tmp_path / "logs", progress=False,
-            writer="inline")
+    collect("CartPole-v1", "random", 60, num_envs=2, seed=0, out=tmp_path / "logs", progress=False, writer="inline")
     eps = EpisodeStore(tmp_path / "logs").episodes()
     fb = with_feedback(eps, feedback_fn("rule", "CartPole-v1"), "logs")
     for ep in fb:
@@ -105,12 +130,25 @@ def test_feedback_rule_and_custom_function_errors(tmp_path):
         CycleConfig(grpo=GRPOPracticeConfig(horizon=-1)).check()
 
 
+@pytest.mark.slow
 def test_cycle_practises_with_grpo_and_the_verifier(tmp_path):
     """One round with GRPO as the practice: its teacher is trained in the dream (from scratch,
     scored by summed verifier reward over short dreams here), then distilled into the LLM."""
     out = tmp_path / "cyc"
-    args = ["cycle", "--rounds", "1", "--out", str(out), "--practice", "grpo", "--grpo.iterations", "2",
-            "--grpo.horizon", "20", *TINY]
+    args = [
+        "cycle",
+        "--rounds",
+        "1",
+        "--out",
+        str(out),
+        "--practice",
+        "grpo",
+        "--grpo.iterations",
+        "2",
+        "--grpo.horizon",
+        "20",
+        *TINY,
+    ]
     assert main(args) == 0
     practice = json.loads((out / "stages" / "round0_practice.json").read_text())
     assert 0 <= practice["dream_success"] <= 1 and practice["teacher_real"]["mean"] > 0
@@ -123,21 +161,43 @@ def test_cycle_practises_with_grpo_and_the_verifier(tmp_path):
 
 
 def test_collect_with_a_taken_budget_keeps_episodes_in_flight(tmp_path):
-    s = collect("CartPole-v1", "heuristic", 250, num_envs=4, seed=0, out=tmp_path / "d", progress=False,
-                writer="inline", budget="taken")
+    s = collect(
+        "CartPole-v1",
+        "heuristic",
+        250,
+        num_envs=4,
+        seed=0,
+        out=tmp_path / "d",
+        progress=False,
+        writer="inline",
+        budget="taken",
+    )
     store = EpisodeStore(tmp_path / "d")
     assert s.steps_taken == store.num_steps and 250 <= s.steps_taken < 254
     truncated = [ep for ep in store.episodes() if not ep.is_terminal[-1]]
     assert len(truncated) == 4  # the heuristic balances: every env's episode was still in flight
 
 
+@pytest.mark.slow
 def test_no_dreaming_ablation_fine_tunes_on_the_best_logs(tmp_path):
     import torch
     from safetensors.torch import load_file
 
     out = tmp_path / "nd"
-    args = ["cycle", "--rounds", "1", "--out", str(out), "--practice", "none", "--distill.method", "sft-logs",
-            "--distill.sft-steps", "10", *TINY]
+    args = [
+        "cycle",
+        "--rounds",
+        "1",
+        "--out",
+        str(out),
+        "--practice",
+        "none",
+        "--distill.method",
+        "sft-logs",
+        "--distill.sft-steps",
+        "10",
+        *TINY,
+    ]
     assert main(args) == 0
     stages = {p.stem for p in (out / "stages").glob("*.json")}
     assert "round0_worldmodel" not in stages and "round0_practice" not in stages
@@ -164,6 +224,8 @@ def test_cycle_refuses_to_resume_a_folder_with_other_settings(tmp_path):
     assert json.loads((out / "cycle_config.json").read_text())["dreamer"]["steps"] == 999  # nothing overwritten
     d999 = DreamerPracticeConfig(steps=999)
     Cycle(CycleConfig(out=str(out), progress=True, rounds=5, dreamer=d999))  # free fields may change
-    Cycle(CycleConfig(out=str(out), dreamer=d999, grpo=GRPOPracticeConfig(iterations=3)))  # unused by Dreamer practice: free
+    Cycle(
+        CycleConfig(out=str(out), dreamer=d999, grpo=GRPOPracticeConfig(iterations=3))
+    )  # unused by Dreamer practice: free
     with pytest.raises(CycleError, match="practice: 'dreamer' -> 'grpo'"):
         Cycle(CycleConfig(out=str(out), dreamer=d999, practice="grpo", grpo=GRPOPracticeConfig(iterations=3)))

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dreamlab.plots import spearman
 from dreamlab.cli import main
+from dreamlab.plots import spearman
 
 
 def _csv(path: Path, rows: list[dict]) -> None:
@@ -29,17 +29,33 @@ def test_spearman_matches_rank_definition():
 @pytest.mark.parametrize("kind", ["transfer", "curves", "openloop", "distill"])
 def test_plot_kinds_write_png_and_pdf(tmp_path, kind):
     if kind == "transfer":
-        _csv(tmp_path / "transfer.csv", [{"real_return": r, "dream_return": r * 1.1, "label": "a"} for r in (10, 50, 200)])
+        _csv(
+            tmp_path / "transfer.csv",
+            [{"real_return": r, "dream_return": r * 1.1, "label": "a"} for r in (10, 50, 200)],
+        )
     elif kind == "curves":
-        _csv(tmp_path / "curves.csv", [{"real_steps": s, "real_return": s / 10 + seed, "seed": seed, "label": "online"}
-                                       for seed in (0, 1) for s in (1000, 2000, 3000)])
+        _csv(
+            tmp_path / "curves.csv",
+            [
+                {"real_steps": s, "real_return": s / 10 + seed, "seed": seed, "label": "online"}
+                for seed in (0, 1)
+                for s in (1000, 2000, 3000)
+            ],
+        )
     elif kind == "openloop":
-        (tmp_path / "openloop.json").write_text(json.dumps({"context": 8, "nmse": [0.01, 0.02, 0.05],
-                                                            "nmse_copy_last": [0.1, 0.3, 0.6]}))
+        (tmp_path / "openloop.json").write_text(
+            json.dumps({"context": 8, "nmse": [0.01, 0.02, 0.05], "nmse_copy_last": [0.1, 0.3, 0.6]})
+        )
     else:
-        _csv(tmp_path / "distill.csv", [{"method": m, "seed": 0, "labelled_tokens": t, "real_return": t / 3}
-                                        for m in ("opsd", "sft") for t in (100, 200, 300)]
-             + [{"method": "ref:teacher", "seed": 0, "labelled_tokens": 0, "real_return": 500}])
+        _csv(
+            tmp_path / "distill.csv",
+            [
+                {"method": m, "seed": 0, "labelled_tokens": t, "real_return": t / 3}
+                for m in ("opsd", "sft")
+                for t in (100, 200, 300)
+            ]
+            + [{"method": "ref:teacher", "seed": 0, "labelled_tokens": 0, "real_return": 500}],
+        )
     assert main(["plot", kind, str(tmp_path)]) == 0
     for ext in ("png", "pdf"):
         f = tmp_path / "plots" / f"{kind}.{ext}"

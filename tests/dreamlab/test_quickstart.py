@@ -3,14 +3,39 @@ second invocation resumes (skips finished stages) instead of redoing them."""
 
 import json
 
+import pytest
+
 from dreamlab.cli import main
 
-TINY = ["--logs.steps", "1500", "--world-model.preset", "tiny", "--world-model.steps", "60",
-        "--world-model.minutes", "2", "--dream.steps", "20", "--dream.transfer-every", "10", "--eval-episodes", "2",
-        "--llm.pretrain-steps", "30", "--distill.tokens", "200", "--distill.eval-every", "100",
-        "--distill.envs", "4", "--progress", "false"]
+TINY = [
+    "--logs.steps",
+    "1500",
+    "--world-model.preset",
+    "tiny",
+    "--world-model.steps",
+    "60",
+    "--world-model.minutes",
+    "2",
+    "--dream.steps",
+    "20",
+    "--dream.transfer-every",
+    "10",
+    "--eval-episodes",
+    "2",
+    "--llm.pretrain-steps",
+    "30",
+    "--distill.tokens",
+    "200",
+    "--distill.eval-every",
+    "100",
+    "--distill.envs",
+    "4",
+    "--progress",
+    "false",
+]
 
 
+@pytest.mark.slow
 def test_quickstart_runs_every_stage_and_resumes(tmp_path, capsys):
     out = tmp_path / "qs"
     assert main(["quickstart", "--out", str(out), *TINY]) == 0

@@ -14,8 +14,11 @@ def test_committed_results_page_is_up_to_date():
 def test_page_names_command_commit_and_headline(tmp_path):
     res = tmp_path / "results"
     res.mkdir()
-    rec = {"benchmark": "toy", "summary": {"cartpole": {"median": 471.5, "met": False}},
-           **run_manifest({"steps": 3}, command="python -m dreamlab.benchmarks.toy --seeds 0")}
+    rec = {
+        "benchmark": "toy",
+        "summary": {"cartpole": {"median": 471.5, "met": False}},
+        **run_manifest({"steps": 3}, command="python -m dreamlab.benchmarks.toy --seeds 0"),
+    }
     (res / "toy.json").write_text(json.dumps(rec))
     (res / "toy.png").write_bytes(b"png")
     (res / "old.json").write_text(json.dumps({"benchmark": "old", "x": 1.5}))
@@ -26,6 +29,6 @@ def test_page_names_command_commit_and_headline(tmp_path):
     assert "`python -m dreamlab.benchmarks.toy --seeds 0`" in page
     assert "| cartpole.median | 471.5 |" in page and "| cartpole.met | false |" in page
     assert "toy.png" in page and "broken.json`: not valid JSON" in page
-    old = page[page.index("### `old.json`"):]
+    old = page[page.index("### `old.json`") :]
     assert "command: not recorded" in old and "| x | 1.5 |" in old
     assert "1 record both the command and the commit" in page or rec["commit"] is None

@@ -62,7 +62,7 @@ def cartpole_setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
     wm.set_obs_stats(np.concatenate([ep.obs for ep in episodes]))
     sampler = SequenceSampler(episodes, wm.codec, 32, seed=0)
     opt = torch.optim.Adam(wm.parameters(), lr=cfg.lr)
-    for step in range(300):
+    for _ in range(300):
         loss, _ = wm.loss(sampler.sample(16))
         opt.zero_grad()
         loss.backward()

@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from dreamlab.imagination.dreamer import DreamerConfig, PercentileNormaliser, lambda_returns
 from dreamlab.core.nn import symexp, symlog, twohot
+from dreamlab.imagination.dreamer import DreamerConfig, PercentileNormaliser, lambda_returns
 from dreamlab.policy.actor_critic import Actor, ActorCriticNetConfig, Critic
 
 
@@ -101,10 +101,9 @@ def test_continuous_actor_is_bounded_and_reparameterised():
 
 
 def test_continuous_update_backpropagates_through_the_frozen_world_model():
+    from dreamlab.imagination.dreamer import DreamerLearner
     from dreamlab.worldmodel.config import preset
     from dreamlab.worldmodel.model import WorldModel
-
-    from dreamlab.imagination.dreamer import DreamerLearner
 
     torch.manual_seed(0)
     env = gym.make("Pendulum-v1")
@@ -120,10 +119,9 @@ def test_continuous_update_backpropagates_through_the_frozen_world_model():
 
 
 def test_disagreement_penalty_lowers_the_imagined_reward_by_lambda_times_disagreement():
+    from dreamlab.imagination.dreamer import DreamerLearner
     from dreamlab.worldmodel.config import preset
     from dreamlab.worldmodel.model import WorldModel
-
-    from dreamlab.imagination.dreamer import DreamerLearner
 
     env = gym.make("CartPole-v1")
     wm = WorldModel(preset("tiny"), env.observation_space, env.action_space).eval()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from dreamlab.core.protocol import RandomPolicy
 from dreamlab.data.behaviour import make_behaviour
 from dreamlab.data.episodes import Episode
 from dreamlab.data.sampling import SequenceSampler
@@ -16,7 +17,6 @@ from dreamlab.imagination.grpo import GRPOConfig, GRPOTrainer, ObsActor, ObsActo
 from dreamlab.imagination.grpo_eval import data_disagreement, dream_success, resolve_uncertainty
 from dreamlab.imagination.grpo_math import GRPOConfigError
 from dreamlab.imagination.verifiers import Verifier, get_verifier
-from dreamlab.core.protocol import RandomPolicy
 from dreamlab.worldmodel.config import preset
 from dreamlab.worldmodel.model import WorldModel
 
@@ -61,6 +61,7 @@ def dream() -> tuple[WorldModel, list[Episode], gym.Env]:
     return wm.eval(), episodes, env
 
 
+@pytest.mark.slow
 def test_grpo_success_in_the_dream_rises_above_a_random_policy(dream) -> None:
     wm, episodes, env = dream
     torch.manual_seed(1)
@@ -80,6 +81,7 @@ def test_grpo_success_in_the_dream_rises_above_a_random_policy(dream) -> None:
     assert all(0 < h.imagined_steps <= cfg.groups * cfg.group_size * cfg.horizon for h in history)
 
 
+@pytest.mark.slow
 def test_forked_groups_share_a_start_and_the_ablation_does_not(dream) -> None:
     wm, episodes, env = dream
     verifier = get_verifier(ENV_ID)
@@ -94,6 +96,7 @@ def test_forked_groups_share_a_start_and_the_ablation_does_not(dream) -> None:
         assert trainer.last_rollout.obs.shape[0] == 16
 
 
+@pytest.mark.slow
 def test_zero_variance_groups_are_dropped_and_no_update_happens(dream) -> None:
     wm, episodes, env = dream
     never = Verifier("never", lambda obs, action=None: np.zeros(len(obs), np.float32), "reach")
@@ -105,12 +108,16 @@ def test_zero_variance_groups_are_dropped_and_no_update_happens(dream) -> None:
     assert log.kept_groups == 0.0 and log.dream_success == 0.0
     assert all(torch.equal(a, b) for a, b in zip(before, agent.parameters()))
     # without dropping, flat groups have zero advantage: still no change to the policy
-    trainer2 = GRPOTrainer(dream_env_factory(wm, episodes, never, cfg.horizon), agent, never,
-                           GRPOConfig(groups=4, group_size=4, horizon=10, drop_zero_variance=False,
-                                      hidden=16, layers=1))
+    trainer2 = GRPOTrainer(
+        dream_env_factory(wm, episodes, never, cfg.horizon),
+        agent,
+        never,
+        GRPOConfig(groups=4, group_size=4, horizon=10, drop_zero_variance=False, hidden=16, layers=1),
+    )
     assert trainer2.iteration().kept_groups == 1.0
 
 
+@pytest.mark.slow
 def test_penalty_is_subtracted_and_halt_ends_uncertain_dreams(dream) -> None:
     wm, episodes, env = dream
     verifier = get_verifier(ENV_ID)
@@ -124,6 +131,7 @@ def test_penalty_is_subtracted_and_halt_ends_uncertain_dreams(dream) -> None:
     assert halted["halted"] == 1.0 and halted["imagined_steps"] == 32  # every dream ends after one step
 
 
+@pytest.mark.slow
 def test_auto_uncertainty_settings_come_from_the_logs_disagreement(dream) -> None:
     wm, episodes, env = dream
     d = data_disagreement(wm, episodes)
@@ -146,20 +154,45 @@ def test_config_errors_name_the_field() -> None:
         GRPOConfig(loss_agg="sum").validate()
 
 
+@pytest.mark.slow
 def test_cli_dream_algo_grpo_writes_a_resumable_agent_that_loads_as_a_policy(dream, tmp_path) -> None:
-    from dreamlab.imagination.registry import load_any_policy
-    from dreamlab.data.store import EpisodeStore
     from dreamlab.cli import main
+    from dreamlab.data.store import EpisodeStore
+    from dreamlab.imagination.registry import load_any_policy
 
     wm, episodes, env = dream
     store = EpisodeStore.create(tmp_path / "logs", ENV_ID, env.observation_space, env.action_space)
     store.extend(episodes[:3])
     wm.save(tmp_path / "wm.ckpt")
     out = tmp_path / "agent"
-    argv = ["dream", "--algo", "grpo", "--wm", str(tmp_path / "wm.ckpt"), "--logs", str(tmp_path / "logs"),
-            "--out", str(out), "--grpo.groups", "2", "--grpo.group-size", "2", "--grpo.horizon", "5",
-            "--grpo.hidden", "8", "--grpo.layers", "1", "--grpo.bc-steps", "2", "--grpo.dream.penalty", "0.5",
-            "--grpo.dream.halt-threshold", "10", "--no-progress"]
+    argv = [
+        "dream",
+        "--algo",
+        "grpo",
+        "--wm",
+        str(tmp_path / "wm.ckpt"),
+        "--logs",
+        str(tmp_path / "logs"),
+        "--out",
+        str(out),
+        "--grpo.groups",
+        "2",
+        "--grpo.group-size",
+        "2",
+        "--grpo.horizon",
+        "5",
+        "--grpo.hidden",
+        "8",
+        "--grpo.layers",
+        "1",
+        "--grpo.bc-steps",
+        "2",
+        "--grpo.dream.penalty",
+        "0.5",
+        "--grpo.dream.halt-threshold",
+        "10",
+        "--no-progress",
+    ]
     assert main(argv + ["--grpo.iterations", "2"]) == 0
     meta = (out / "grpo_agent.json").read_text()
     unc = json.loads(meta)["uncertainty"]

@@ -7,8 +7,14 @@ import math
 import pytest
 import torch
 
-from dreamlab.imagination.grpo_math import (GRPOConfigError, aggregate, clipped_surrogate, group_advantages,
-                                   grpo_loss, k3_kl)
+from dreamlab.imagination.grpo_math import (
+    GRPOConfigError,
+    aggregate,
+    clipped_surrogate,
+    group_advantages,
+    grpo_loss,
+    k3_kl,
+)
 
 
 def test_group_advantages_normalise_within_each_group_and_flag_flat_groups() -> None:
@@ -91,8 +97,9 @@ def test_one_gradient_step_raises_good_and_lowers_bad_actions_and_kl_pulls_to_re
     # with zero advantages only the KL term acts: it pulls the policy towards the reference
     ref = torch.log_softmax(torch.tensor([[2.0, 0.0, 0.0]]), -1)[0, actions[0]].reshape(4, 1)
     lg = torch.zeros(1, 3, requires_grad=True)
-    loss, info = grpo_loss(logp_of(lg), logp_of(lg).detach(), torch.zeros(4),
-                           torch.ones(4, 1, dtype=torch.bool), ref_logp=ref, kl_coef=1.0)
+    loss, info = grpo_loss(
+        logp_of(lg), logp_of(lg).detach(), torch.zeros(4), torch.ones(4, 1, dtype=torch.bool), ref_logp=ref, kl_coef=1.0
+    )
     loss.backward()
     assert info.kl > 0
     assert lg.grad[0, 0] < 0  # gradient descent increases the logit the reference prefers

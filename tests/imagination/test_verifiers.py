@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import types
-from typing import Callable
+from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -13,12 +13,24 @@ import pytest
 import torch
 
 from dreamlab.data.episodes import Episode
-from dreamlab.imagination.verifiers import (BUILTINS, PENDULUM_TOLERANCE, Verifier, VerifierError,
-                                   get_verifier, pendulum_angle, verifier_for_env)
+from dreamlab.imagination.verifiers import (
+    BUILTINS,
+    PENDULUM_TOLERANCE,
+    Verifier,
+    VerifierError,
+    get_verifier,
+    pendulum_angle,
+    verifier_for_env,
+)
 
 
-def _log(env_id: str, policy: Callable[[np.ndarray, np.random.Generator], object], episodes: int,
-         seed: int, max_steps: int | None = None) -> tuple[list[Episode], list[list[float]]]:
+def _log(
+    env_id: str,
+    policy: Callable[[np.ndarray, np.random.Generator], object],
+    episodes: int,
+    seed: int,
+    max_steps: int | None = None,
+) -> tuple[list[Episode], list[list[float]]]:
     """Roll real episodes into the episode convention; also returns the env's internal angle (Pendulum)."""
     env = gym.make(env_id, max_episode_steps=max_steps) if max_steps else gym.make(env_id)
     rng = np.random.default_rng(seed)
@@ -36,8 +48,11 @@ def _log(env_id: str, policy: Callable[[np.ndarray, np.random.Generator], object
             rews.append(r)
             if term or trunc:
                 break
-        eps.append(Episode.from_transitions(obs, acts, rews, term, action_space=env.action_space).validate(
-            env.observation_space, env.action_space))
+        eps.append(
+            Episode.from_transitions(obs, acts, rews, term, action_space=env.action_space).validate(
+                env.observation_space, env.action_space
+            )
+        )
         angles.append(ang)
     return eps, angles
 
@@ -60,6 +75,7 @@ def test_cartpole_upright_exactly_until_termination() -> None:
     def pol(o: np.ndarray, rng: np.random.Generator) -> int:
         good = int(o[2] + 0.5 * o[3] > 0)
         return good if rng.random() > 0.05 else int(rng.integers(2))
+
     eps, _ = _log("CartPole-v1", lambda o, r: int(r.integers(2)), 15, 0)
     eps2, _ = _log("CartPole-v1", pol, 4, 100, max_steps=200)
     _assert_terminal_agreement(eps + eps2, get_verifier("cartpole"))
@@ -72,8 +88,9 @@ def test_acrobot_tip_above_line_exactly_at_termination() -> None:
     _assert_terminal_agreement(eps + eps2, get_verifier("Acrobot-v1"))
 
 
-@pytest.mark.parametrize("env_id,name", [("MountainCar-v0", "mountaincar"),
-                                         ("MountainCarContinuous-v0", "mountaincar_continuous")])
+@pytest.mark.parametrize(
+    "env_id,name", [("MountainCar-v0", "mountaincar"), ("MountainCarContinuous-v0", "mountaincar_continuous")]
+)
 def test_mountaincar_goal_exactly_at_termination(env_id: str, name: str) -> None:
     if env_id == "MountainCar-v0":
         heur = lambda o, r: 2 if o[1] >= 0 else 0
@@ -94,6 +111,7 @@ def test_pendulum_upright_matches_angle_and_reward() -> None:
         th = math.atan2(o[1], o[0])
         u = -10 * th - 2 * o[2] if abs(th) < 0.8 else 2.0 * np.sign(o[2] * o[0] + 1e-6)
         return np.clip([u + rng.normal(0, 0.3)], -2, 2).astype(np.float32)
+
     eps, angles = _log("Pendulum-v1", pol, 3, 0)
     v = get_verifier("pendulum")
     upright_steps = 0
@@ -137,6 +155,7 @@ def test_user_verifier_by_import_path_and_errors() -> None:
 
     def far_right(obs, action=None):
         return (np.asarray(obs)[:, 0] > 1.0).astype(np.float32)
+
     far_right.mode = "reach"
     mod.far_right = far_right
     sys.modules["my_checks"] = mod

@@ -18,8 +18,18 @@ from dreamlab.policy.render import get_renderer
 
 torch.set_num_threads(1)
 
-TINY = BaseLLMConfig(n_layer=1, n_embd=32, n_head=2, n_positions=256, block_size=64, batch_size=16, steps=120,
-                     lr=5e-3, warmup=5, progress=False)
+TINY = BaseLLMConfig(
+    n_layer=1,
+    n_embd=32,
+    n_head=2,
+    n_positions=256,
+    block_size=64,
+    batch_size=16,
+    steps=120,
+    lr=5e-3,
+    warmup=5,
+    progress=False,
+)
 
 
 class ConstantProbs:
@@ -38,15 +48,15 @@ class ConstantProbs:
         return np.full(len(obs), int(self.p.argmax()), np.int64)
 
 
-def make_student(env_id: str = "CartPole-v1", seed: int = 0, temperature: float = 0.0,
-                 strings: list[str] | None = None) -> LLMPolicy:
+def make_student(
+    env_id: str = "CartPole-v1", seed: int = 0, temperature: float = 0.0, strings: list[str] | None = None
+) -> LLMPolicy:
     tok = char_tokenizer()
     cfg = BaseLLMConfig(**{**TINY.__dict__, "seed": seed})
     model = build_model(cfg, len(tok), tok.pad_token_id, tok.eos_token_id).eval()
     space = gym.make(env_id).action_space
     vocab = ActionVocab.for_space(space, env_id, strings)
-    return LLMPolicy(model, tok, get_renderer(env_id), vocab, temperature=temperature, seed=seed,
-                     renderer_name=env_id)
+    return LLMPolicy(model, tok, get_renderer(env_id), vocab, temperature=temperature, seed=seed, renderer_name=env_id)
 
 
 @pytest.fixture

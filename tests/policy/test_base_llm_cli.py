@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from dreamlab.cli import main
+from dreamlab.data.store import EpisodeStore
 from dreamlab.policy.base_llm import BaseLLMError, char_tokenizer, make_base_llm
 from dreamlab.policy.distill import DistillConfig, Distiller
 from dreamlab.policy.llm import LLMPolicy, evaluate
 from dreamlab.policy.teachers import ContextTeacher, experience_text
-from dreamlab.data.store import EpisodeStore
 from tests.policy.conftest import TINY, load_student
 
 
@@ -64,8 +64,9 @@ def test_opsd_with_context_teacher_reduces_divergence(base_dir, cartpole_logs) -
         return float(np.mean(np.sum(target * (np.log(target) - np.log(st.action_probs(obs))), -1)))
 
     before = kl()
-    cfg = DistillConfig(lr=1e-2, steps_per_rollout=8, minibatch=16, max_updates=6, max_labelled_tokens=10**9,
-                        progress=False)
+    cfg = DistillConfig(
+        lr=1e-2, steps_per_rollout=8, minibatch=16, max_updates=6, max_labelled_tokens=10**9, progress=False
+    )
     Distiller(st, teacher, gym.make_vec("CartPole-v1", num_envs=4), cfg).run()
     assert kl() < 0.5 * before, (before, kl())
 
@@ -74,15 +75,56 @@ def test_cli_make_base_llm_then_distill_round_trip(cartpole_logs, tmp_path, caps
     from transformers import AutoModelForCausalLM
 
     base = tmp_path / "base"
-    rc = main(["make-base-llm", "--logs", str(cartpole_logs), "--out", str(base), "--n-layer", "1",
-               "--n-embd", "32", "--n-head", "2", "--steps", "40", "--block-size", "64", "--n-positions",
-               "256", "--no-progress"])
+    rc = main(
+        [
+            "make-base-llm",
+            "--logs",
+            str(cartpole_logs),
+            "--out",
+            str(base),
+            "--n-layer",
+            "1",
+            "--n-embd",
+            "32",
+            "--n-head",
+            "2",
+            "--steps",
+            "40",
+            "--block-size",
+            "64",
+            "--n-positions",
+            "256",
+            "--no-progress",
+        ]
+    )
     assert rc == 0 and (base / "model.safetensors").exists()
     out = tmp_path / "student"
-    rc = main(["distill", "--teacher", "heuristic", "--student", str(base), "--env", "CartPole-v1",
-               "--method", "sft", "--out", str(out), "--num-envs", "2", "--steps-per-rollout", "8",
-               "--max-labelled-tokens", "150", "--eval-every-tokens", "100", "--eval-episodes", "2",
-               "--no-progress"])
+    rc = main(
+        [
+            "distill",
+            "--teacher",
+            "heuristic",
+            "--student",
+            str(base),
+            "--env",
+            "CartPole-v1",
+            "--method",
+            "sft",
+            "--out",
+            str(out),
+            "--num-envs",
+            "2",
+            "--steps-per-rollout",
+            "8",
+            "--max-labelled-tokens",
+            "150",
+            "--eval-every-tokens",
+            "100",
+            "--eval-episodes",
+            "2",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert '"labelled_tokens"' in printed
@@ -91,8 +133,23 @@ def test_cli_make_base_llm_then_distill_round_trip(cartpole_logs, tmp_path, caps
     AutoModelForCausalLM.from_pretrained(out)  # plain transformers loads the result
     rets = evaluate(LLMPolicy.from_pretrained(out), gym.make_vec("CartPole-v1", num_envs=2), 2, seed=0)
     assert len(rets) == 2
-    assert main(["distill", "--teacher", "context", "--student", str(base), "--env", "CartPole-v1",
-                 "--out", str(tmp_path / "c"), "--no-progress"]) == 2  # context needs --logs or --lessons
+    assert (
+        main(
+            [
+                "distill",
+                "--teacher",
+                "context",
+                "--student",
+                str(base),
+                "--env",
+                "CartPole-v1",
+                "--out",
+                str(tmp_path / "c"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )  # context needs --logs or --lessons
     assert "needs --logs" in capsys.readouterr().err
 
 
@@ -106,10 +163,30 @@ def test_cli_distills_inside_a_dream_env(cartpole_logs, base_dir, tmp_path) -> N
     wm = WorldModel(WorldModelConfig.from_dict(PRESETS["tiny"]), store.observation_space, store.action_space)
     wm.save(tmp_path / "wm.ckpt")
     out = tmp_path / "dream_student"
-    rc = main(["distill", "--teacher", "heuristic", "--student", str(base_dir), "--env",
-               f"dream:{tmp_path / 'wm.ckpt'}", "--logs", str(cartpole_logs), "--num-envs", "2",
-               "--max-steps", "20", "--steps-per-rollout", "8", "--max-labelled-tokens", "100",
-               "--out", str(out), "--no-progress"])
+    rc = main(
+        [
+            "distill",
+            "--teacher",
+            "heuristic",
+            "--student",
+            str(base_dir),
+            "--env",
+            f"dream:{tmp_path / 'wm.ckpt'}",
+            "--logs",
+            str(cartpole_logs),
+            "--num-envs",
+            "2",
+            "--max-steps",
+            "20",
+            "--steps-per-rollout",
+            "8",
+            "--max-labelled-tokens",
+            "100",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     report = json.loads((out / "distill.json").read_text())
     assert report["labelled_tokens"] >= 100 and report["config"]["method"] == "opsd"

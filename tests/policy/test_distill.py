@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from dreamlab.policy.distill import DistillConfig, DistillError, Distiller
+from dreamlab.policy.distill import DistillConfig, Distiller, DistillError
 from dreamlab.policy.llm import LLMPolicy, evaluate
 from dreamlab.policy.rollout import VecRunner
 from dreamlab.policy.teachers import ActorTeacher
@@ -25,11 +25,21 @@ def action_kl(student: LLMPolicy) -> float:
 def run(base, method: str, loss: str = "reverse_kl", updates: int = 6, **kw) -> tuple[float, float, Distiller]:
     st = load_student(base)
     before = action_kl(st)
-    cfg = DistillConfig(method=method, loss=loss, lr=1e-2, steps_per_rollout=8, minibatch=16,
-                        max_updates=updates, max_labelled_tokens=10**9, progress=False,
-                        sft_greedy_teacher=False, **kw)
-    d = Distiller(st, ActorTeacher.for_student(ConstantProbs(TARGET.tolist()), st),
-                  gym.make_vec("CartPole-v1", num_envs=4), cfg)
+    cfg = DistillConfig(
+        method=method,
+        loss=loss,
+        lr=1e-2,
+        steps_per_rollout=8,
+        minibatch=16,
+        max_updates=updates,
+        max_labelled_tokens=10**9,
+        progress=False,
+        sft_greedy_teacher=False,
+        **kw,
+    )
+    d = Distiller(
+        st, ActorTeacher.for_student(ConstantProbs(TARGET.tolist()), st), gym.make_vec("CartPole-v1", num_envs=4), cfg
+    )
     d.run()
     return before, action_kl(st), d
 
@@ -52,8 +62,17 @@ def test_checkpoint_resume_lora_and_plain_reload(tmp_path, base_dir) -> None:
     from transformers import AutoModelForCausalLM
 
     st = load_student(base_dir)
-    cfg = DistillConfig(method="opsd", lr=1e-2, steps_per_rollout=8, minibatch=16, max_updates=2,
-                        max_labelled_tokens=10**9, checkpoint_every=1, progress=False, lora=True)
+    cfg = DistillConfig(
+        method="opsd",
+        lr=1e-2,
+        steps_per_rollout=8,
+        minibatch=16,
+        max_updates=2,
+        max_labelled_tokens=10**9,
+        checkpoint_every=1,
+        progress=False,
+        lora=True,
+    )
     teacher = ActorTeacher.for_student(ConstantProbs(TARGET.tolist()), st)
     Distiller(st, teacher, gym.make_vec("CartPole-v1", num_envs=4), cfg, out=tmp_path, env_id="CartPole-v1").run()
     state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())["state"]
@@ -80,7 +99,9 @@ def test_checkpoint_resume_lora_and_plain_reload(tmp_path, base_dir) -> None:
 def test_teacher_mix_decays_with_labelled_tokens(base_dir) -> None:
     st = load_student(base_dir)
     cfg = DistillConfig(teacher_mix=0.5, teacher_mix_tokens=1000, progress=False)
-    d = Distiller(st, ActorTeacher.for_student(ConstantProbs([0.0, 1.0]), st), gym.make_vec("CartPole-v1", num_envs=4), cfg)
+    d = Distiller(
+        st, ActorTeacher.for_student(ConstantProbs([0.0, 1.0]), st), gym.make_vec("CartPole-v1", num_envs=4), cfg
+    )
     assert d.mix_beta() == 0.5
     d.state.labelled_tokens = 500
     assert d.mix_beta() == 0.25
@@ -93,9 +114,18 @@ def test_teacher_mix_decays_with_labelled_tokens(base_dir) -> None:
 
 def test_lr_schedule_decays_with_labelled_tokens(base_dir) -> None:
     st = load_student(base_dir)
-    cfg = DistillConfig(lr=1e-2, lr_schedule="linear", lr_final=0.1, max_labelled_tokens=1000,
-                        steps_per_rollout=2, minibatch=16, progress=False)
-    d = Distiller(st, ActorTeacher.for_student(ConstantProbs([0.5, 0.5]), st), gym.make_vec("CartPole-v1", num_envs=4), cfg)
+    cfg = DistillConfig(
+        lr=1e-2,
+        lr_schedule="linear",
+        lr_final=0.1,
+        max_labelled_tokens=1000,
+        steps_per_rollout=2,
+        minibatch=16,
+        progress=False,
+    )
+    d = Distiller(
+        st, ActorTeacher.for_student(ConstantProbs([0.5, 0.5]), st), gym.make_vec("CartPole-v1", num_envs=4), cfg
+    )
     assert d.lr_now() == pytest.approx(1e-2)
     d.state.labelled_tokens = 500
     assert d.lr_now() == pytest.approx(0.55e-2)

@@ -13,8 +13,10 @@ def shout(obs: np.ndarray) -> str:  # a user renderer, resolved by import path
     return "OBS " + " ".join(f"{v:.1f}" for v in obs)
 
 
-@pytest.mark.parametrize("env_id,dim", [("CartPole-v1", 4), ("Acrobot-v1", 6), ("Pendulum-v1", 3),
-                                        ("MountainCar-v0", 2), ("MountainCarContinuous-v0", 2)])
+@pytest.mark.parametrize(
+    "env_id,dim",
+    [("CartPole-v1", 4), ("Acrobot-v1", 6), ("Pendulum-v1", 3), ("MountainCar-v0", 2), ("MountainCarContinuous-v0", 2)],
+)
 def test_builtin_renderers_are_fixed_width(env_id: str, dim: int) -> None:
     r = get_renderer(env_id)
     obs = np.random.default_rng(0).uniform(-9, 9, size=(20, dim))  # |values| < 10

@@ -14,8 +14,9 @@ def test_prefix_marginalisation_is_exact_for_multi_token_actions() -> None:
     # shared prefixes: "ab"/"abd"/"ac" share "a", "ab"/"abd" share "ab"; with "\n" all 2-4 tokens
     st = make_student(strings=["ab", "ac"])
     strings = ["ab", "abd", "ac", "b"]
-    from dreamlab.policy.llm import ActionVocab, completion_ids
     import gymnasium as gym
+
+    from dreamlab.policy.llm import ActionVocab, completion_ids
 
     vocab = ActionVocab.for_space(gym.spaces.Discrete(4), strings=strings)
     comps = completion_ids(st.tokenizer, vocab)
@@ -28,7 +29,7 @@ def test_prefix_marginalisation_is_exact_for_multi_token_actions() -> None:
         chain = np.prod([t[:, j, comps[a][j]] for j in range(len(comps[a]))], axis=0)
         np.testing.assert_allclose(chain, probs[:, a], rtol=1e-12)  # product of targets == pi(a)
         assert np.allclose(t[:, : len(comps[a])].sum(-1), 1.0)
-        assert np.all(t[:, len(comps[a]):] == 0)  # padding carries no target
+        assert np.all(t[:, len(comps[a]) :] == 0)  # padding carries no target
     # the first token of "ab"/"abd"/"ac" is "a" with mass p0 + p1 + p2
     t0 = teacher.token_probs(probs, np.zeros(5, np.int64)).numpy()
     np.testing.assert_allclose(t0[:, 0, comps[0][0]], probs[:, :3].sum(-1), rtol=1e-12)

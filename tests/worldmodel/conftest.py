@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -15,9 +15,15 @@ from dreamlab.data.episodes import Episode
 from dreamlab.data.store import EpisodeStore
 
 
-def make_store(root: Path, env_id: str = "CartPole-v1", steps: int = 2000, epsilon: float = 0.5,
-               seed: int = 0, feedback: Callable[[np.ndarray], np.ndarray] | None = None,
-               max_len: int | None = None) -> EpisodeStore:
+def make_store(
+    root: Path,
+    env_id: str = "CartPole-v1",
+    steps: int = 2000,
+    epsilon: float = 0.5,
+    seed: int = 0,
+    feedback: Callable[[np.ndarray], np.ndarray] | None = None,
+    max_len: int | None = None,
+) -> EpisodeStore:
     """Collect about ``steps`` transitions with the noisy heuristic; ``feedback(obs (T, *obs)) -> (T,)``
     sets each episode's feedback field from its observations."""
     env = gym.make(env_id, max_episode_steps=max_len) if max_len else gym.make(env_id)
@@ -35,8 +41,9 @@ def make_store(root: Path, env_id: str = "CartPole-v1", steps: int = 2000, epsil
             observations.append(obs)
             actions.append(a)
             rewards.append(r)
-        ep = Episode.from_transitions(np.asarray(observations), np.asarray(actions), rewards, term,
-                                      action_space=env.action_space)
+        ep = Episode.from_transitions(
+            np.asarray(observations), np.asarray(actions), rewards, term, action_space=env.action_space
+        )
         if feedback is not None:
             ep.feedback = feedback(ep.obs).astype(np.float32)
             ep.feedback[0] = 0.0

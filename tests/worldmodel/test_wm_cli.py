@@ -9,8 +9,8 @@ import gymnasium as gym
 import pytest
 import torch
 
-from dreamlab.data.store import EpisodeStore, StoreError
 from dreamlab.cli import main
+from dreamlab.data.store import EpisodeStore, StoreError
 from dreamlab.worldmodel.checkpoint import CheckpointError, SpaceMismatchError
 from dreamlab.worldmodel.config import preset
 from dreamlab.worldmodel.model import WorldModel
@@ -59,8 +59,24 @@ def test_eval_wm_json_and_plot(trained: Path, tmp_path: Path, capsys):
     logs = tmp_path / "noisy"
     make_store(logs, steps=1500, epsilon=0.9, seed=2)
     plot = tmp_path / "err.png"
-    rc = main(["eval-wm", "--wm", str(trained / "world_model.ckpt"), "--logs", str(logs),
-               "--horizon", "6", "--context", "4", "--json", "--plot", str(plot), "--max-windows", "64"])
+    rc = main(
+        [
+            "eval-wm",
+            "--wm",
+            str(trained / "world_model.ckpt"),
+            "--logs",
+            str(logs),
+            "--horizon",
+            "6",
+            "--context",
+            "4",
+            "--json",
+            "--plot",
+            str(plot),
+            "--max-windows",
+            "64",
+        ]
+    )
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     for key in ("nmse", "nmse_copy_last", "reward_mae", "reward_mae_copy_last", "term_acc"):
@@ -107,6 +123,7 @@ def test_logs_with_other_spaces_and_empty_store_are_clear_errors(trained: Path, 
     (tmp_path / "o2").mkdir()
     (tmp_path / "o2" / "last.ckpt").write_bytes((trained / "last.ckpt").read_bytes())
     from tests.worldmodel.conftest import make_store
+
     make_store(tmp_path / "pend2", env_id="Pendulum-v1", steps=60, epsilon=0.5)
     with pytest.raises(SpaceMismatchError, match="trained on"):
         train(tmp_path / "pend2", tmp_path / "o2", preset("tiny"), max_steps=1, progress=False)
@@ -114,14 +131,25 @@ def test_logs_with_other_spaces_and_empty_store_are_clear_errors(trained: Path, 
     assert "not an episode store" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_max_minutes_is_a_budget_per_invocation(trained: Path, cartpole_logs: Path, tmp_path: Path):
     """A resumed run gets a fresh wall-clock budget (Lightning's max_time would carry the old one
     over in the checkpoint and stop at once): the second call trains further steps."""
     out = tmp_path / "timed"
     out.mkdir()
     (out / "last.ckpt").write_bytes((trained / "last.ckpt").read_bytes())  # 30 steps done
-    args = ["train-wm", "--logs", str(cartpole_logs), "--out", str(out), "--max-steps", "100000",
-            "--max-minutes", "0.02", *TINY]
+    args = [
+        "train-wm",
+        "--logs",
+        str(cartpole_logs),
+        "--out",
+        str(out),
+        "--max-steps",
+        "100000",
+        "--max-minutes",
+        "0.02",
+        *TINY,
+    ]
     assert main(args) == 0
     first = json.loads((out / "train_summary.json").read_text())["global_step"]
     assert 30 < first < 100000  # stopped by the clock, not by max_steps

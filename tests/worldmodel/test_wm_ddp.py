@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from dreamlab.worldmodel.model import WorldModel
 
 
@@ -18,13 +20,35 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_train_and_checkpoint_loads(cartpole_logs: Path, tmp_path: Path):
     out = tmp_path / "ddp"
-    env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
-               PYTHONWARNINGS="ignore")
-    cmd = [sys.executable, "-m", "dreamlab", "train-wm", "--logs", str(cartpole_logs), "--out", str(out),
-           "--preset", "tiny", "--max-steps", "4", "--batches-per-epoch", "4", "--no-progress",
-           "--strategy", "ddp", "--devices", "2", "--accelerator", "cpu"]
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), PYTHONWARNINGS="ignore"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "dreamlab",
+        "train-wm",
+        "--logs",
+        str(cartpole_logs),
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--max-steps",
+        "4",
+        "--batches-per-epoch",
+        "4",
+        "--no-progress",
+        "--strategy",
+        "ddp",
+        "--devices",
+        "2",
+        "--accelerator",
+        "cpu",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=150)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]

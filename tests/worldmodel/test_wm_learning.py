@@ -3,17 +3,16 @@ better than copying the last observation."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
 
 from dreamlab.data.sampling import SequenceSampler
 from dreamlab.data.store import EpisodeStore
-from tests.worldmodel.conftest import make_store
 from dreamlab.worldmodel.config import preset
 from dreamlab.worldmodel.evaluate import evaluate
 from dreamlab.worldmodel.model import WorldModel
+from tests.worldmodel.conftest import make_store
 
 
 def feedback_rule(obs: np.ndarray) -> np.ndarray:
@@ -51,6 +50,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[WorldModel, Episo
     return model, store, train_names, val_names
 
 
+@pytest.mark.slow
 def test_reward_head_recovers_feedback_rule(trained):
     model, store, train_names, val_names = trained
     val = SequenceSampler(store.episodes(val_names), model.codec, 32, seed=0)
@@ -73,6 +73,7 @@ def test_reward_head_recovers_feedback_rule(trained):
     assert float((torch.sign(p[given]) == y[given]).float().mean()) > 0.8
 
 
+@pytest.mark.slow
 def test_open_loop_prediction_beats_copy_last(trained):
     model, store, _, val_names = trained
     res = evaluate(model, store.episodes(val_names), context=4, horizon=8, max_windows=256)

@@ -11,8 +11,11 @@ import torch.nn.functional as F
 from dreamlab.worldmodel.config import preset
 from dreamlab.worldmodel.model import WorldModel
 
-CARTPOLE_OBS = gym.spaces.Box(np.array([-4.8, -np.inf, -0.42, -np.inf], np.float32),
-                              np.array([4.8, np.inf, 0.42, np.inf], np.float32), dtype=np.float32)
+CARTPOLE_OBS = gym.spaces.Box(
+    np.array([-4.8, -np.inf, -0.42, -np.inf], np.float32),
+    np.array([4.8, np.inf, 0.42, np.inf], np.float32),
+    dtype=np.float32,
+)
 
 
 def _batch(B: int, T: int, obs_shape: tuple[int, ...], A: int, image: bool = False) -> dict[str, torch.Tensor]:
@@ -21,9 +24,15 @@ def _batch(B: int, T: int, obs_shape: tuple[int, ...], A: int, image: bool = Fal
     first[:, 0] = True
     term = torch.zeros(B, T, dtype=torch.bool)
     term[0, -1] = True
-    return {"obs": obs, "action": F.one_hot(torch.randint(0, A, (B, T)), A).float(),
-            "reward": torch.randn(B, T), "feedback": torch.sign(torch.randn(B, T)),
-            "is_first": first, "is_last": term.clone(), "is_terminal": term}
+    return {
+        "obs": obs,
+        "action": F.one_hot(torch.randint(0, A, (B, T)), A).float(),
+        "reward": torch.randn(B, T),
+        "feedback": torch.sign(torch.randn(B, T)),
+        "is_first": first,
+        "is_last": term.clone(),
+        "is_terminal": term,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +67,9 @@ def test_state_shapes_and_heads(model: WorldModel):
     with pytest.raises(IndexError):
         model.img_step(s1, a, member=3)
     # states with extra leading dims (e.g. (B, T)) work too
-    post, prior = model.observe(torch.randn(2, 6, 4), torch.eye(2)[torch.randint(0, 2, (2, 6))],
-                                torch.tensor([[True] + [False] * 5] * 2))
+    post, prior = model.observe(
+        torch.randn(2, 6, 4), torch.eye(2)[torch.randint(0, 2, (2, 6))], torch.tensor([[True] + [False] * 5] * 2)
+    )
     for st in (post, prior):
         assert st["deter"].shape == (2, 6, c.deter) and st["logits"].shape == (2, 6, c.groups, c.classes)
     assert model.decode(post).shape == (2, 6, 4) and model.reward(post).shape == (2, 6)

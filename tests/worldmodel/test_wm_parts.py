@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dreamlab.worldmodel.config import ConfigError, PRESETS, WorldModelConfig, preset
 from dreamlab.core.nn import TwoHot, symexp, symlog
+from dreamlab.worldmodel.config import PRESETS, ConfigError, WorldModelConfig, preset
 from dreamlab.worldmodel.dists import categorical_kl, sample_onehot, unimix
 from dreamlab.worldmodel.rssm import BlockGRU
 
