@@ -152,7 +152,9 @@ class LineCorpus:
 
 def pretrain(model: torch.nn.Module, corpus: LineCorpus, cfg: BaseLLMConfig, pad_id: int) -> list[float]:
     from dreamlab.core.progress import Progress
+    from dreamlab.core.quiet import quiet_third_party
 
+    quiet_third_party()  # transformers' own bars (saving, loading) stay out of a log
     rng = np.random.default_rng(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(

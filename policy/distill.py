@@ -51,6 +51,7 @@ from safetensors.torch import load_model, save_model
 from dreamlab.core.errors import DreamlabError
 from dreamlab.core.io import atomic_path, atomic_torch_save, atomic_write_json
 from dreamlab.core.progress import Progress
+from dreamlab.core.quiet import quiet_third_party
 from dreamlab.policy.llm import LLMPolicy, completion_logits, write_policy_meta
 from dreamlab.policy.losses import LOSSES, cross_entropy, distill_loss, reverse_kl
 from dreamlab.policy.rollout import VecRunner
@@ -170,6 +171,7 @@ class Distiller:
         self.cfg.check()
         self.student, self.teacher, self.eval_fn, self.env_id = student, teacher, eval_fn, env_id
         self.out = Path(out) if out is not None else None
+        quiet_third_party()  # peft's deprecation noise; transformers' bars when stderr is a log
         if self.cfg.lora:
             apply_lora(student, self.cfg)
         self.model = student.model

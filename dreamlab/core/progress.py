@@ -123,9 +123,11 @@ class Progress(Generic[T]):
                 self._line(now)
 
     def set_postfix(self, **values: Any) -> None:
-        """Show ``values`` (e.g. ``loss=0.512``) after the count, replacing the previous ones."""
+        """Show ``values`` (e.g. ``loss=0.512``) after the count, replacing the previous ones;
+        ``refresh=False`` is tqdm's flag (redraw later), not a value to show."""
+        refresh = bool(values.pop("refresh", True))
         if self._bar is not None:
-            self._bar.set_postfix(values)
+            self._bar.set_postfix(values, refresh=refresh)
         self.postfix = {k: _value(v) for k, v in values.items()}
 
     def status(self, now: float | None = None) -> str:

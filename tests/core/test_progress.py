@@ -46,3 +46,16 @@ def test_off_is_silent_and_a_terminal_gets_a_bar():
     bar.update(3)
     bar.close()
     assert "3/3" in tty.getvalue()
+
+
+def test_stderr_under_capture_gets_one_line_and_off_is_silent(capsys):
+    bar = Progress(range(1000), desc="grpo", unit="it")  # default stream: sys.stderr, not a terminal here
+    for _ in bar:
+        bar.set_postfix(loss=0.25, refresh=False)  # refresh= is tqdm's flag, not a value to show
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert captured.out == "" and len(lines) == 1
+    assert "grpo: 1000/1000 it (100%)" in lines[0] and "loss 0.25" in lines[0] and "refresh" not in lines[0]
+    for _ in Progress(range(1000), desc="grpo", enabled=False):
+        pass
+    assert capsys.readouterr() == ("", "")
