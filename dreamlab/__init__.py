@@ -5,8 +5,7 @@ The packages install under one name: ``dreamlab.data``, ``dreamlab.worldmodel``,
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dreamlab.core.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -26,14 +25,4 @@ _EXPORTS: dict[str, str] = {
     "run_quickstart": "dreamlab.pipeline",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:  # PEP 562: import a submodule only when one of its names is used
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dreamlab.core.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "WorldModelConfig": "dreamlab.worldmodel.config",
@@ -13,14 +12,4 @@ _EXPORTS: dict[str, str] = {
     "SpaceMismatchError": "dreamlab.worldmodel.checkpoint",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:  # PEP 562: import a submodule only when one of its names is used
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
