@@ -200,6 +200,21 @@ def _fields(cls: type, prefix: str = "") -> typing.Iterator[tuple[str, Any, Any]
         yield f"{prefix}{f.name}", hint, default
 
 
+def _add_bool(group: Any, path: str, dest: str, default: bool | None, help: str) -> None:
+    """``--a.b`` (true), ``--a.b true|false`` and the hidden ``--a.no-b`` (false), all into ``dest``."""
+    section, _, leaf = path.rpartition(".")
+    group.add_argument(
+        _flag(path), dest=dest, nargs="?", const=True, type=_parse_bool, metavar="BOOL", default=default, help=help
+    )
+    group.add_argument(
+        _flag(f"{section}.no_{leaf}" if section else f"no_{leaf}"),
+        dest=dest,
+        action="store_false",
+        default=default,
+        help=argparse.SUPPRESS,
+    )
+
+
 def add_config_args(
     parser: argparse.ArgumentParser, cls: type, title: str | None = None, skip: tuple[str, ...] = ()
 ) -> None:
@@ -219,14 +234,7 @@ def add_config_args(
         name = path.rpartition(".")[2].upper()
         kwargs: dict[str, Any] = {"dest": _dest(path), "default": None, "help": f"(default: {default})"}
         if inner is bool:
-            group.add_argument(_flag(path), nargs="?", const=True, type=_parse_bool, metavar="BOOL", **kwargs)
-            group.add_argument(
-                _flag(path.rpartition(".")[0] + ("." if section else "") + "no_" + path.rpartition(".")[2]),
-                dest=_dest(path),
-                action="store_false",
-                default=None,
-                help=argparse.SUPPRESS,
-            )
+            _add_bool(group, path, _dest(path), None, kwargs["help"])
             continue
         if inner in (int, float, str):
             kwargs["type"] = inner
@@ -277,16 +285,7 @@ def add_run_args(parser: argparse.ArgumentParser, progress: bool = True) -> None
         help="torch CPU threads (default: 0 = torch's default; 1 on a shared machine)",
     )
     if progress:
-        parser.add_argument(
-            "--progress",
-            nargs="?",
-            const=True,
-            default=True,
-            type=_parse_bool,
-            metavar="BOOL",
-            help="show progress (default: true)",
-        )
-        parser.add_argument("--no-progress", dest="progress", action="store_false", help=argparse.SUPPRESS)
+        _add_bool(parser, "progress", "progress", True, "show progress (default: true)")
 
 
 def apply_threads(threads: int) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dreamlab.core.io import atomic_write_text
+from dreamlab.core.io import atomic_write_json, atomic_write_text
 from dreamlab.core.seeding import CHECKPOINT_EVAL_OFFSET, EVAL_OFFSET
 from dreamlab.stages import (
     Run,
@@ -165,8 +165,6 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     run.stage("dream", do_dream)
 
     def do_evaluate() -> dict[str, Any]:
-        from dreamlab.core.io import atomic_write_json
-
         r = evaluate_agent(agent_dir, cfg.env_id, episodes=cfg.eval_episodes, seed=cfg.seed + EVAL_OFFSET)
         atomic_write_json(out / "evaluate.json", r)
         rows = []

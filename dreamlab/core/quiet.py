@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from dreamlab.core.progress import progress_mode
+
 LIGHTNING = r"(lightning\.pytorch|pytorch_lightning)"  # the unified package and its standalone twin
 # Lightning's info messages go through the logger of its rank_zero module.
 RANK_ZERO_LOGGERS = (
@@ -69,15 +71,8 @@ def quiet_third_party() -> None:
     for message, category, module in WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
     hf_logging = sys.modules.get("transformers.utils.logging")  # only when transformers is already in use
-    if hf_logging is not None and not _stderr_is_tty():
+    if hf_logging is not None and progress_mode(True) != "bar":  # stderr is not a terminal
         hf_logging.disable_progress_bar()
-
-
-def _stderr_is_tty() -> bool:
-    try:
-        return bool(sys.stderr.isatty())
-    except (AttributeError, ValueError):
-        return False
 
 
 @contextmanager
