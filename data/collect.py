@@ -13,19 +13,23 @@ unfinished, and storing them as truncated would bias the logs toward short episo
 stored episode therefore ended naturally: terminated (``is_terminal``), or truncated by the
 env's time limit (``is_last`` only). The summary reports transitions taken, stored and dropped.
 
-**Durability.** Finished episodes are appended to the store in small batches: at the first
-episode end at least 0.25 s after the previous batch (one disk flush and one index update per
-batch; per-episode fsyncs would cost more than stepping CartPole). By default a forked writer
-process compresses and writes them (``data.writers``), so storage runs on another core. On
-Ctrl-C, SIGTERM or an error every finished episode is written before returning; a hard kill
-(SIGKILL, power loss) loses at most the last 0.25 s of episodes. A second run into the same
-directory appends (the env id and spaces must match).
+**Durability.** Each finished episode is written as its own archive as it ends (a temporary
+file renamed into place); the index is updated in small batches: at the first episode end at
+least 0.25 s after the previous update (one disk flush and one index rewrite per batch;
+per-episode fsyncs would cost more than stepping CartPole). By default a forked writer process
+compresses and writes them (``data.writers``), so storage runs on another core; it ends with
+its parent. On Ctrl-C, SIGTERM or an error every finished episode is written and indexed before
+returning; a SIGKILL loses at most the episodes in flight on each env (archives written but not
+yet indexed are adopted by the next collection into the store, which also removes temporary
+files left behind). A second run into the same directory appends (the env id and spaces must
+match) and says so on stderr.
 """
 
 from __future__ import annotations
 
 import importlib
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -181,7 +185,10 @@ def collect(
             ),
         )
         probe.close()
+    appending = (Path(out) / "metadata.json").exists()
     store = EpisodeStore.create(out, env_id, obs_space, act_space)
+    if appending:
+        _announce_append(store)
 
     K = num_envs
     cap = 512
@@ -288,6 +295,28 @@ def collect(
         seconds=seconds,
         write_seconds=sink.seconds,
         returns=returns,
+    )
+
+
+def _announce_append(store: EpisodeStore) -> None:
+    """Tidy an existing store before appending (stale temporary files, archives a kill left
+    unindexed) and say on stderr, in one line, that the run appends to it."""
+    removed = store.clean_stale()
+    adopted, bad = store.adopt_orphans()
+    notes = [
+        f"{n} {what}"
+        for n, what in (
+            (adopted, "unindexed archives adopted"),
+            (removed, "stale temporary files removed"),
+            (len(bad), "unreadable unindexed archives left alone"),
+        )
+        if n
+    ]
+    print(
+        f"appending to the existing store {store.root} ({len(store)} episodes, {store.num_steps} steps"
+        + (f"; {', '.join(notes)}" if notes else "")
+        + ")",
+        file=sys.stderr,
     )
 
 

@@ -50,37 +50,20 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from dreamlab.core.errors import DreamlabError
 from dreamlab.core.io import atomic_path
-from dreamlab.data.episodes import Episode, EpisodeError
+from dreamlab.data.episodes import Episode, EpisodeError, check_actions
+from dreamlab.data.format_types import FormatError, Logs
 from dreamlab.data.spaces import SpaceError, space_from_json, space_to_json
 
 SCHEMA = "dreamlab-jsonl"
 STEP_KEYS = ("episode", "obs", "action", "reward", "terminated", "truncated")
-
-
-class FormatError(DreamlabError):
-    """Input in a log format that cannot be read; the message names the file and line or field."""
-
-
-@dataclass
-class Logs:
-    """Episodes read from some format, with the env id and spaces they belong to."""
-
-    episodes: list[Episode]
-    env_id: str | None
-    observation_space: gym.Space
-    action_space: gym.Space
-    notes: dict[str, int] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------- gymnasium transitions
@@ -203,6 +186,13 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _finite(v: Any) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
 def _check_line(rec: Any, path: Path, lineno: int) -> None:
     def bad(msg: str) -> FormatError:
         return FormatError(f"{path}:{lineno}: {msg}")
@@ -214,30 +204,105 @@ def _check_line(rec: Any, path: Path, lineno: int) -> None:
         raise bad(f"missing field(s) {missing}; each line needs {list(STEP_KEYS)}")
     if not isinstance(rec["episode"], (str, int)) or isinstance(rec["episode"], bool):
         raise bad(f"field 'episode' must be a string or integer, got {rec['episode']!r}")
-    if not _number(rec["reward"]) or not math.isfinite(rec["reward"]):
+    if not _number(rec["reward"]) or not _finite(rec["reward"]):
         raise bad(f"field 'reward' must be a finite number, got {rec['reward']!r}")
     for k in ("terminated", "truncated"):
         if not isinstance(rec[k], bool):
             raise bad(f"field '{k}' must be true or false, got {rec[k]!r}")
     fb = rec.get("feedback")
-    if fb is not None and (not _number(fb) or not math.isfinite(fb)):
+    if fb is not None and (not _number(fb) or not _finite(fb)):
         raise bad(f"field 'feedback' must be a finite number (+1/-1 or a score), got {fb!r}")
     if "info" in rec and not isinstance(rec["info"], dict):
         raise bad(f"field 'info' must be an object, got {type(rec['info']).__name__}")
 
 
 def _array(value: Any, dtype: Any, path: Path, lineno: int, key: str, shape: tuple[int, ...] | None) -> np.ndarray:
+    """``value`` as an array of ``dtype``, never changing a value silently: a bool or a string where
+    a number belongs, a fraction for an integer dtype, or a number outside the dtype's range is an
+    error naming ``path:lineno`` and the field."""
+
+    def bad(msg: str) -> FormatError:
+        return FormatError(f"{path}:{lineno}: field '{key}' {msg}")
+
+    target = np.dtype(dtype)
+    kinds = _kinds(value)
+    if "str" in kinds:
+        raise bad(f"must be a number (or a list of numbers), got a string: {value!r:.60}")
+    if "bool" in kinds and target.kind != "b":
+        raise bad(f"must be a number, got true/false: {value!r:.60}")
+    if "bigint" in kinds:
+        raise bad(f"is out of range for {target}: {value!r:.60}")
+    if "other" in kinds:
+        raise bad(f"must be a number or a (nested) list of numbers, got {value!r:.60}")
     try:
-        arr = np.asarray(value, dtype=dtype)
-    except (TypeError, ValueError) as exc:
-        raise FormatError(f"{path}:{lineno}: field '{key}' is not a numeric array: {exc}") from None
-    if arr.dtype == object:
-        raise FormatError(f"{path}:{lineno}: field '{key}' is ragged or non-numeric")
-    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
-        raise FormatError(f"{path}:{lineno}: field '{key}' contains NaN or inf")
+        raw = np.asarray(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise bad(f"is not a numeric array: {' '.join(str(exc).split())[:120]}") from None
+    if raw.dtype == object:
+        raise bad("is ragged or non-numeric")
+    if raw.dtype.kind not in "biuf":
+        raise bad(f"is not numeric (dtype {raw.dtype})")
+    if raw.dtype.kind == "f" and not np.all(np.isfinite(raw)):
+        raise bad("contains NaN or inf")
+    if target.kind in "iu":
+        if raw.dtype.kind == "f" and not np.all(np.equal(np.mod(raw, 1), 0)):
+            raise bad(f"must be an integer for {target} (the space is discrete), got {value!r:.60}")
+        info = np.iinfo(target)
+        if raw.size and (raw.min() < info.min or raw.max() > info.max):
+            raise bad(f"is out of range for {target}: {value!r:.60}")
+    elif target.kind == "f":
+        if raw.size and np.abs(raw.astype(np.float64)).max() > np.finfo(target).max:
+            raise bad(f"is out of range for {target}: {value!r:.60}")
+    elif target.kind == "b" and raw.dtype.kind != "b" and not np.all((raw == 0) | (raw == 1)):
+        raise bad(f"must be true/false or 0/1, got {value!r:.60}")
+    arr = raw.astype(target)
     if shape is not None and arr.shape != shape:
-        raise FormatError(f"{path}:{lineno}: field '{key}' has shape {arr.shape}, expected {shape}")
+        raise bad(f"has shape {arr.shape}, expected {shape}")
     return arr
+
+
+def _kinds(value: Any) -> set[str]:
+    """The kinds of leaves in a JSON value (walked without recursion): int, bigint (beyond 64
+    bits), float, bool, str, other (null, objects)."""
+    kinds: set[str] = set()
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, bool):
+            kinds.add("bool")
+        elif isinstance(v, int):
+            kinds.add("int" if -(2**63) <= v < 2**64 else "bigint")
+        elif isinstance(v, float):
+            kinds.add("float")
+        elif isinstance(v, str):
+            kinds.add("str")
+        else:
+            kinds.add("other")
+    return kinds
+
+
+def _check_action(arr: np.ndarray, space: gym.Space, path: Path, lineno: int) -> None:
+    try:
+        check_actions(arr[None], space, path)
+    except EpisodeError:
+        raise FormatError(
+            f"{path}:{lineno}: field 'action': {arr.tolist()} is outside the action space {space}"
+        ) from None
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file; a byte that is not UTF-8 is an error naming the line."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise FormatError(
+                    f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                    "JSONL logs must be UTF-8"
+                ) from None
 
 
 def read_jsonl(path: str | Path, env_id: str | None = None) -> Logs:
@@ -245,31 +310,34 @@ def read_jsonl(path: str | Path, env_id: str | None = None) -> Logs:
     path = Path(path)
     if not path.exists():
         raise FormatError(f"{path}: file not found")
+    if not path.is_file():
+        raise FormatError(f"{path}: is a directory (or not a regular file); expected a JSONL file")
     header: dict[str, Any] | None = None
     order: list[Any] = []
     eps: dict[Any, list[tuple[int, dict[str, Any]]]] = {}
     ended: set[Any] = set()
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise FormatError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            if lineno == 1 and isinstance(rec, dict) and rec.get("schema") == SCHEMA:
-                header = rec
-                continue
-            _check_line(rec, path, lineno)
-            key = rec["episode"]
-            if key in ended:
-                raise FormatError(f"{path}:{lineno}: episode {key!r} continues after a line that ended it")
-            if key not in eps:
-                eps[key] = []
-                order.append(key)
-            eps[key].append((lineno, rec))
-            if rec["terminated"] or rec["truncated"]:
-                ended.add(key)
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise FormatError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:
+            raise FormatError(f"{path}:{lineno}: not valid JSON for a step (nested too deeply)") from None
+        if lineno == 1 and isinstance(rec, dict) and rec.get("schema") == SCHEMA:
+            header = rec
+            continue
+        _check_line(rec, path, lineno)
+        key = rec["episode"]
+        if key in ended:
+            raise FormatError(f"{path}:{lineno}: episode {key!r} continues after a line that ended it")
+        if key not in eps:
+            eps[key] = []
+            order.append(key)
+        eps[key].append((lineno, rec))
+        if rec["terminated"] or rec["truncated"]:
+            ended.add(key)
     if not order:
         raise FormatError(f"{path}: no step lines found")
     obs_space, act_space, env_id = _jsonl_spaces(path, header, env_id, eps)
@@ -282,6 +350,8 @@ def read_jsonl(path: str | Path, env_id: str | None = None) -> Logs:
         lines = eps[key]
         obs = [_array(r["obs"], obs_dtype, path, n, "obs", obs_shape) for n, r in lines]
         acts = [_array(r["action"], act_dtype, path, n, "action", act_shape) for n, r in lines]
+        for (n, _), a in zip(lines, acts):
+            _check_action(a, act_space, path, n)
         rews = [float(r["reward"]) for _, r in lines]
         fbs = [float(r.get("feedback") or 0.0) for _, r in lines]
         for i, (n, r) in enumerate(lines[:-1]):
@@ -325,8 +395,9 @@ def _jsonl_spaces(
         try:
             obs_space = space_from_json(header["observation_space"])
             act_space = space_from_json(header["action_space"])
-        except (KeyError, SpaceError) as exc:
-            raise FormatError(f"{path}:1: header field 'observation_space'/'action_space' invalid: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError, SpaceError) as exc:
+            msg = " ".join(str(exc).split())[:200]
+            raise FormatError(f"{path}:1: header field 'observation_space'/'action_space' invalid: {msg}") from None
         hid = header.get("env_id")
         if env_id is not None and hid is not None and hid != env_id:
             raise FormatError(f"{path}:1: header env_id '{hid}' differs from the requested env '{env_id}'")
@@ -343,24 +414,17 @@ def _jsonl_spaces(
     obs_space = gym.spaces.Box(-np.inf, np.inf, obs0.shape, np.float32)
     actions = [r["action"] for lines in eps.values() for _, r in lines]
     if all(isinstance(a, int) and not isinstance(a, bool) for a in actions):
-        if min(actions) < 0:
-            raise FormatError(f"{path}: integer actions must be >= 0 to infer a Discrete space (give --env)")
+        if min(actions) < 0 or max(actions) >= 2**31:
+            raise FormatError(
+                f"{path}: integer actions must be in [0, 2**31) to infer a Discrete space, got {min(actions)}.."
+                f"{max(actions)} (give --env)"
+            )
         return obs_space, gym.spaces.Discrete(max(actions) + 1), None
     a0 = _array(first["action"], np.float32, path, first_no, "action", None)
     return obs_space, gym.spaces.Box(-np.inf, np.inf, a0.shape, np.float32), None
 
 
 # ------------------------------------------------------------------------------------ Minari
-def _minari() -> Any:
-    try:
-        import minari  # noqa: PLC0415 - optional extra, imported lazily
-    except ImportError as exc:
-        raise FormatError(
-            f"Minari support needs the optional extra: pip install 'dreamlab[offline]' (import failed: {exc})"
-        ) from None
-    return minari
-
-
 def export_minari(
     episodes: Iterable[Episode],
     dataset_id: str,
@@ -370,89 +434,13 @@ def export_minari(
     algorithm_name: str = "dreamlab",
 ) -> Path:
     """Write a local Minari dataset (under ``MINARI_DATASETS_PATH``); returns its directory."""
-    minari = _minari()
-    from minari.data_collector import EpisodeBuffer  # noqa: PLC0415
+    from dreamlab.data.minari_format import export_minari as _export
 
-    buffers = []
-    for i, ep in enumerate(episodes):
-        n = ep.num_steps
-        term = np.zeros(n, bool)
-        trunc = np.zeros(n, bool)
-        if n:
-            term[-1] = ep.is_terminal[-1]
-            trunc[-1] = not ep.is_terminal[-1]
-        buffers.append(
-            EpisodeBuffer(
-                id=i,
-                observations=ep.obs,
-                actions=ep.action[:n],
-                rewards=ep.reward[1:].astype(np.float32),
-                terminations=term,
-                truncations=trunc,
-                infos={"feedback": ep.feedback.astype(np.float32)},
-            )
-        )
-    env: Any = None
-    if env_id is not None and env_id in gym.registry:
-        env = gym.spec(env_id)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            ds = minari.create_dataset_from_buffers(
-                dataset_id,
-                buffers,
-                env=env,
-                observation_space=observation_space,
-                action_space=action_space,
-                algorithm_name=algorithm_name,
-                description=f"exported by dreamlab from logs of {env_id}",
-            )
-        except (ValueError, TypeError) as exc:
-            raise FormatError(f"Minari dataset '{dataset_id}': cannot create: {exc}") from None
-    return Path(ds.storage.data_path).parent
+    return _export(episodes, dataset_id, env_id, observation_space, action_space, algorithm_name)
 
 
 def read_minari(src: str | Path, env_id: str | None = None) -> Logs:
     """Read a local Minari dataset given by id (under ``MINARI_DATASETS_PATH``) or directory."""
-    minari = _minari()
-    path = Path(src)
-    try:
-        if path.exists():
-            data = path / "data" if (path / "data").is_dir() else path
-            ds = minari.MinariDataset(data)
-        else:
-            ds = minari.load_dataset(str(src), download=False)
-    except Exception as exc:  # minari raises assorted types for missing/corrupt datasets
-        raise FormatError(f"{src}: not a readable local Minari dataset: {exc}") from None
-    obs_space, act_space = ds.observation_space, ds.action_space
-    try:
-        space_to_json(obs_space), space_to_json(act_space)
-    except SpaceError as exc:
-        raise FormatError(f"{src}: {exc}") from None
-    spec_id = ds.spec.env_spec.id if getattr(ds.spec, "env_spec", None) is not None else None
-    episodes = []
-    for mep in ds.iterate_episodes():
-        where = f"{src} (episode {mep.id})"
-        term = np.asarray(mep.terminations, bool)
-        trunc = np.asarray(mep.truncations, bool)
-        n = len(mep.rewards)
-        if n and (term[:-1].any() or trunc[:-1].any()):
-            raise FormatError(f"{where}: field 'terminations'/'truncations' set before the last step")
-        fb = None
-        if isinstance(mep.infos, dict) and "feedback" in mep.infos:
-            full = np.asarray(mep.infos["feedback"], np.float32)
-            fb = full[1:] if len(full) == n + 1 else full[:n]
-        try:
-            ep = Episode.from_transitions(
-                np.asarray(mep.observations),
-                np.asarray(mep.actions),
-                np.asarray(mep.rewards, np.float32),
-                bool(n and term[-1]),
-                fb,
-                act_space,
-            )
-            ep.validate(obs_space, act_space, source=where)
-        except EpisodeError as exc:
-            raise FormatError(str(exc)) from None
-        episodes.append(ep)
-    return Logs(episodes, env_id or spec_id, obs_space, act_space, {})
+    from dreamlab.data.minari_format import read_minari as _read
+
+    return _read(src, env_id)

@@ -17,6 +17,7 @@ import pkgutil
 import sys
 
 from dreamlab import commands
+from dreamlab.config import add_safety_args
 from dreamlab.core.errors import DreamlabError
 
 USER_ERROR = 2
@@ -34,7 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module = importlib.import_module(f"dreamlab.commands.{info.name}")
         module.register(sub)
+    for command in list(sub.choices.values()):
+        _add_safety_everywhere(command)
     return parser
+
+
+def _add_safety_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Every command (and every action of a command with actions) takes ``--trust-code`` and
+    ``--force``, whether or not its module called ``add_run_args``."""
+    nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not nested:
+        add_safety_args(parser)
+    for action in nested:
+        for child in dict.fromkeys(action.choices.values()):
+            _add_safety_everywhere(child)
 
 
 def main(argv: list[str] | None = None) -> int:

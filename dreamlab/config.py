@@ -40,6 +40,7 @@ __all__ = [
     "load_yaml",
     "validate",
     "add_run_args",
+    "add_safety_args",
     "apply_threads",
     "run_with_config",
 ]
@@ -273,10 +274,31 @@ def config_from_args(cls: type[T], args: argparse.Namespace, base: T | None = No
 
 
 # --------------------------------------------------------------------------- shared flags
+def add_safety_args(parser: argparse.ArgumentParser) -> None:
+    """``--trust-code`` (import ``module:attr`` code named in an input folder's files; default off)
+    and ``--force`` (replace an existing output file); each added once."""
+    taken = {s for a in parser._actions for s in a.option_strings}
+    if "--trust-code" not in taken:
+        parser.add_argument(
+            "--trust-code",
+            dest="trust_code",
+            action="store_true",
+            default=False,
+            help="allow code (module:attr) named in the files of an input folder to be imported; "
+            "names from the command line or --config are always allowed (default: off)",
+        )
+    if "--force" not in taken:
+        parser.add_argument(
+            "--force", dest="force", action="store_true", default=False, help="replace existing output files"
+        )
+
+
 def add_run_args(parser: argparse.ArgumentParser, progress: bool = True) -> None:
     """The flags every command shares, spelled the same everywhere: ``--threads`` (0 = torch's
-    default) and ``--progress/--no-progress``. Commands whose config has these fields get them
-    from :func:`add_config_args` instead."""
+    default), ``--progress/--no-progress``, ``--trust-code`` and ``--force``
+    (:func:`add_safety_args`). Commands whose config has these fields get them from
+    :func:`add_config_args` instead."""
+    add_safety_args(parser)
     parser.add_argument(
         "--threads",
         type=int,

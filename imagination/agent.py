@@ -22,7 +22,14 @@ import numpy as np
 import torch
 
 from dreamlab.core.errors import DreamlabError
-from dreamlab.core.io import atomic_copy, atomic_path, atomic_torch_save, atomic_write_json, read_manifest
+from dreamlab.core.io import (
+    atomic_copy,
+    atomic_path,
+    atomic_torch_save,
+    atomic_write_json,
+    read_manifest,
+    safe_torch_load,
+)
 from dreamlab.imagination.dreamer import DreamerConfig
 from dreamlab.policy.actor_critic import Actor
 
@@ -180,11 +187,12 @@ class DreamerAgent:
         known = {f.name for f in fields(DreamerConfig)}
         cfg = DreamerConfig(**{k: v for k, v in meta.get("dreamer", {}).items() if k in known})
         actor = Actor(wm.feature_dim, wm.action_space, cfg.net_config())
+        sd = safe_torch_load(d / "actor.pt", "file of actor weights", AgentLoadError)
         try:
-            sd = torch.load(d / "actor.pt", map_location="cpu", weights_only=True)
             actor.load_state_dict(sd)
         except Exception as exc:  # noqa: BLE001 - any failure here means a bad file
-            raise AgentLoadError(f"{d / 'actor.pt'}: cannot load the actor weights: {exc}") from None
+            msg = " ".join(str(exc).split())[:300]
+            raise AgentLoadError(f"{d / 'actor.pt'}: cannot load the actor weights: {msg}") from None
         wm.eval()
         actor.eval()
         return cls(

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from dreamlab.core.errors import DreamlabError
-from dreamlab.core.io import atomic_torch_save, atomic_write_json, read_manifest
+from dreamlab.core.io import atomic_torch_save, atomic_write_json, read_manifest, safe_torch_load
 from dreamlab.data.spaces import space_from_json, space_to_json
 from dreamlab.imagination.grpo import GRPOTrainer, ObsActor, ObsActorPolicy
 
@@ -77,10 +77,12 @@ def load_agent(directory: str | Path) -> tuple[ObsActor, dict[str, Any]]:
     dim = int(torch.tensor(obs_space.shape).prod()) if obs_space.shape else 1
     g = meta["grpo"]
     agent = ObsActor(obs_space, act_space, np.zeros(dim), np.ones(dim), int(g["hidden"]), int(g["layers"]))
+    sd = safe_torch_load(d / "actor.pt", "file of actor weights", GRPOAgentError)
     try:
-        agent.load_state_dict(torch.load(d / "actor.pt", map_location="cpu", weights_only=True))
+        agent.load_state_dict(sd)
     except Exception as exc:  # noqa: BLE001 - any failure here means a bad file
-        raise GRPOAgentError(f"{d / 'actor.pt'}: cannot load the actor weights: {exc}") from None
+        msg = " ".join(str(exc).split())[:300]
+        raise GRPOAgentError(f"{d / 'actor.pt'}: cannot load the actor weights: {msg}") from None
     return agent.eval(), meta
 
 

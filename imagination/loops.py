@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from dreamlab.core.errors import DreamlabError
-from dreamlab.core.io import atomic_torch_save
+from dreamlab.core.io import atomic_torch_save, safe_torch_load
 from dreamlab.core.progress import Progress
 from dreamlab.data.episodes import Episode
 from dreamlab.data.sampling import SequenceSampler
@@ -70,10 +70,12 @@ class OnlineConfig:
 def _load_state(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise LoopError(f"{path}: cannot resume from this training state ({exc}); delete it to start over") from None
+    state = safe_torch_load(path, "training state to resume from (delete it to start over)", LoopError)
+    if not isinstance(state, dict):
+        raise LoopError(
+            f"{path}: expected a dict of training state, got {type(state).__name__}; delete it to start over"
+        )
+    return state
 
 
 def _rng_to_json(rng: np.random.Generator) -> str:

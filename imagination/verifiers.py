@@ -196,8 +196,14 @@ def verifier_for_env(env_id: str) -> Verifier:
     return BUILTINS[ENV_VERIFIERS[base]]
 
 
-def get_verifier(name: str | Callable[..., Array] | Verifier) -> Verifier:
-    """A built-in by name (``"cartpole"``), by env id (``"CartPole-v1"``), or ``"module:function"``."""
+def get_verifier(
+    name: str | Callable[..., Array] | Verifier, source: str | None = None, trust_code: bool = False
+) -> Verifier:
+    """A built-in by name (``"cartpole"``), by env id (``"CartPole-v1"``), or ``"module:function"``.
+
+    ``source`` says where a name read from a file came from (``"LOGS/metadata.json: field
+    'env_id'"``): a ``module:function`` from a file is imported only with ``trust_code``
+    (:func:`dreamlab.core.imports.check_code_name`); ``None`` = the command line or a config."""
     if isinstance(name, Verifier):
         return name
     if callable(name):
@@ -208,7 +214,7 @@ def get_verifier(name: str | Callable[..., Array] | Verifier) -> Verifier:
     if name in BUILTINS:
         return BUILTINS[name]
     if ":" in name:
-        fn = import_attr(name, "verifier", VerifierError)
+        fn = import_attr(name, "verifier", VerifierError, source=source, trust_code=trust_code)
         if isinstance(fn, Verifier):
             return fn
         return Verifier(name, fn, getattr(fn, "mode", "dense"))

@@ -22,9 +22,17 @@ minibatches (``grad_accum`` minibatches per optimiser step) over the new decisio
 training, where the student's own bias decides which states get labelled; labels are counted once,
 when the teacher gives them; ActorTeacher labels are stored, ContextTeacher re-scores).
 ``lr_schedule`` decays the learning rate with the labelled tokens spent (linear or cosine, to
-``lr * lr_final`` at ``max_labelled_tokens``), so the last updates move the student less. Optional LoRA (peft) trains
-adapters only; the saved result is merged, so it loads with plain
-``AutoModelForCausalLM.from_pretrained``.
+``lr * lr_final`` at ``max_labelled_tokens``), so the last updates move the student less.
+
+**Fine-tuning.** ``finetune="auto"`` trains LoRA adapters (peft, every linear layer) on a
+pretrained model (``get-llm``) and all weights of the toy GPT; ``lora``/``full`` choose. The saved
+result is merged, so it loads with plain ``AutoModelForCausalLM.from_pretrained``. ``lr=0`` picks
+the learning rate for the mode (toy full: 1e-3, LoRA: 5e-4, pretrained full: 2e-5).
+
+**Where it runs.** On Lightning Fabric (:mod:`policy.scale`): ``precision`` (``auto`` = bf16-mixed
+where bf16 is fast, else 32), ``accelerator``, ``strategy`` (``ddp`` for several processes) and
+``devices``. Every rank rolls out its own episodes; gradients are averaged before each step, token
+budgets count all ranks, and rank 0 writes checkpoints and the result.
 
 Checkpoints (``OUT/checkpoint/``: weights in safetensors, optimiser state, ``state.json`` with
 the counters and curves) are written every ``checkpoint_every`` updates and at the end; a run
@@ -50,9 +58,10 @@ from safetensors.torch import load_model, save_model
 
 from dreamlab.core.errors import DreamlabError
 from dreamlab.core.io import atomic_path, atomic_torch_save, atomic_write_json
+from dreamlab.core.precision import resolve_precision
 from dreamlab.core.progress import Progress
 from dreamlab.core.quiet import quiet_third_party
-from dreamlab.policy.llm import LLMPolicy, completion_logits, write_policy_meta
+from dreamlab.policy.llm import LLMPolicy, write_policy_meta
 from dreamlab.policy.losses import LOSSES, cross_entropy, distill_loss, reverse_kl
 from dreamlab.policy.rollout import VecRunner
 from dreamlab.policy.teachers import Teacher
@@ -75,7 +84,7 @@ class DistillConfig:
     loss: str = "reverse_kl"  # opsd: reverse_kl | forward_kl | jsd | sampled (sft: cross-entropy)
     beta: float = 0.5  # generalised JSD mixture weight
     temperature: float = 1.0  # student sampling temperature (OPSD rollouts) and loss temperature
-    lr: float = 1e-3
+    lr: float = 0.0  # 0 = the mode's default (toy full: 1e-3, LoRA: 5e-4, pretrained full: 2e-5)
     lr_schedule: str = "constant"  # constant | linear | cosine: decay over max_labelled_tokens ...
     lr_final: float = 0.1  # ... down to lr * lr_final (damps the late oscillation of on-policy training)
     steps_per_rollout: int = 32  # vector-env steps per update
@@ -90,15 +99,27 @@ class DistillConfig:
     max_updates: int = 0  # 0 = no limit besides the token budget
     teacher_smoothing: float = 1e-3  # ActorTeacher: uniform floor mixed into the token targets
     sft_greedy_teacher: bool = True  # SFT: the teacher acts greedily (else samples)
-    lora: bool = False
+    finetune: str = "auto"  # auto (LoRA for a pretrained model, full for the toy GPT) | lora | full
     lora_r: int = 8
     lora_alpha: int = 16
     checkpoint_every: int = 10  # updates (0 = only at the end)
     eval_every_tokens: int = 0  # call eval_fn every this many labelled tokens (0 = never)
+    precision: str = "auto"  # auto | 32 | bf16-mixed (Lightning's words)
+    accelerator: str = "auto"  # auto | cpu | cuda
+    strategy: str = "auto"  # auto | ddp
+    devices: int = 1
     seed: int = 0
     progress: bool = True
 
     def check(self) -> None:
+        if self.finetune not in ("auto", "lora", "full"):
+            raise DistillError(f"finetune: expected auto, lora or full, got {self.finetune!r}")
+        if self.strategy not in ("auto", "ddp", "ddp_spawn") or self.devices < 1:
+            raise DistillError(
+                f"strategy/devices: expected auto|ddp and devices >= 1, got {self.strategy!r}/{self.devices}"
+            )
+        if self.lr < 0:
+            raise DistillError(f"lr: expected >= 0 (0 = the fine-tuning mode's default), got {self.lr}")
         if self.method not in ("opsd", "sft"):
             raise DistillError(f"method: expected 'opsd' or 'sft', got {self.method!r}")
         if self.method == "opsd" and self.loss not in LOSSES:
@@ -150,8 +171,22 @@ class DistillState:
 def apply_lora(student: LLMPolicy, cfg: DistillConfig) -> None:
     from peft import LoraConfig, get_peft_model
 
+    torch.manual_seed(cfg.seed)  # the same adapters on every rank
     lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, target_modules="all-linear")
     student.model = get_peft_model(student.model, lcfg)
+
+
+def finetune_mode(student: LLMPolicy, cfg: DistillConfig) -> str:
+    """``lora`` or ``full`` for this student (``auto``: LoRA for a pretrained model)."""
+    if cfg.finetune != "auto":
+        return cfg.finetune
+    return "lora" if student.pretrained else "full"
+
+
+def default_lr(student: LLMPolicy, mode: str) -> float:
+    if mode == "lora":
+        return 5e-4
+    return 2e-5 if student.pretrained else 1e-3
 
 
 class Distiller:
@@ -166,20 +201,30 @@ class Distiller:
         out: str | Path | None = None,
         eval_fn: Callable[[LLMPolicy], float] | None = None,
         env_id: str | None = None,
+        fabric: Any = None,
     ):
+        from dreamlab.policy.scale import make_fabric
+
         self.cfg = cfg or DistillConfig()
         self.cfg.check()
         self.student, self.teacher, self.eval_fn, self.env_id = student, teacher, eval_fn, env_id
         self.out = Path(out) if out is not None else None
         quiet_third_party()  # peft's deprecation noise; transformers' bars when stderr is a log
-        if self.cfg.lora:
-            apply_lora(student, self.cfg)
+        cfg = self.cfg
+        self.fabric = fabric or make_fabric(cfg.accelerator, cfg.strategy, cfg.devices, cfg.precision)
+        self.rank = int(self.fabric.global_rank)
+        self.mode = finetune_mode(student, cfg)
+        if self.mode == "lora":
+            apply_lora(student, cfg)
+        student.model = self.fabric.to_device(student.model)
+        student.precision = resolve_precision(cfg.precision, self.fabric.device)
         self.model = student.model
         self.model.eval()  # no dropout: rollouts and updates see the same function
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt = torch.optim.Adam(params, lr=self.cfg.lr)
-        self.runner = VecRunner(env, seed=self.cfg.seed)
-        self.rng = np.random.default_rng(self.cfg.seed)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.lr = cfg.lr or default_lr(student, self.mode)
+        self.opt = torch.optim.Adam(self.params, lr=self.lr)
+        self.runner = VecRunner(env, seed=cfg.seed + 1000 * self.rank)
+        self.rng = np.random.default_rng(cfg.seed + 1000 * self.rank)
         self.state = DistillState(next_eval=0)
         self.buffer: deque[Batch] = deque(maxlen=self.cfg.replay + 1)
         self.teacher.reset(self.runner.n)
@@ -242,15 +287,15 @@ class Distiller:
         cfg = self.cfg
         frac = min(1.0, self.state.labelled_tokens / max(cfg.max_labelled_tokens, 1))
         if cfg.lr_schedule == "linear":
-            return cfg.lr * (1.0 - (1.0 - cfg.lr_final) * frac)
+            return self.lr * (1.0 - (1.0 - cfg.lr_final) * frac)
         if cfg.lr_schedule == "cosine":
-            return cfg.lr * (cfg.lr_final + (1.0 - cfg.lr_final) * 0.5 * (1.0 + np.cos(np.pi * frac)))
-        return cfg.lr
+            return self.lr * (cfg.lr_final + (1.0 - cfg.lr_final) * 0.5 * (1.0 + np.cos(np.pi * frac)))
+        return self.lr
 
     def batch_loss(self, batch: Batch) -> tuple[torch.Tensor, float]:
         """Loss on a minibatch; also returns the reverse KL to the teacher (a divergence to report)."""
         comps = [self.student.completions[int(a)] for a in batch.actions]
-        logits, tokens, mask = completion_logits(self.model, batch.prompts, comps, self.student.pad_id)
+        logits, tokens, mask = self.student.lm_logits(self.model, batch.prompts, comps)
         log_t = self.teacher.token_logprobs(batch.prompts, batch.actions, batch.probs, self.cfg.temperature)
         log_t = log_t.to(logits.device)[:, : logits.shape[1]]
         if self.cfg.method == "sft":
@@ -262,18 +307,21 @@ class Distiller:
         return loss, div
 
     def update(self, batch: Batch) -> float:
-        cfg, losses = self.cfg, []
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        from dreamlab.policy.scale import agree_min, sync_grads
+
+        cfg, losses, params = self.cfg, [], self.params
         for group in self.opt.param_groups:
             group["lr"] = self.lr_now()
+        m = agree_min(self.fabric, len(batch))  # every rank runs the same minibatches
         for _ in range(cfg.epochs):
-            order = self.rng.permutation(len(batch))
+            order = self.rng.permutation(len(batch))[:m]
             chunks = [order[i : i + cfg.minibatch] for i in range(0, len(order), cfg.minibatch)]
             for c, idx in enumerate(chunks):
                 loss, _ = self.batch_loss(batch.take(idx))
                 (loss / cfg.grad_accum).backward()
                 losses.append(float(loss.detach()))
                 if (c + 1) % cfg.grad_accum == 0 or c == len(chunks) - 1:
+                    sync_grads(self.fabric, params)
                     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                     self.opt.step()
                     self.opt.zero_grad(set_to_none=True)
@@ -287,7 +335,7 @@ class Distiller:
 
     def _evaluate(self) -> None:
         s = self.state
-        if self.eval_fn is None or self.cfg.eval_every_tokens <= 0:
+        if self.eval_fn is None or self.cfg.eval_every_tokens <= 0 or self.rank != 0:
             return
         while s.labelled_tokens >= s.next_eval:
             ret = float(self.eval_fn(self.student))
@@ -301,7 +349,7 @@ class Distiller:
             initial=min(s.labelled_tokens, cfg.max_labelled_tokens),
             unit="tok",
             desc=f"distill {cfg.method}",
-            enabled=cfg.progress,
+            enabled=cfg.progress and self.rank == 0,
         )
         self._evaluate()
         while not self.done():
@@ -311,7 +359,9 @@ class Distiller:
                 raise DistillError("a rollout produced no decisions; raise steps_per_rollout")
             self.buffer.append(batch)
             loss = self.update(Batch.concat(list(self.buffer)))
-            tokens = int(sum(len(self.student.completions[int(a)]) for a in batch.actions))
+            from dreamlab.policy.scale import total
+
+            tokens = int(total(self.fabric, sum(len(self.student.completions[int(a)]) for a in batch.actions)))
             s.labelled_tokens += tokens
             s.updates += 1
             s.losses.append(loss)
@@ -332,9 +382,14 @@ class Distiller:
             self.save_final()
         return s
 
+    def writes(self) -> bool:
+        return self.out is not None and self.rank == 0
+
     # ------------------------------------------------------------------ persistence
     def checkpoint(self) -> None:
         assert self.out is not None
+        if not self.writes():
+            return
         d = self.out / "checkpoint"
         d.mkdir(parents=True, exist_ok=True)
         with atomic_path(d / "model.safetensors") as tmp:
@@ -377,12 +432,26 @@ class Distiller:
         return m
 
     def save_final(self) -> Path:
+        from dreamlab.policy.scale import weights_digest
+
         assert self.out is not None
+        digest = weights_digest(self.model)
+        run = {
+            "finetune": self.mode,
+            "lr": self.lr,
+            "precision": self.student.precision,
+            "world_size": int(self.fabric.world_size),
+            "weights_digest": digest,
+        }
+        if not self.writes():  # other ranks leave only their digest (ranks in step agree)
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.out / f"rank{self.rank}.json", run, indent=1)
+            return self.out
         self.out.mkdir(parents=True, exist_ok=True)
         cast(Any, self.final_model()).save_pretrained(self.out, safe_serialization=True)  # a transformers model
         self.student.tokenizer.save_pretrained(self.out)
         write_policy_meta(self.out, self.student.policy_meta(self.env_id))
-        summary: dict[str, Any] = {"config": dataclasses.asdict(self.cfg), **dataclasses.asdict(self.state)}
+        summary: dict[str, Any] = {"config": dataclasses.asdict(self.cfg), "run": run, **dataclasses.asdict(self.state)}
         atomic_write_json(self.out / "distill.json", summary, indent=1)
         return self.out
 

@@ -44,7 +44,9 @@ from einops import rearrange, repeat
 
 from dreamlab.core.errors import DreamlabError
 from dreamlab.core.io import atomic_write_json
+from dreamlab.core.precision import autocast, resolve_precision
 from dreamlab.data.spaces import space_from_json, space_to_json
+from dreamlab.policy.lm_forward import completion_logits, plain_completion_logits
 from dreamlab.policy.render import Renderer, builtin_name, get_renderer, render_batch
 
 POLICY_FILE = "dreamlab_policy.json"
@@ -161,35 +163,6 @@ def pad_id_of(tokenizer: Any) -> int:
     return int(pid if pid is not None else 0)
 
 
-def completion_logits(
-    model: torch.nn.Module, prompts: list[list[int]], completions: list[list[int]], pad_id: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One forward pass over ``prompt + completion`` rows (right-padded).
-
-    Returns ``logits (B, Lc, V)`` predicting each completion token, the completion ``tokens
-    (B, Lc)`` (pad where absent) and ``mask (B, Lc)`` bool.
-    """
-    rows = [p + c for p, c in zip(prompts, completions)]
-    B, L, Lc = len(rows), max(len(r) for r in rows), max(len(c) for c in completions)
-    device = next(model.parameters()).device
-    ids = torch.full((B, L), pad_id, dtype=torch.long)
-    attn = torch.zeros((B, L), dtype=torch.long)
-    tokens = torch.full((B, Lc), pad_id, dtype=torch.long)
-    mask = torch.zeros((B, Lc), dtype=torch.bool)
-    pos = torch.zeros((B, Lc), dtype=torch.long)
-    for b, (p, c) in enumerate(zip(prompts, completions)):
-        if not p:
-            raise LLMPolicyError("empty prompt: the renderer wrote nothing and no separator is set")
-        ids[b, : len(p) + len(c)] = torch.tensor(p + c)
-        attn[b, : len(p) + len(c)] = 1
-        tokens[b, : len(c)] = torch.tensor(c)
-        mask[b, : len(c)] = True
-        pos[b, : len(c)] = torch.arange(len(p) - 1, len(p) - 1 + len(c))
-    logits = model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits  # (B, L, V)
-    idx = repeat(pos.to(device), "b l -> b l v", v=logits.shape[-1])
-    return logits.gather(1, idx), tokens.to(device), mask.to(device)
-
-
 def prefix_tables(completions: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     """For taken action a, position j and candidate action k:
     ``consistent[a, j, k]`` (k shares a's first j tokens and has a token j) and ``next_tok[k, j]``."""
@@ -228,7 +201,12 @@ def sequence_logprobs(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Te
 
 
 class LLMPolicy:
-    """Policy protocol over a causal LM (see the module docstring)."""
+    """Policy protocol over a causal LM (see the module docstring).
+
+    ``chat`` wraps each observation in the tokenizer's chat template with ``system`` as the task
+    description (:mod:`policy.prompting`); ``precision`` (``32`` or ``bf16-mixed``) is the forward
+    pass's autocast; ``scoring`` is ``fast`` (shared prefix, KV cache shared by the K completions,
+    logits only where needed: :mod:`policy.lm_forward`) or ``plain`` (the reference pass)."""
 
     def __init__(
         self,
@@ -242,6 +220,11 @@ class LLMPolicy:
         prefix: str = "",
         renderer_name: str | None = None,
         constrained: bool = True,
+        chat: bool = False,
+        system: str | None = None,
+        precision: str = "32",
+        scoring: str = "fast",
+        extra_meta: dict[str, Any] | None = None,
     ):
         # a transformers causal LM (or a PEFT wrapper of one): its methods are not nn.Module's
         self.model: Any = model
@@ -252,10 +235,25 @@ class LLMPolicy:
         self.pad_id = pad_id_of(tokenizer)
         self.completions = completion_ids(tokenizer, vocab)
         self.constrained = constrained
+        self.chat, self.system = chat, system
+        self.frame: tuple[str, str] | None = None
+        if chat:
+            from dreamlab.policy.prompting import chat_frame
+
+            self.frame = chat_frame(tokenizer, system or "")
+        if scoring not in ("fast", "plain"):
+            raise LLMPolicyError(f"scoring: expected 'fast' or 'plain', got {scoring!r}")
+        self.scoring = scoring
+        self.precision = resolve_precision(precision, self.device)
+        self.extra_meta = dict(extra_meta or {})
         emb = cast(Any, model).get_output_embeddings()
         vsize = int(emb.weight.shape[0]) if emb is not None else len(tokenizer)
         self.allowed = allowed_tokens(self.completions, vsize)  # (K, Lc, V)
         self.n = 1
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
@@ -267,36 +265,74 @@ class LLMPolicy:
         env_id: str | None = None,
         strings: Sequence[str] | None = None,
         bins: int = 9,
+        trust_code: bool = False,
+        device: str | None = None,
         **kwargs: Any,
     ) -> LLMPolicy:
-        """Load model + tokenizer from a local folder; renderer and actions from ``dreamlab_policy.json``
-        there when present (written by ``make-base-llm`` and ``distill``), else from the arguments."""
+        """Load model + tokenizer from a local folder; prompting and actions from ``dreamlab_policy.json``
+        there when present (written by ``make-base-llm``, ``get-llm`` and ``distill``), else from the
+        arguments. A pretrained base folder records a task per env (``tasks``): ``env_id`` picks it.
+        A renderer that the folder names by import path runs only with ``trust_code=True``."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = Path(path)
         if not (path / "config.json").exists():
             raise LLMPolicyError(f"{path}: no config.json; expected a Hugging Face model folder (save_pretrained)")
         meta = read_policy_meta(path)
-        model = AutoModelForCausalLM.from_pretrained(path)
+        src = task_meta(meta, env_id)
+        chat = bool(meta.get("chat", False))
+        base = builtin_name(env_id or meta.get("env_id") or "") if (env_id or meta.get("env_id")) else None
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LLMPolicyError(
+                f"{path}: not a loadable Hugging Face causal LM folder: {str(exc).splitlines()[0]}"
+            ) from exc
+        if device is not None:
+            model = cast(Any, model).to(device)
         model.eval()
-        tokenizer = AutoTokenizer.from_pretrained(path)
         name = renderer if isinstance(renderer, str) else None
+        trusted = trust_code or name is not None  # a name given by the caller is the caller's choice
         if renderer is None:
-            name = meta.get("renderer") or env_id or meta.get("env_id")
+            name = src.get("renderer") or (f"text:{base}" if chat and base else None) or env_id or meta.get("env_id")
             if name is None:
                 raise LLMPolicyError(f"{path}/{POLICY_FILE}: no 'renderer' recorded; pass renderer= or env_id=")
-        rend = get_renderer(name) if isinstance(name, str) else renderer
-        if action_space is None and "vocab" in meta and strings is None:
-            vocab = ActionVocab.from_json(meta["vocab"])
+        rend = (
+            get_renderer(name, trusted=trusted, source=f"{path / POLICY_FILE}") if isinstance(name, str) else renderer
+        )
+        terminator = str(meta.get("terminator", "\n"))
+        if action_space is None and "vocab" in src and strings is None:
+            vocab = ActionVocab.from_json(src["vocab"])
         else:
             if action_space is None:
                 raise LLMPolicyError(f"{path}/{POLICY_FILE}: no action vocabulary recorded; pass action_space=")
-            vocab = ActionVocab.for_space(action_space, env_id or meta.get("env_id"), strings, bins)
+            vocab = ActionVocab.for_space(action_space, env_id or meta.get("env_id"), strings, bins, terminator)
+        if chat:
+            from dreamlab.policy.prompting import task_description
+
+            kwargs.setdefault("system", src.get("system") or task_description(base, vocab.strings))
+            kwargs.setdefault("sep", "")
         kwargs.setdefault("sep", meta.get("sep", " > "))
-        return cls(model, tokenizer, rend, vocab, renderer_name=name, **kwargs)  # type: ignore[arg-type]
+        extra = {k: meta[k] for k in ("tasks", "model", "pretrained") if k in meta}
+        return cls(model, tokenizer, rend, vocab, renderer_name=name, chat=chat, extra_meta=extra, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def pretrained(self) -> bool:
+        """A pretrained model (converted by ``get-llm``): LoRA is its default for fine-tuning."""
+        return bool(self.extra_meta.get("pretrained"))
 
     def policy_meta(self, env_id: str | None = None) -> dict[str, Any]:
-        return {"renderer": self.renderer_name, "sep": self.sep, "env_id": env_id, "vocab": self.vocab.to_json()}
+        meta: dict[str, Any] = {
+            "renderer": self.renderer_name,
+            "sep": self.sep,
+            "env_id": env_id,
+            "vocab": self.vocab.to_json(),
+            **self.extra_meta,
+        }
+        if self.chat:
+            meta.update(chat=True, system=self.system, terminator=self.vocab.terminator)
+        return meta
 
     def save_pretrained(self, path: str | Path, env_id: str | None = None) -> None:
         """Save model (safetensors), tokenizer and the policy metadata into ``path``."""
@@ -308,10 +344,24 @@ class LLMPolicy:
 
     # --- text --------------------------------------------------------------------------------
     def prompt_texts(self, obs: np.ndarray) -> list[str]:
-        return [self.prefix + t + self.sep for t in render_batch(self.renderer, obs)]
+        lines = render_batch(self.renderer, obs)
+        if self.frame is not None:
+            head, tail = self.frame
+            return [head + self.prefix + t + tail for t in lines]
+        return [self.prefix + t + self.sep for t in lines]
 
     def prompt_ids(self, obs: np.ndarray) -> list[list[int]]:
         return tokenize(self.tokenizer, self.prompt_texts(obs))
+
+    def lm_logits(
+        self, model: Any, prompts: list[list[int]], completions: list[list[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, Lc, V) fp32 logits predicting each completion token of ``model`` (the student's or a
+        teacher's), with this policy's scoring path and precision; and the tokens and mask."""
+        fn = completion_logits if self.scoring == "fast" else plain_completion_logits
+        with autocast(self.precision, self.device):
+            logits, tokens, mask = fn(model, prompts, completions, self.pad_id)
+        return logits.float(), tokens, mask
 
     # --- scoring -----------------------------------------------------------------------------
     def action_logprobs(
@@ -324,7 +374,7 @@ class LLMPolicy:
         rows = [p for p in prompts for _ in range(K)]
         comps = [c for _ in prompts for c in self.completions]
         with torch.set_grad_enabled(grad):
-            logits, tokens, mask = completion_logits(self.model, rows, comps, self.pad_id)
+            logits, tokens, mask = self.lm_logits(self.model, rows, comps)
             seq = rearrange(self.score(logits, tokens, mask), "(n k) -> n k", n=n, k=K)
             return torch.log_softmax(seq, -1)
 
@@ -369,6 +419,22 @@ def read_policy_meta(path: str | Path) -> dict[str, Any]:
         return json.loads(f.read_text())
     except json.JSONDecodeError as exc:
         raise LLMPolicyError(f"{f}: not valid JSON: {exc}") from exc
+
+
+def task_meta(meta: dict[str, Any], env_id: str | None) -> dict[str, Any]:
+    """The part of ``dreamlab_policy.json`` that describes ``env_id``: the top level when it is bound to
+    that env (or to none given), else the matching entry of a pretrained base's ``tasks``."""
+    tasks = meta.get("tasks") or {}
+    bound = "vocab" in meta and (env_id is None or meta.get("env_id") in (None, env_id))
+    if bound or not isinstance(tasks, dict):
+        return meta if "vocab" in meta else {}
+    if env_id in tasks:
+        return dict(tasks[env_id])
+    base = builtin_name(env_id) if env_id else None
+    for key, task in tasks.items():
+        if base is not None and builtin_name(key) == base:
+            return dict(task)
+    return {}
 
 
 def write_policy_meta(path: str | Path, meta: dict[str, Any]) -> None:

@@ -10,9 +10,12 @@ a character-level model sees numbers of a constant width::
     MountainCar-v0     "pos=-0.523 vel=+0.0012"
     MountainCarContinuous-v0  (the same as MountainCar)
 
-Any other renderer is named by import path, ``"package.module:function"``.
-:func:`get_renderer` accepts an env id (version suffix optional), a built-in name, or such a
-path; :func:`generic_renderer` writes ``o0=.. o1=..`` for any flat Box observation.
+``text:<Env>`` (e.g. ``text:CartPole``) names the readable renderers for pretrained instruct models
+(names and units, :mod:`policy.prompting`). Any other renderer is named by import path,
+``"package.module:function"``; a path is code, so one read from a model folder runs only when the
+caller trusts it (``trusted=True``, the ``--trust-code`` flag). :func:`get_renderer` accepts an env
+id (version suffix optional), a built-in name, ``generic``, ``text:<Env>`` or such a path;
+:func:`generic_renderer` writes ``o0=.. o1=..`` for any flat Box observation.
 """
 
 from __future__ import annotations
@@ -76,11 +79,25 @@ def builtin_name(env_id: str) -> str | None:
     return base if base in BUILTIN else None
 
 
-def get_renderer(name: str) -> Renderer:
-    """Resolve ``name``: ``"generic"``, an env id / built-in name, or ``"module:function"``."""
+def get_renderer(name: str, trusted: bool = True, source: str = "") -> Renderer:
+    """Resolve ``name``: ``"generic"``, an env id / built-in name, ``text:<Env>`` or ``"module:function"``.
+
+    ``trusted=False`` (a name read from a data file ``source``) refuses import paths."""
     if name == "generic":
         return generic_renderer()
+    if name.startswith("text:"):
+        from dreamlab.policy.prompting import PromptError, text_renderer
+
+        try:
+            return text_renderer(builtin_name(name[5:]) or name[5:])
+        except PromptError as exc:
+            raise RendererError(f"renderer {name!r}: {exc}") from exc
     if ":" in name:
+        if not trusted:
+            raise RendererError(
+                f"{source or 'a data file'}: field 'renderer' names code ({name!r}); only built-in renderers "
+                "load from a model folder; pass --trust-code to run it, or --renderer to choose one"
+            )
         fn = import_attr(name, "renderer", RendererError)
         return fn
     builtin = builtin_name(name)

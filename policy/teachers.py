@@ -31,7 +31,7 @@ from einops import repeat
 
 from dreamlab.core.errors import DreamlabError
 from dreamlab.data.store import EpisodeStore
-from dreamlab.policy.llm import ActionVocab, LLMPolicy, completion_logits, prefix_tables, tokenize
+from dreamlab.policy.llm import ActionVocab, LLMPolicy, prefix_tables, tokenize
 from dreamlab.policy.render import Renderer, render_batch
 
 
@@ -219,7 +219,7 @@ class ContextTeacher:
         K = self.student.vocab.size
         rows = [r for r in self._rows(prompts) for _ in range(K)]
         comps = [c for _ in prompts for c in self.student.completions]
-        logits, tokens, mask = completion_logits(self.model, rows, comps, self.student.pad_id)
+        logits, tokens, mask = self.student.lm_logits(self.model, rows, comps)
         seq = self.student.score(logits, tokens, mask).reshape(len(prompts), K)
         return torch.softmax(seq.double(), -1).cpu().numpy()
 
@@ -233,7 +233,7 @@ class ContextTeacher:
         self, prompts: list[list[int]], actions: np.ndarray, probs: np.ndarray | None, temperature: float = 1.0
     ) -> torch.Tensor:
         comps = [self.student.completions[int(a)] for a in actions]
-        logits, _, _ = completion_logits(self.model, self._rows(prompts), comps, self.student.pad_id)
+        logits, _, _ = self.student.lm_logits(self.model, self._rows(prompts), comps)
         return torch.log_softmax(logits.float() / temperature, -1)
 
     @torch.no_grad()

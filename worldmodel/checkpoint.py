@@ -3,21 +3,22 @@
 Both Lightning's checkpoints (``last.ckpt``, ``step=N.ckpt``) and the compact
 ``world_model.ckpt`` hold ``state_dict``, ``hyper_parameters`` = ``{"cfg": dict, "obs_space":
 dict, "action_space": dict}`` (plain JSON-like values) and ``"dreamlab": {"format", "version"}``.
-Loading always uses ``torch.load(..., weights_only=True)``: nothing is unpickled.
+Loading always uses ``torch.load(..., weights_only=True)`` through
+:func:`dreamlab.core.io.safe_torch_load`: nothing is unpickled. Lightning's own resume reads go
+through :class:`SafeCheckpointIO`, the same loader.
 """
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from dreamlab.core.errors import DreamlabError
-from dreamlab.core.io import atomic_torch_save
+from dreamlab.core.io import atomic_torch_save, safe_torch_load
 from dreamlab.data.spaces import SpaceError, space_to_json, spaces_equal
 
 if TYPE_CHECKING:
@@ -60,24 +61,7 @@ def save_model(model: WorldModel, path: str | Path) -> Path:
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read and check a checkpoint dict (weights_only); raise CheckpointError naming the problem."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: world-model checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (
-        pickle.UnpicklingError,
-        RuntimeError,
-        EOFError,
-        OSError,
-        zipfile.BadZipFile,
-        ValueError,
-        AttributeError,
-        KeyError,
-    ) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{path}: not a world-model checkpoint (torch.load with weights_only=True failed: {first})"
-        ) from None
+    ckpt = safe_torch_load(path, "world-model checkpoint", CheckpointError, map_location)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(
             f"{path}: not a world-model checkpoint (expected a dict with 'state_dict', "
@@ -101,6 +85,14 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"'action_space'; got {sorted(hp) if isinstance(hp, dict) else type(hp).__name__}"
         )
     return ckpt
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint reader replaced by :func:`read_checkpoint` (``weights_only=True``,
+    format stamp checked, one :class:`CheckpointError` naming the file on failure)."""
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        return read_checkpoint(path, map_location if map_location is not None else "cpu")
 
 
 def load_model(cls: type[WorldModel], path: str | Path, map_location: str | torch.device = "cpu") -> WorldModel:

@@ -3,7 +3,10 @@
 ``OUT/`` receives ``last.ckpt`` (resume point, refreshed every ``ckpt_every`` steps and at the
 end), ``step=N.ckpt`` (the latest periodic one), ``logs/`` (CSV), ``tb/`` (TensorBoard) and
 ``world_model.ckpt``: a compact copy of the final weights that downstream commands take as
-``--wm``. A run whose ``OUT`` already holds ``last.ckpt`` resumes from it (``ckpt_path="last"``).
+``--wm``. A run whose ``OUT`` already holds ``last.ckpt`` resumes from exactly that file (never
+Lightning's "newest ``last*.ckpt``"), read by the one safe loader
+(:func:`~dreamlab.worldmodel.checkpoint.read_checkpoint`, ``weights_only=True``, also for
+Lightning's own restore through :class:`~dreamlab.worldmodel.checkpoint.SafeCheckpointIO`).
 """
 
 from __future__ import annotations
@@ -20,12 +23,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from dreamlab.core.io import atomic_write_json
+from dreamlab.core.io import OutputError, atomic_write_json, check_output_dir
 from dreamlab.core.progress import LINE_EVERY_S, Progress, progress_mode
 from dreamlab.core.quiet import own_checkpoint_dir, quiet_third_party
 from dreamlab.data.sampling import EpisodeDataModule, split_names
 from dreamlab.data.store import EpisodeStore, StoreError
-from dreamlab.worldmodel.checkpoint import read_checkpoint
+from dreamlab.worldmodel.checkpoint import SafeCheckpointIO, read_checkpoint
 from dreamlab.worldmodel.config import WorldModelConfig
 from dreamlab.worldmodel.model import WorldModel
 
@@ -134,6 +137,7 @@ def build_trainer(
         save_top_k=1,
         every_n_train_steps=ckpt_every,
         save_on_train_epoch_end=True,
+        enable_version_counter=False,  # always last.ckpt / step=N.ckpt: never last-v1.ckpt beside ours
     )
     loggers = [CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tb")]
     callbacks: list[Any] = [ckpt, *(extra_callbacks or [])]
@@ -161,6 +165,7 @@ def build_trainer(
         num_sanity_val_steps=0,
         check_val_every_n_epoch=val_every_epochs,
         default_root_dir=out,
+        plugins=[SafeCheckpointIO()],
     )
 
 
@@ -183,6 +188,10 @@ def train(
     log = log or (lambda msg: print(msg, file=sys.stderr))
     out = Path(out)
     cfg = cfg.validate()
+    check_output_dir(out, "--out", inputs=[logs])
+    for sub in ("logs", "tb"):  # the loggers write OUT/logs and OUT/tb
+        if Path(logs).resolve() == (out / sub).resolve():
+            raise OutputError(f"--out {out}: training writes {out / sub}, which is the input store --logs {logs}")
     store = open_logs(logs)
     last = out / "last.ckpt"
     resuming = resume and last.is_file()
@@ -230,7 +239,7 @@ def train(
         log(f"resuming from {last}")
     start = time.perf_counter()
     with own_checkpoint_dir(out) if ours else contextlib.nullcontext():
-        trainer.fit(model, datamodule=dm, ckpt_path="last" if resuming else None)
+        trainer.fit(model, datamodule=dm, ckpt_path=str(last) if resuming else None)
     wall = time.perf_counter() - start
     final = out / FINAL_NAME
     trainer.save_checkpoint(last, weights_only=False)  # every rank calls it; rank 0 writes the final resume point

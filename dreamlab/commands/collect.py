@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from dreamlab.config import add_config_args, add_run_args, apply_threads, config_from_args
+from dreamlab.core.io import check_output_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="collect episodes from a gymnasium env into an episode store",
         description="Step NUM_ENVS copies of ENV with a policy until at least STEPS transitions of "
         "finished episodes are stored in OUT (episodes still in flight at the end are "
-        "dropped). A second run into OUT appends.",
+        "dropped). A second run into OUT appends (and says so on stderr).",
     )
     p.add_argument("--env", required=True, help="gymnasium id (CartPole-v1) or module:Class")
     p.add_argument(
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     apply_threads(args.threads)
     cfg = config_from_args(CollectConfig, args)
+    check_output_dir(args.out)
     summary = collect(
         args.env,
         args.policy,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help="AGENT dir (agent.json) | context | heuristic | random | module:attr (a Policy)",
     )
-    p.add_argument("--student", required=True, type=Path, help="local Hugging Face causal-LM folder")
+    p.add_argument(
+        "--student",
+        required=True,
+        help="LLM folder (Hugging Face causal LM) or a known name (smollm2-135m-instruct: prepared once in the cache)",
+    )
     p.add_argument("--env", required=True, help="gymnasium id, or dream:WM_CKPT (needs --logs)")
     p.add_argument("--out", required=True, type=Path, help="folder for the distilled model")
     p.add_argument(
@@ -122,18 +127,23 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from dreamlab.policy.distill import DistillConfig, Distiller
-    from dreamlab.policy.llm import LLMPolicy, evaluate, read_policy_meta
+    from dreamlab.policy.llm import LLMPolicy, evaluate, read_policy_meta, task_meta
+    from dreamlab.policy.pretrained import resolve_llm
+    from dreamlab.policy.scale import make_fabric
 
     apply_threads(args.threads)
     cfg = config_from_args(DistillConfig, args)
-    env, env_id = make_env(args.env, args.num_envs, args.logs, args.max_steps, cfg.seed)
-    meta = read_policy_meta(args.student)
-    needs_space = "vocab" not in meta
+    fabric = make_fabric(cfg.accelerator, cfg.strategy, cfg.devices, cfg.precision)
+    fabric.launch()  # strategy ddp: starts the other ranks (each runs this command)
+    student_dir = resolve_llm(args.student, log=lambda m: print(m, file=sys.stderr, flush=True))
+    env, env_id = make_env(args.env, args.num_envs, args.logs, args.max_steps, cfg.seed + 1000 * fabric.global_rank)
+    needs_space = "vocab" not in task_meta(read_policy_meta(student_dir), env_id)
     student = LLMPolicy.from_pretrained(
-        args.student,
+        student_dir,
         renderer=args.renderer,
         env_id=env_id,
         action_space=env.single_action_space if needs_space else None,
+        trust_code=args.trust_code,
     )
     teacher = make_teacher(args, student, env_id, cfg.seed, cfg.teacher_smoothing)
     eval_id = args.eval_env or env_id
@@ -141,7 +151,9 @@ def run(args: argparse.Namespace) -> int:
     if eval_id is not None and cfg.eval_every_tokens > 0:
         eval_env = gym.make_vec(eval_id, num_envs=min(args.eval_episodes, 8), vectorization_mode="sync")
         eval_fn = lambda pol: float(np.mean(evaluate(pol, eval_env, args.eval_episodes, seed=10_000)))  # noqa: E731
-    state = Distiller(student, teacher, env, cfg, out=args.out, eval_fn=eval_fn, env_id=env_id).run()
+    state = Distiller(student, teacher, env, cfg, out=args.out, eval_fn=eval_fn, env_id=env_id, fabric=fabric).run()
+    if fabric.global_rank != 0:
+        return 0
     recent = state.returns[-20:]
     print(
         json.dumps(

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from dreamlab.config import add_config_args, add_run_args, apply_threads, config_from_args
+from dreamlab.core.imports import check_code_name
+from dreamlab.core.io import check_output_dir
 from dreamlab.imagination.dreamer import DreamerConfig
 from dreamlab.imagination.grpo import GRPOConfig
 from dreamlab.imagination.grpo_agent import GRPODreamConfig
@@ -69,6 +71,12 @@ def run(args: argparse.Namespace) -> int:
 
     apply_threads(args.threads)
     job = config_from_args(DreamJob, args)
+    check_output_dir(args.out, inputs=[args.logs])
+    if args.algo == "grpo" and not job.grpo.dream.verifier:  # the verifier is named by the store's env id
+        from dreamlab.data.store import EpisodeStore
+
+        env_id = EpisodeStore(args.logs).env_id or ""
+        check_code_name(env_id, f"{Path(args.logs) / 'metadata.json'}: field 'env_id'", args.trust_code)
     wm = load_world_model(args.wm)
     if args.algo == "grpo":
         from dreamlab.grpo_cli import report_grpo, train_grpo

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from dreamlab.config import add_run_args, apply_threads
+from dreamlab.core.io import check_output_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     add_run_args(p, progress=False)
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
-    p.add_argument("--plot", type=Path, default=None, help="write error-vs-horizon plot (PNG)")
+    p.add_argument(
+        "--plot", type=Path, default=None, help="write error-vs-horizon plot (PNG; an existing file only with --force)"
+    )
     p.set_defaults(func=run)
 
 
@@ -47,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.worldmodel.train import open_logs
 
     apply_threads(args.threads)
+    if args.plot is not None:
+        check_output_file(args.plot, args.force, "--plot", inputs=[args.logs])
     model = WorldModel.load(args.wm)
     store = open_logs(args.logs)
     model.check_spaces(store.observation_space, store.action_space, Path(args.logs) / "metadata.json")

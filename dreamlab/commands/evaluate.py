@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from dreamlab.config import add_run_args, apply_threads
+from dreamlab.core.errors import DreamlabError
+from dreamlab.core.imports import check_code_name
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,12 +39,16 @@ def run(args: argparse.Namespace) -> int:
         path = path / "agent"
     if (path / "grpo_agent.json").exists():
         return _run_policy_dir(args, path)
+    if args.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
     agent = DreamerAgent.load(path)
     env_id = args.env or agent.env_id
     if env_id is None:
         raise ValueError(f"{path / 'agent.json'}: field 'env_id' is empty; pass --env")
-    if args.episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+    source = f"--env {env_id}" if args.env else f"{path / 'agent.json'}: field 'env_id'"
+    if not args.env:
+        check_code_name(env_id, source, args.trust_code)
+    check_env_spaces(env_id, agent.observation_space, agent.action_space, source, path / "worldmodel.ckpt")
     res = dream_vs_real(agent, env_id, args.episodes, args.seed)
     if args.json:
         print(json.dumps(res, indent=1))
@@ -51,6 +58,30 @@ def run(args: argparse.Namespace) -> int:
         print(f"  dream  return {res['dream']['mean']:9.2f} +- {res['dream']['std']:.2f}")
         print(f"  gap (dream - real) {res['gap']:+.2f}  ({100 * res['gap_relative']:.1f}% of real)")
     return 0
+
+
+def check_env_spaces(env_id: str, obs_space: Any, action_space: Any, source: str, trained: Path) -> None:
+    """Refuse an env whose spaces differ from the ones the agent was trained on (one line, both named)."""
+    import gymnasium as gym
+
+    from dreamlab.data.spaces import spaces_equal
+
+    env = gym.make(env_id)
+    try:
+        for what, mine, theirs in (
+            ("observation", obs_space, env.observation_space),
+            ("action", action_space, env.action_space),
+        ):
+            if not spaces_equal(theirs, mine):
+                raise SpaceMismatch(
+                    f"{source}: the env's {what} space is {theirs}, but the agent ({trained}) was trained on {mine}"
+                )
+    finally:
+        env.close()
+
+
+class SpaceMismatch(DreamlabError):
+    """An agent evaluated in an env with other observation or action spaces."""
 
 
 def _run_policy_dir(args: argparse.Namespace, path: Path) -> int:
@@ -64,8 +95,12 @@ def _run_policy_dir(args: argparse.Namespace, path: Path) -> int:
 
     actor, meta = load_agent(path)
     env_id = args.env or meta.get("env_id")
-    if not env_id or env_id not in gym.registry:
-        raise ValueError(f"{path / 'grpo_agent.json'}: env id {env_id!r} is not a gymnasium id; pass --env")
+    source = f"--env {env_id}" if args.env else f"{path / 'grpo_agent.json'}: field 'env_id'"
+    if not args.env and isinstance(env_id, str):
+        check_code_name(env_id, source, args.trust_code)
+    if not env_id or not isinstance(env_id, str) or (env_id not in gym.registry and ":" not in env_id):
+        raise ValueError(f"{source}: env id {env_id!r} is not a gymnasium id; pass --env")
+    check_env_spaces(env_id, actor.obs_space, actor.action_space, source, path / "grpo_agent.json")
     real = evaluate_real(ObsActorPolicy(actor, greedy=True), env_id, args.episodes, args.seed)
     res = {
         "env_id": env_id,

@@ -18,7 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=run_info)
 
-    check = sub.add_parser("check", help="read and validate every episode; exit 1 if any is bad (changes nothing)")
+    check = sub.add_parser(
+        "check",
+        help="read and validate every indexed episode and compare it with the index; exit 1 on any "
+        "disagreement (changes nothing)",
+    )
     check.add_argument("dir", type=Path)
     check.set_defaults(func=run_check)
 
@@ -35,8 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     exp.add_argument(
         "--out",
         required=True,
-        help="JSONL file, or a Minari dataset id such as dreamlab/cartpole/random-v0 "
-        "(written under MINARI_DATASETS_PATH)",
+        help="JSONL file (never inside DIR; an existing file is replaced only with --force), or a Minari "
+        "dataset id such as dreamlab/cartpole/random-v0 (written under MINARI_DATASETS_PATH)",
     )
     exp.set_defaults(func=run_export)
 
@@ -84,20 +88,26 @@ def run_check(args: argparse.Namespace) -> int:
 
     store = EpisodeStore(args.dir)
     bad = store.check()
-    n = len(list(store.episode_dir.glob("*.npz")))
+    n = len(store)
     for path, why in bad:
         print(f"BAD {path}: {why}")
     if bad:
-        print(f"{len(bad)} bad episode file(s) in {args.dir} ({n} on disk); nothing was changed", file=sys.stderr)
+        print(
+            f"{len(bad)} disagreement(s) between {args.dir}/metadata.json and the episode files "
+            f"({n} indexed episodes); nothing was changed",
+            file=sys.stderr,
+        )
         return 1
-    print(f"{args.dir}: all {n} episodes valid ({store.num_steps} steps)")
+    print(f"{args.dir}: all {n} indexed episodes valid and matching the index ({store.num_steps} steps)")
     return 0
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from dreamlab.core.io import check_output_dir
     from dreamlab.data.formats import read_jsonl, read_minari
     from dreamlab.data.store import EpisodeStore
 
+    check_output_dir(args.out)
     logs = read_jsonl(Path(args.src), args.env) if args.format == "jsonl" else read_minari(args.src, args.env)
     env_id = args.env or logs.env_id or "unknown"
     store = EpisodeStore.create(args.out, env_id, logs.observation_space, logs.action_space)
@@ -113,14 +123,18 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from dreamlab.core.io import check_not_inside, check_output_file
     from dreamlab.data.formats import export_minari, write_jsonl
     from dreamlab.data.store import EpisodeStore
 
     store = EpisodeStore(args.dir)
     if args.format == "jsonl":
+        check_output_file(args.out, args.force, inputs=[args.dir])
         lines = write_jsonl(iter(store), args.out, store.env_id, store.observation_space, store.action_space)
         print(f"exported {len(store)} episodes ({lines} step lines) to {args.out}")
     else:
+        if Path(args.out).exists():  # a path, not a dataset id: the same rules as a JSONL file
+            check_not_inside(args.out, [args.dir])
         where = export_minari(iter(store), args.out, store.env_id, store.observation_space, store.action_space)
         print(f"exported {len(store)} episodes as Minari dataset '{args.out}' at {where}")
     return 0

@@ -91,6 +91,11 @@ def make_plot(kind: str, target: Path, out: Path | None = None) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out:
+        from dreamlab.core.io import check_output_file
+
+        for suffix in (".png", ".pdf"):
+            check_output_file(Path(args.out).with_suffix(suffix), getattr(args, "force", False))
     paths = make_plot(args.kind, Path(args.dir), Path(args.out) if args.out else None)
     for p in paths:
         print(p)
@@ -106,5 +111,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("kind", choices=sorted(FILES))
     p.add_argument("dir", help="run/benchmark folder, or the input file itself")
-    p.add_argument("--out", default=None, help="output stem (default DIR/plots/KIND)")
+    p.add_argument(
+        "--out", default=None, help="output stem (default DIR/plots/KIND); existing STEM.png/.pdf need --force"
+    )
     p.set_defaults(func=run)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dreamlab.config import add_config_args, add_run_args, apply_threads, config_from_args
+from dreamlab.core.io import check_output_dir
 from dreamlab.imagination.dreamer import DreamerConfig
 from dreamlab.imagination.loops import OnlineConfig
 
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.env not in gym.registry:
         raise ValueError(f"--env {args.env!r}: not a registered gymnasium env id")
     job = config_from_args(TrainJob, args)
+    check_output_dir(args.out)
     train_online(args.env, args.out, base_part(job, OnlineConfig), job.dreamer, progress=args.progress)
     print(f"agent written to {args.out / 'agent'}")
     return 0

@@ -19,6 +19,8 @@ _EXPORTS: dict[str, str] = {
     "write_csv": "dreamlab.core.io",
     "read_manifest": "dreamlab.core.io",
     "import_attr": "dreamlab.core.imports",
+    "check_code_name": "dreamlab.core.imports",
+    "safe_torch_load": "dreamlab.core.io",
     "machine_info": "dreamlab.core.machine",
     "git_commit": "dreamlab.core.machine",
     "package_versions": "dreamlab.core.machine",

@@ -4,6 +4,11 @@ Every file dreamlab writes goes through :func:`atomic_path`: the content is writ
 temporary name in the same folder (``.tmp-<random>-<name>``) and renamed over the target only
 when complete, so a crash or a kill leaves either the old file or the new one, never half of
 one; a failure removes the temporary file.
+
+Outputs are checked before anything is written (:func:`check_output_file`, :func:`check_output_dir`):
+no command writes into or over an input (an episode store it reads), and none replaces an
+existing output file unless ``--force`` is given. Every checkpoint is read by
+:func:`safe_torch_load` (``weights_only=True``; a bad file is one error naming it).
 """
 
 from __future__ import annotations
@@ -11,14 +16,21 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from dreamlab.core.errors import DreamlabError
+
 TMP_PREFIX = ".tmp-"
+
+
+class OutputError(DreamlabError):
+    """An output path that would overwrite a file without ``--force``, or write into an input."""
 
 
 def tmp_name(path: Path) -> Path:
@@ -91,3 +103,66 @@ def read_manifest(
         got = (meta.get("format"), meta.get("version")) if isinstance(meta, dict) else (None, None)
         raise error(f"{path}: field 'format'/'version' is {got[0]!r}/{got[1]!r}; expected {fmt!r}/{version}")
     return meta
+
+
+def safe_torch_load(
+    path: str | Path, what: str = "checkpoint", error: type[Exception] = DreamlabError, map_location: Any = "cpu"
+) -> Any:
+    """``torch.load(path, weights_only=True)``: nothing is unpickled; any failure is one ``error``
+    naming the file (``what`` says what it should have been)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {what} not found" + (" (it is a directory)" if path.is_dir() else ""))
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to read means a bad (or hostile) file
+        text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())
+        if text.startswith("Weights only load failed"):
+            text = "it holds pickled Python objects, which are never loaded"
+        first = text[:200] if text else type(exc).__name__
+        raise error(f"{path}: not a {what} (torch.load with weights_only=True failed: {first})") from None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    p, r = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    return p == r or r in p.parents
+
+
+def check_not_inside(out: str | Path, inputs: Sequence[str | Path], flag: str = "--out") -> None:
+    """Refuse an output at or inside an input folder (an episode store a command reads)."""
+    for root in inputs:
+        if _inside(Path(out), Path(root)):
+            raise OutputError(
+                f"{flag} {out}: is inside the input {root}; refusing to write into an input (choose a path outside it)"
+            )
+
+
+def check_output_dir(out: str | Path, flag: str = "--out", inputs: Sequence[str | Path] = ()) -> Path:
+    """An output *folder*: it, and every existing parent, must be a directory (not a file); not inside ``inputs``."""
+    out = Path(out)
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == out else f"lies under {p}, which is a file"
+                raise OutputError(f"{flag} {out}: {what}; expected a directory")
+            break
+    check_not_inside(out, inputs, flag)
+    return out
+
+
+def check_output_file(out: str | Path, force: bool, flag: str = "--out", inputs: Sequence[str | Path] = ()) -> Path:
+    """An output *file*: never inside ``inputs``; an existing file is replaced only with ``force``."""
+    out = Path(out)
+    check_not_inside(out, inputs, flag)
+    if out.is_dir():
+        raise OutputError(f"{flag} {out}: is a directory; expected a file path")
+    for p in out.parents:
+        if p.exists():
+            if not p.is_dir():
+                raise OutputError(f"{flag} {out}: lies under {p}, which is a file; expected a folder there")
+            break
+    if out.exists() and not force:
+        raise OutputError(f"{flag} {out}: exists; refusing to overwrite it (pass --force to replace it)")
+    return out

@@ -71,7 +71,7 @@ def test_checkpoint_resume_lora_and_plain_reload(tmp_path, base_dir) -> None:
         max_labelled_tokens=10**9,
         checkpoint_every=1,
         progress=False,
-        lora=True,
+        finetune="lora",
     )
     teacher = ActorTeacher.for_student(ConstantProbs(TARGET.tolist()), st)
     Distiller(st, teacher, gym.make_vec("CartPole-v1", num_envs=4), cfg, out=tmp_path, env_id="CartPole-v1").run()
