@@ -129,7 +129,7 @@ def main() -> None:
         runs[variant] = {}
         for seed in args.seeds:
             out = Path(args.work) / args.env / variant / f"seed{seed}"
-            shared = {}
+            shared = {"llm": "toy"}  # these figures are for the toy GPT (SmolLM2 cycles: issue 20)
             if variant != args.variants[0]:
                 base = Path(args.work) / args.env / args.variants[0] / f"seed{seed}" / "llm_base"
                 if not (base / "config.json").exists():

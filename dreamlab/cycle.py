@@ -133,7 +133,11 @@ class Cycle:
     def llm_dir(self, r: int) -> Path:
         """The LLM deployed in round r (after round r - 1)."""
         if r == 0:
-            return Path(self.cfg.llm) if self.cfg.llm else self.out / "llm_base"
+            if self.cfg.llm in ("", "toy"):
+                return self.out / "llm_base"
+            from dreamlab.policy.pretrained import resolve_llm
+
+            return resolve_llm(self.cfg.llm, log=_log)
         prev = self.rdir(r - 1) / "llm"
         return prev if (prev / "config.json").exists() else self.llm_dir(r - 1)
 
@@ -147,7 +151,7 @@ class Cycle:
 
         cfg = self.cfg
         info: dict[str, Any] = {}
-        if not cfg.llm:
+        if cfg.llm in ("", "toy"):
             eps = cfg.prior.log_epsilon
             if eps < 0:
                 eps = MCC_MINORITY_EPSILON if "MountainCar" in cfg.env_id else CARTPOLE_MEDIOCRE_EPSILON
@@ -176,8 +180,8 @@ class Cycle:
                 prior_return_mean=float(np.mean(s.returns)) if s.returns else None,
                 base_llm_agreement=made.get("agreement"),
             )
-        elif not (Path(cfg.llm) / "config.json").exists():
-            raise CycleError(f"--llm {cfg.llm}: no config.json; expected a local Hugging Face causal-LM folder")
+        elif not (self.llm_dir(0) / "config.json").exists():
+            raise CycleError(f"--llm {cfg.llm}: no config.json; expected a known name, an LLM folder or toy")
         policy = LLMPolicy.from_pretrained(self.llm_dir(0), env_id=cfg.env_id)
         real = evaluate_real(policy, cfg.env_id, cfg.eval_episodes, seed=cfg.seed + 50_000)
         info.update(

@@ -21,7 +21,7 @@ class CycleError(DreamlabError):
 
 @dataclass
 class PriorConfig:
-    """Round 0's LLM when ``llm`` is empty: made with make-base-llm from prior logs."""
+    """Round 0's LLM when ``llm`` is ``toy``: made with make-base-llm from prior logs."""
 
     log_steps: int = 5000
     log_epsilon: float = 1.0  # 1 = uniformly random actions: the base LLM knows the action format, not the skill; -1 = the env's mediocre heuristic default
@@ -110,7 +110,7 @@ class CycleConfig:
     env_id: str = "CartPole-v1"
     rounds: int = 3
     seed: int = 0
-    llm: str = ""  # round 0's LLM: a local causal-LM folder, or "" to make one (see prior)
+    llm: str = "smollm2-135m-instruct"  # round 0's LLM: a known name (prepared once), an LLM folder, or "toy" (made from prior logs, see prior)
     practice: str = "dreamer"  # dreamer | grpo | none
     eval_episodes: int = 10  # (e) real and dream episodes per evaluation
     threads: int = 0  # torch CPU threads (0 = torch's default)

@@ -67,15 +67,17 @@ class QuickstartDreamConfig:
 
 @dataclass
 class QuickstartLLMConfig:
-    pretrain_steps: int = 1000  # the small base LLM made from the logs
+    model: str = "smollm2-135m-instruct"  # a known name (prepared once), an LLM folder, or "toy"
+    pretrain_steps: int = 1000  # toy: the small base LLM made from the logs
+    eval_episodes: int = 4  # a pretrained LLM's real-env episodes per evaluation (the toy uses eval_episodes)
 
 
 @dataclass
 class QuickstartDistillConfig:
-    tokens: int = 16_000
+    tokens: int = 0  # labelled tokens; 0 = 16,000 for the toy GPT, 256 for a pretrained LLM (~2 s per decision)
     eval_every: int = 4000
     teacher_mix: float = 0.5
-    envs: int = 16
+    envs: int = 0  # dream envs; 0 = 16 for the toy GPT, 8 for a pretrained LLM
 
 
 @dataclass
@@ -193,6 +195,21 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     )
 
 
+def _base_note(info: dict[str, Any]) -> str:
+    name = info.get("base_llm_name", "toy")
+    if name == "toy":
+        return "a small GPT pre-trained on the logs (--llm toy)"
+    return f"{name}, zero-shot (chat prompt, {info.get('finetune') or 'lora'} fine-tuning)"
+
+
+def state_finetune(student_dir: Path) -> str | None:
+    """How the student was fine-tuned (``lora`` or ``full``), from its ``distill.json``."""
+    try:
+        return json.loads((student_dir / "distill.json").read_text())["run"]["finetune"]
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def _distill(cfg: QuickstartConfig, out: Path, logs: Path, wm_ckpt: Path, agent_dir: Path) -> dict[str, Any]:
     import gymnasium as gym
 
@@ -203,34 +220,47 @@ def _distill(cfg: QuickstartConfig, out: Path, logs: Path, wm_ckpt: Path, agent_
     from dreamlab.policy.distill import DistillConfig, Distiller
     from dreamlab.policy.llm import LLMPolicy
     from dreamlab.policy.llm import evaluate as eval_llm
+    from dreamlab.policy.pretrained import resolve_llm
     from dreamlab.policy.teachers import ActorTeacher
     from dreamlab.worldmodel.model import WorldModel
 
-    base_dir, student_dir = out / "llm_base", out / "llm_opsd"
-    if not (base_dir / "config.json").exists():
-        make_base_llm(logs, base_dir, BaseLLMConfig(steps=cfg.llm.pretrain_steps, seed=cfg.seed, progress=cfg.progress))
-    eval_env = gym.make_vec(cfg.env_id, num_envs=cfg.eval_episodes, vectorization_mode="sync")
+    toy = cfg.llm.model == "toy"
+    student_dir = out / "llm_opsd"
+    if toy:
+        base_dir = out / "llm_base"
+        if not (base_dir / "config.json").exists():
+            make_base_llm(
+                logs, base_dir, BaseLLMConfig(steps=cfg.llm.pretrain_steps, seed=cfg.seed, progress=cfg.progress)
+            )
+    else:
+        base_dir = resolve_llm(cfg.llm.model, log=_log)
+    episodes = cfg.eval_episodes if toy else cfg.llm.eval_episodes
+    eval_env = gym.make_vec(cfg.env_id, num_envs=episodes, vectorization_mode="sync")
 
     def real_return(policy: LLMPolicy) -> float:
-        return float(np.mean(eval_llm(policy, eval_env, cfg.eval_episodes, seed=20_000)))
+        return float(np.mean(eval_llm(policy, eval_env, episodes, seed=20_000)))
 
-    base_return = real_return(LLMPolicy.from_pretrained(base_dir))
+    base_return = real_return(LLMPolicy.from_pretrained(base_dir, env_id=cfg.env_id))
     _log(f"base LLM real return {base_return:.1f}")
     store = EpisodeStore(logs)
-    dream = DreamEnv(WorldModel.load(wm_ckpt), store, num_envs=cfg.distill.envs, max_steps=500, seed=cfg.seed)
-    student = LLMPolicy.from_pretrained(base_dir)
+    envs = cfg.distill.envs or (16 if toy else 8)
+    dream = DreamEnv(WorldModel.load(wm_ckpt), store, num_envs=envs, max_steps=500, seed=cfg.seed)
+    student = LLMPolicy.from_pretrained(base_dir, env_id=cfg.env_id)
     teacher = ActorTeacher.for_student(DreamerAgent.load(agent_dir), student)
+    # a pretrained LLM costs ~1 s per decision and update on 2 cores: short rollouts, little replay
+    scale = {} if toy else {"steps_per_rollout": 8, "replay": 1, "minibatch": 32}
     dcfg = DistillConfig(
         method="opsd",
         loss="reverse_kl",
-        max_labelled_tokens=cfg.distill.tokens,
+        max_labelled_tokens=cfg.distill.tokens or (16_000 if toy else 256),
         teacher_mix=cfg.distill.teacher_mix,
         eval_every_tokens=cfg.distill.eval_every,
         seed=cfg.seed,
         progress=cfg.progress,
+        **scale,  # type: ignore[arg-type]
     )
     state = Distiller(student, teacher, dream, dcfg, out=student_dir, eval_fn=real_return, env_id=cfg.env_id).run()
-    final = real_return(LLMPolicy.from_pretrained(student_dir))
+    final = real_return(LLMPolicy.from_pretrained(student_dir, env_id=cfg.env_id))
     rows = [{"method": "opsd", "seed": cfg.seed, "labelled_tokens": 0, "real_return": base_return}]
     rows += [
         {"method": "opsd", "seed": cfg.seed, "labelled_tokens": int(p["labelled_tokens"]), "real_return": p["return"]}
@@ -251,7 +281,9 @@ def _distill(cfg: QuickstartConfig, out: Path, logs: Path, wm_ckpt: Path, agent_
     write_csv(out / "distill.csv", rows)
     return {
         "base_llm": str(base_dir),
+        "base_llm_name": "toy" if toy else cfg.llm.model,
         "student": str(student_dir),
+        "finetune": state_finetune(student_dir),
         "base_real_return": base_return,
         "student_real_return": final,
         "labelled_tokens": state.labelled_tokens,
@@ -290,7 +322,7 @@ def write_report(
         f"| logged behaviour | {behaviour:.1f} ± {logs_info['return_std']:.1f} | | the deployed agent behind the logs |",
         f"| dream-trained agent | {real:.1f} ± {eval_info['real']['std']:.1f} | {eval_info['dream']['mean']:.1f} "
         f"| gap {eval_info['gap']:+.1f} ({100 * eval_info['gap_relative']:.0f}% of real) |",
-        f"| base LLM | {distill_info['base_real_return']:.1f} | | pre-trained on the logs |",
+        f"| base LLM | {distill_info['base_real_return']:.1f} | | {_base_note(distill_info)} |",
         f"| OPSD student | {distill_info['student_real_return']:.1f} | | {distill_info['labelled_tokens']} "
         "labelled tokens, distilled inside the dream |",
         "",

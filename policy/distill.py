@@ -57,7 +57,7 @@ import torch
 from safetensors.torch import load_model, save_model
 
 from dreamlab.core.errors import DreamlabError
-from dreamlab.core.io import atomic_path, atomic_torch_save, atomic_write_json
+from dreamlab.core.io import atomic_path, atomic_torch_save, atomic_write_json, safe_torch_load
 from dreamlab.core.precision import resolve_precision
 from dreamlab.core.progress import Progress
 from dreamlab.core.quiet import quiet_third_party
@@ -415,7 +415,7 @@ class Distiller:
                     f"{d / 'model.safetensors'}: unexpected weights {unexpected[:3]}... "
                     "(was the checkpoint written with another --lora setting?)"
                 )
-            self.opt.load_state_dict(torch.load(d / "optim.pt", map_location="cpu", weights_only=True))
+            self.opt.load_state_dict(safe_torch_load(d / "optim.pt", "optimiser state", DistillError))
             if (d / "teacher.safetensors").exists() and getattr(self.teacher, "mode", None) == "ema":
                 load_model(self.teacher.model, str(d / "teacher.safetensors"), strict=False)  # type: ignore[attr-defined]
         except (OSError, KeyError, json.JSONDecodeError, RuntimeError) as exc:

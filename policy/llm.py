@@ -278,6 +278,9 @@ class LLMPolicy:
         path = Path(path)
         if not (path / "config.json").exists():
             raise LLMPolicyError(f"{path}: no config.json; expected a Hugging Face model folder (save_pretrained)")
+        tokenizer_files = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+        if not any((path / f).exists() for f in tokenizer_files):
+            raise LLMPolicyError(f"{path}: no tokenizer files (expected one of {', '.join(tokenizer_files)})")
         meta = read_policy_meta(path)
         src = task_meta(meta, env_id)
         chat = bool(meta.get("chat", False))
@@ -285,7 +288,7 @@ class LLMPolicy:
         try:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(path)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to load means a broken (or hostile) folder
             raise LLMPolicyError(
                 f"{path}: not a loadable Hugging Face causal LM folder: {str(exc).splitlines()[0]}"
             ) from exc

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from dreamlab.core.errors import DreamlabError
-from dreamlab.core.imports import import_attr
+from dreamlab.core.imports import check_code_name, import_attr
 
 Renderer = Callable[[np.ndarray], str]
 
@@ -93,11 +93,7 @@ def get_renderer(name: str, trusted: bool = True, source: str = "") -> Renderer:
         except PromptError as exc:
             raise RendererError(f"renderer {name!r}: {exc}") from exc
     if ":" in name:
-        if not trusted:
-            raise RendererError(
-                f"{source or 'a data file'}: field 'renderer' names code ({name!r}); only built-in renderers "
-                "load from a model folder; pass --trust-code to run it, or --renderer to choose one"
-            )
+        check_code_name(name, f"{source or 'a data file'}: field 'renderer'", trusted)
         fn = import_attr(name, "renderer", RendererError)
         return fn
     builtin = builtin_name(name)

@@ -62,9 +62,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def make_env(spec: str, num_envs: int, logs: Path | None, max_steps: int, seed: int) -> tuple[Any, str | None]:
+def make_env(
+    spec: str, num_envs: int, logs: Path | None, max_steps: int, seed: int, trust_code: bool = False
+) -> tuple[Any, str | None]:
     """(vector env, real env id) for ``spec``: a gymnasium id, or ``dream:WM_CKPT``."""
     import gymnasium as gym
+
+    from dreamlab.core.imports import check_code_name
 
     if spec.startswith("dream:"):
         from dreamlab.data.store import EpisodeStore
@@ -77,8 +81,11 @@ def make_env(spec: str, num_envs: int, logs: Path | None, max_steps: int, seed: 
         if not ckpt.exists():
             raise ValueError(f"--env {spec}: world-model checkpoint {ckpt} not found")
         store = EpisodeStore(logs)
+        env_id = store.env_id
+        if env_id is not None:  # it reaches gym.make for the teacher and the evaluation
+            check_code_name(env_id, f"{logs}/metadata.json: field 'env_id'", trust_code)
         env = DreamEnv(WorldModel.load(ckpt), store, num_envs=num_envs, max_steps=max_steps, seed=seed)
-        return env, store.env_id
+        return env, env_id
     if spec not in gym.registry:
         raise ValueError(f"--env {spec!r}: not a registered gymnasium id and not dream:WM_CKPT")
     return gym.make_vec(spec, num_envs=num_envs, vectorization_mode="sync"), spec
@@ -136,7 +143,9 @@ def run(args: argparse.Namespace) -> int:
     fabric = make_fabric(cfg.accelerator, cfg.strategy, cfg.devices, cfg.precision)
     fabric.launch()  # strategy ddp: starts the other ranks (each runs this command)
     student_dir = resolve_llm(args.student, log=lambda m: print(m, file=sys.stderr, flush=True))
-    env, env_id = make_env(args.env, args.num_envs, args.logs, args.max_steps, cfg.seed + 1000 * fabric.global_rank)
+    env, env_id = make_env(
+        args.env, args.num_envs, args.logs, args.max_steps, cfg.seed + 1000 * fabric.global_rank, args.trust_code
+    )
     needs_space = "vocab" not in task_meta(read_policy_meta(student_dir), env_id)
     student = LLMPolicy.from_pretrained(
         student_dir,

@@ -20,9 +20,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "quickstart",
         help="the main job: logs -> world model -> dream -> evaluate -> LLM -> report",
         description="Collect CartPole logs from a mediocre agent, train a world model, train an "
-        "agent only in its dreams, compare dream and real returns, distil into a small "
-        "base LLM by OPSD inside the dream, and write OUT/report.md with plots. "
+        "agent only in its dreams, compare dream and real returns, distil it into the base LLM "
+        "(SmolLM2-135M-Instruct by default; --llm toy for a small GPT made from the logs) by OPSD "
+        "inside the dream, and write OUT/report.md with plots. "
         "Resumes stage by stage when run again on the same --out.",
     )
     add_config_args(p, QuickstartConfig, "quickstart")
+    p.add_argument(
+        "--llm",
+        dest="cfg:llm.model",
+        default=None,
+        help="the base LLM: smollm2-135m-instruct (default), an LLM folder, or toy (a small GPT made from the logs)",
+    )
     p.set_defaults(func=run)

@@ -20,6 +20,8 @@ from dreamlab.data.collect import collect
 from dreamlab.data.store import EpisodeStore
 
 TINY = [
+    "--llm",
+    "toy",
     "--env",
     "CartPole-v1",
     "--prior.log-steps",

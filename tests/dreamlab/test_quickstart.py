@@ -8,6 +8,8 @@ import pytest
 from dreamlab.cli import main
 
 TINY = [
+    "--llm",
+    "toy",
     "--logs.steps",
     "1500",
     "--world-model.preset",
