@@ -2,10 +2,8 @@
 
 ``run_cycle(cfg)`` runs into one folder ``RUN``::
 
-    RUN/prior_logs/            logs the base LLM is pre-trained on (default: random actions, so it
-                               writes valid actions with no skill)
-                               (made only when no --llm is given; never shown to the world model)
-    RUN/llm_base/              round 0's LLM (make-base-llm on prior_logs, or a copy-free pointer to --llm)
+    RUN/prior_logs/            --llm toy only: random-action logs the small GPT is pre-trained on
+    RUN/llm_base/              --llm toy only: round 0's LLM (otherwise --llm names it: SmolLM2 by default)
     RUN/logs/                  every round's deployment logs, with feedback (the world model's data)
     RUN/worldmodel/            one world model, continued round after round (last.ckpt)
     RUN/rounds/<r>/deploy/     round r's raw deployment logs (the real steps of round r)
@@ -15,17 +13,14 @@
     RUN/rounds/<r>/evaluate.json
     RUN/cycle.csv, RUN/cycle.json, RUN/report.md (dreamlab.cycle_report), RUN/plots/cycle.png|pdf
 
-Settings are one nested :class:`CycleConfig` (sections ``prior``, ``deploy``, ``world_model``,
-``dreamer``, ``grpo``, ``distill``): ``--deploy.steps 2000`` on the command line, ``deploy: {steps:
-2000}`` in ``--config FILE.yaml``.
+Settings: one nested :class:`CycleConfig` (``--deploy.steps 2000`` = ``deploy: {steps: 2000}`` in YAML).
 
 A round ``r`` is five stages, each finished by a marker ``RUN/stages/round<r>_<stage>.json``:
 
 (a) **deploy**: the current policy (round 0: the base LLM; then the LLM of round r-1) acts in the
-    real env for ``deploy.steps`` env steps (sampling at ``deploy.temperature``); the episodes in
-    flight when the budget is spent are kept as truncated. ``--feedback`` turns outcomes into
-    thumbs up/down in the logs' ``feedback`` field (``deploy.feedback``): ``env`` (none: the world model learns the env's
-    reward), ``rule`` (+1 when the env's verifier passes on the next observation, -1 when it
+    real env for ``deploy.steps`` env steps (sampling at ``deploy.temperature``; episodes in flight
+    at the end are kept as truncated). ``deploy.feedback`` writes thumbs up/down into the logs'
+    ``feedback`` field: ``env`` (none: the world model learns the env's reward), ``rule`` (+1 when the env's verifier passes on the next observation, -1 when it
     fails), or ``module:function`` (``fn(episode) -> (num_steps,)`` feedback per transition). With
     ``rule`` or a function the world model learns the feedback instead of the env reward, so the
     loop runs where no reward function exists.
@@ -344,7 +339,7 @@ class Cycle:
     def distill(self, r: int) -> dict[str, Any]:
         from dreamlab.data.store import EpisodeStore
         from dreamlab.imagination.dream_env import DreamEnv
-        from dreamlab.policy.distill import DistillConfig, Distiller
+        from dreamlab.policy.distill import PRETRAINED_ROLLOUT, DistillConfig, Distiller
         from dreamlab.policy.llm import LLMPolicy
         from dreamlab.policy.teachers import ActorTeacher
         from dreamlab.worldmodel.model import WorldModel
@@ -358,7 +353,7 @@ class Cycle:
         dream = DreamEnv(
             WorldModel.load(self.rdir(r) / "world_model.ckpt"),
             store,
-            num_envs=cfg.distill.envs,
+            num_envs=cfg.distill.envs or (8 if student.pretrained else 16),
             max_steps=_time_limit(cfg.env_id),
             seed=round_seed(cfg.seed, r),
         )
@@ -366,10 +361,11 @@ class Cycle:
         dcfg = DistillConfig(
             method="opsd",
             loss="reverse_kl",
-            max_labelled_tokens=cfg.distill.tokens,
+            max_labelled_tokens=cfg.distill.tokens or (2_000 if student.pretrained else 48_000),
             teacher_mix=cfg.distill.teacher_mix,
             seed=round_seed(cfg.seed, r),
             progress=cfg.progress,
+            **(PRETRAINED_ROLLOUT if student.pretrained else {}),  # type: ignore[arg-type]
         )
         state = Distiller(student, teacher, dream, dcfg, out=out, env_id=cfg.env_id).run()
         return {"llm": str(out), "method": "opsd", "labelled_tokens": state.labelled_tokens, "updates": state.updates}

@@ -91,9 +91,11 @@ class CycleDistillConfig:
     """(d) write the practice into the LLM: OPSD inside the dream, or SFT on the best logs."""
 
     method: str = "opsd"  # opsd | sft-logs | none
-    tokens: int = 48_000  # opsd: labelled (teacher-scored) tokens per round
+    tokens: int = (
+        0  # opsd: labelled (teacher-scored) tokens per round; 0 = 48,000 for the toy GPT, 2,000 for a pretrained LLM
+    )
     teacher_mix: float = 0.5
-    envs: int = 16
+    envs: int = 0  # dream envs; 0 = 16 for the toy GPT, 8 for a pretrained LLM
     sft_best_fraction: float = 0.2  # sft-logs: the best fraction of logged episodes by return
     sft_steps: int = 300
 

@@ -217,7 +217,7 @@ def _distill(cfg: QuickstartConfig, out: Path, logs: Path, wm_ckpt: Path, agent_
     from dreamlab.imagination.agent import DreamerAgent
     from dreamlab.imagination.dream_env import DreamEnv
     from dreamlab.policy.base_llm import BaseLLMConfig, make_base_llm
-    from dreamlab.policy.distill import DistillConfig, Distiller
+    from dreamlab.policy.distill import PRETRAINED_ROLLOUT, DistillConfig, Distiller
     from dreamlab.policy.llm import LLMPolicy
     from dreamlab.policy.llm import evaluate as eval_llm
     from dreamlab.policy.pretrained import resolve_llm
@@ -247,8 +247,7 @@ def _distill(cfg: QuickstartConfig, out: Path, logs: Path, wm_ckpt: Path, agent_
     dream = DreamEnv(WorldModel.load(wm_ckpt), store, num_envs=envs, max_steps=500, seed=cfg.seed)
     student = LLMPolicy.from_pretrained(base_dir, env_id=cfg.env_id)
     teacher = ActorTeacher.for_student(DreamerAgent.load(agent_dir), student)
-    # a pretrained LLM costs ~1 s per decision and update on 2 cores: short rollouts, little replay
-    scale = {} if toy else {"steps_per_rollout": 8, "replay": 1, "minibatch": 32}
+    scale = {} if toy else PRETRAINED_ROLLOUT
     dcfg = DistillConfig(
         method="opsd",
         loss="reverse_kl",

@@ -68,6 +68,10 @@ from dreamlab.policy.teachers import Teacher
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
 
+# Rollout and replay for a pretrained student where a decision costs ~1 s on a 2-core CPU (SmolLM2):
+# short rollouts and little replay, so a few hundred labelled tokens take minutes, not hours.
+PRETRAINED_ROLLOUT: dict[str, int] = {"steps_per_rollout": 8, "replay": 1, "minibatch": 32}
+
 
 def _fixed_actions(actions: np.ndarray, obs: Any, is_first: Any) -> np.ndarray:
     """A rollout step's policy that plays ``actions`` whatever it is shown."""
@@ -89,7 +93,10 @@ class DistillConfig:
     lr_final: float = 0.1  # ... down to lr * lr_final (damps the late oscillation of on-policy training)
     steps_per_rollout: int = 32  # vector-env steps per update
     epochs: int = 1  # passes over each rollout
-    minibatch: int = 64  # decisions per backward pass
+    minibatch: int = 64  # decisions per gradient
+    micro_batch: int = (
+        0  # decisions per backward pass (same gradient, less memory); 0 = 8 for a pretrained LLM, else minibatch
+    )
     grad_accum: int = 1  # backward passes per optimiser step
     max_grad_norm: float = 1.0
     teacher_mix: float = 0.0  # OPSD: chance that a row executes the teacher's action instead (DAgger's beta)
@@ -317,9 +324,7 @@ class Distiller:
             order = self.rng.permutation(len(batch))[:m]
             chunks = [order[i : i + cfg.minibatch] for i in range(0, len(order), cfg.minibatch)]
             for c, idx in enumerate(chunks):
-                loss, _ = self.batch_loss(batch.take(idx))
-                (loss / cfg.grad_accum).backward()
-                losses.append(float(loss.detach()))
+                losses.append(self._backward(batch.take(idx)))
                 if (c + 1) % cfg.grad_accum == 0 or c == len(chunks) - 1:
                     sync_grads(self.fabric, params)
                     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -327,6 +332,20 @@ class Distiller:
                     self.opt.zero_grad(set_to_none=True)
         self.teacher.after_update(self.student)
         return float(np.mean(losses)) if losses else float("nan")
+
+    def _backward(self, mb: Batch) -> float:
+        """Backward the minibatch's token-mean loss in micro-batches of ``micro_batch`` rows, each
+        weighted by its share of the tokens: the same gradient as one pass, a fraction of the memory."""
+        size = self.cfg.micro_batch or (8 if self.student.pretrained else len(mb))
+        ntok = [len(self.student.completions[int(a)]) for a in mb.actions]
+        total_tokens, loss_sum = float(sum(ntok)), 0.0
+        for i in range(0, len(mb), size):
+            idx = np.arange(i, min(i + size, len(mb)))
+            share = sum(ntok[j] for j in idx) / total_tokens
+            loss, _ = self.batch_loss(mb.take(idx))
+            (loss * share / self.cfg.grad_accum).backward()
+            loss_sum += float(loss.detach()) * share
+        return loss_sum
 
     # ------------------------------------------------------------------ loop
     def done(self) -> bool:

@@ -157,3 +157,19 @@ def test_runner_handles_both_autoreset_modes() -> None:
             rets.extend(r.finished_returns)
         assert len(rets) >= 60 and all(8 <= x <= 11 for x in rets), (mode, rets[:5])
         assert steps - sum(rets) <= 3 * 11  # only the episodes in flight are unaccounted
+
+
+def test_micro_batches_give_the_minibatch_gradient(base_dir) -> None:
+    """micro_batch only splits the backward pass: the same minibatch gives the same gradient and loss."""
+    import torch
+
+    _, _, d = run(base_dir, "opsd", updates=1)
+    batch = d.rollout()
+    grads, losses = [], []
+    for micro in (0, 3):
+        d.cfg.micro_batch = micro
+        d.opt.zero_grad(set_to_none=True)
+        losses.append(d._backward(batch))
+        grads.append(torch.cat([p.grad.reshape(-1) for p in d.params]))
+    assert len(batch) > 3 and abs(losses[0] - losses[1]) < 1e-5
+    assert torch.allclose(grads[0], grads[1], atol=1e-6, rtol=1e-4), (grads[0] - grads[1]).abs().max()
