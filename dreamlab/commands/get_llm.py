@@ -31,10 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from dreamlab.core.io import check_output_dir
     from dreamlab.policy.pretrained import LLM_FILE, cache_root, convert
 
     apply_threads(args.threads)
-    out = args.out or cache_root() / "llm" / f"{args.name}-{args.dtype}"
+    out = check_output_dir(args.out or cache_root() / "llm" / f"{args.name}-{args.dtype}")
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     if out.exists() and any(out.iterdir()) and not args.force:
         if (out / LLM_FILE).exists():

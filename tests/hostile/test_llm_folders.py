@@ -67,3 +67,16 @@ def test_broken_student_folder_is_one_line(
     code, _, err = run_cli(argv, capsys)
     assert_user_error(code, err, "distill", folder)
     assert tree_bytes(folder) == before
+
+
+def test_get_llm_out_that_is_a_file_or_a_foreign_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep me")
+    code, _, err = run_cli(["get-llm", "--out", afile], capsys)
+    assert_user_error(code, err, "get-llm", afile, "expected a directory")
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "data.txt").write_text("keep me too")
+    code, _, err = run_cli(["get-llm", "--out", folder], capsys)
+    assert_user_error(code, err, "get-llm", folder, "--force")
+    assert afile.read_text() == "keep me" and (folder / "data.txt").read_text() == "keep me too"
