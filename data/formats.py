@@ -425,22 +425,5 @@ def _jsonl_spaces(
 
 
 # ------------------------------------------------------------------------------------ Minari
-def export_minari(
-    episodes: Iterable[Episode],
-    dataset_id: str,
-    env_id: str | None,
-    observation_space: gym.Space,
-    action_space: gym.Space,
-    algorithm_name: str = "dreamlab",
-) -> Path:
-    """Write a local Minari dataset (under ``MINARI_DATASETS_PATH``); returns its directory."""
-    from dreamlab.data.minari_format import export_minari as _export
-
-    return _export(episodes, dataset_id, env_id, observation_space, action_space, algorithm_name)
-
-
-def read_minari(src: str | Path, env_id: str | None = None) -> Logs:
-    """Read a local Minari dataset given by id (under ``MINARI_DATASETS_PATH``) or directory."""
-    from dreamlab.data.minari_format import read_minari as _read
-
-    return _read(src, env_id)
+# in data/minari_format.py (minari itself is imported only when used); re-exported here
+from dreamlab.data.minari_format import export_minari, read_minari  # noqa: E402, F401

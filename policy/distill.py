@@ -64,6 +64,7 @@ from dreamlab.core.quiet import quiet_third_party
 from dreamlab.policy.llm import LLMPolicy, write_policy_meta
 from dreamlab.policy.losses import LOSSES, cross_entropy, distill_loss, reverse_kl
 from dreamlab.policy.rollout import VecRunner
+from dreamlab.policy.scale import agree_min, make_fabric, sync_grads, total, weights_digest
 from dreamlab.policy.teachers import Teacher
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
@@ -210,8 +211,6 @@ class Distiller:
         env_id: str | None = None,
         fabric: Any = None,
     ):
-        from dreamlab.policy.scale import make_fabric
-
         self.cfg = cfg or DistillConfig()
         self.cfg.check()
         self.student, self.teacher, self.eval_fn, self.env_id = student, teacher, eval_fn, env_id
@@ -314,8 +313,6 @@ class Distiller:
         return loss, div
 
     def update(self, batch: Batch) -> float:
-        from dreamlab.policy.scale import agree_min, sync_grads
-
         cfg, losses, params = self.cfg, [], self.params
         for group in self.opt.param_groups:
             group["lr"] = self.lr_now()
@@ -378,8 +375,6 @@ class Distiller:
                 raise DistillError("a rollout produced no decisions; raise steps_per_rollout")
             self.buffer.append(batch)
             loss = self.update(Batch.concat(list(self.buffer)))
-            from dreamlab.policy.scale import total
-
             tokens = int(total(self.fabric, sum(len(self.student.completions[int(a)]) for a in batch.actions)))
             s.labelled_tokens += tokens
             s.updates += 1
@@ -451,8 +446,6 @@ class Distiller:
         return m
 
     def save_final(self) -> Path:
-        from dreamlab.policy.scale import weights_digest
-
         assert self.out is not None
         digest = weights_digest(self.model)
         run = {

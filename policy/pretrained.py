@@ -195,14 +195,3 @@ def resolve_llm(spec: str | Path, dtype: str = "bf16", log: Any = print) -> Path
             f"{path}: not an LLM folder (config.json + tokenizer) and not a known name ({', '.join(sorted(KNOWN))})"
         )
     return path
-
-
-def is_pretrained(path: str | Path) -> bool:
-    """Whether a folder holds a converted pretrained model (LoRA is its default for fine-tuning)."""
-    import json
-
-    f = Path(path) / LLM_FILE
-    try:
-        return bool(f.exists() and json.loads(f.read_text()).get("pretrained"))
-    except (OSError, ValueError):
-        return False
