@@ -11,16 +11,21 @@ Sources (each script's own JSON; the ceilings are measured inside that script, i
 ==============================  ==================================================  =================
 benchmark                       ours / ceiling                                      goal (issue)
 ==============================  ==================================================  =================
-``perf_data`` collection        ``data.collect`` steps/s / raw SyncVectorEnv steps  ≥ 0.8× (2)
+``perf_data`` collection        ``data.collect`` steps/s / raw SyncVectorEnv steps  ≥ 0.8× (2, 18)
 ``perf_data`` sampling          ``SequenceSampler`` 16×64 batches/s / numpy gather  none
 ``perf_worldmodel``             plain RSSM step time / ``WorldModel`` step time     ours ≤ 1.25× plain
                                 (and through Lightning)                             time (3)
 ``perf_imagination``            imagined steps/s, ours / plain loop (rollout,       ≥ 0.8× (4)
-                                actor-critic update), batch 1024, horizon 15
+                                actor-critic update), batch 1024, horizon 15, fp32
+``perf_imagination``            ours at precision ``auto`` / plain fp32 loop        rollout ≥ 2.5×,
+                                                                                    update ≥ 2× (18)
+``perf_imagination``            ours bf16-mixed / plain loop under autocast(bf16)   rollout ≥ 0.9× (18)
 ``perf_llm`` actions/s          ``LLMPolicy.act`` / bare HF forward on the same     none (6)
                                 pre-tokenised rows
 ``perf_llm`` distillation       labelled tokens/s / plain fwd+bwd+Adam on the       none (6)
                                 same decision rows, each trained once
+``perf_pipeline`` (whole jobs)  quickstart stages and online CartPole wall seconds  goal / measured
+                                against the issue's seconds; open loop / 10×        ≥ 1 (18)
 ==============================  ==================================================  =================
 
 Every ratio is written so that higher is better and 1.0 means "as fast as the ceiling" (for the
@@ -47,7 +52,8 @@ from dreamlab.core.io import atomic_write_json, atomic_write_text
 from dreamlab.core.machine import run_manifest
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SOURCES = ("data", "worldmodel", "imagination", "llm")
+SOURCES = ("data", "worldmodel", "imagination", "llm", "pipeline")
+OPTIONAL = ("pipeline",)  # whole jobs (minutes each): not in --quick, and skipped when their JSON is missing
 
 
 def _row(
@@ -84,10 +90,10 @@ def _row(
 def rows_data(d: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for c in d["collection"]:
-        ours = max(c["collector_inline_steps_per_s"], c["collector_process_steps_per_s"])
+        ours = c["collector_process_steps_per_s"]  # the default writer, with the full crash guarantee
         rows.append(
             _row(
-                2,
+                18,
                 "data",
                 f"collection, random policy, {c['env']} ({c['num_envs']} envs)",
                 "steps/s",
@@ -148,25 +154,90 @@ def rows_worldmodel(d: dict[str, Any]) -> list[dict[str, Any]]:
                     ratio=r["plain_s"] / r["ours_lightning_s"],
                 )
             )
+        if r["preset"] == "small" and "ours_auto_s" in r:
+            rows.append(
+                _row(
+                    18,
+                    "worldmodel",
+                    f"WM train step, small, ours at auto precision ({r['auto_precision']})",
+                    "ms/step",
+                    1e3 * r["ours_auto_s"],
+                    1e3 * r["plain_s"],
+                    "plain-PyTorch RSSM step in fp32 (ratio = plain / ours)",
+                    2.0,
+                    "≥ 2× faster than plain fp32",
+                    ratio=r["plain_s"] / r["ours_auto_s"],
+                )
+            )
+        if "ours_bf16_s" in r:
+            rows.append(
+                _row(
+                    18,
+                    "worldmodel",
+                    f"WM train step, {r['preset']}, ours in bf16-mixed",
+                    "ms/step",
+                    1e3 * r["ours_bf16_s"],
+                    1e3 * r["plain_bf16_s"],
+                    "plain-PyTorch RSSM step in bf16-mixed (ratio = plain / ours)",
+                    None,
+                    "none",
+                    ratio=r["plain_bf16_s"] / r["ours_bf16_s"],
+                )
+            )
     return rows
 
 
 def rows_imagination(d: dict[str, Any]) -> list[dict[str, Any]]:
     names = {"rollout": "imagination rollout, no gradients", "update": "imagination + actor-critic update"}
-    return [
-        _row(
-            4,
-            "imagination",
-            f"{names.get(k, k)} (batch {d['batch']}, horizon {d['horizon']}, {d['preset']})",
-            "imagined steps/s",
-            r["ours_steps_per_s"],
-            r["plain_steps_per_s"],
-            "plain-PyTorch loop, same sizes",
-            d.get("goal_ratio", 0.8),
-            f"≥ {d.get('goal_ratio', 0.8)}×",
+    goals = d.get("goals", {})
+    auto = d.get("auto_precision", "32")
+    rows = []
+    for k, r in d["results"].items():
+        what = f"{names.get(k, k)} (batch {d['batch']}, horizon {d['horizon']}, {d['preset']})"
+        rows.append(
+            _row(
+                4,
+                "imagination",
+                f"{what}, fp32",
+                "imagined steps/s",
+                r["ours_steps_per_s"],
+                r["plain_steps_per_s"],
+                "plain-PyTorch loop, same sizes, fp32",
+                d.get("goal_ratio", 0.8),
+                f"≥ {d.get('goal_ratio', 0.8)}×",
+            )
         )
-        for k, r in d["results"].items()
-    ]
+        if "ours_bf16_steps_per_s" not in r:  # an older run: fp32 only
+            continue
+        g = goals.get(k, {})
+        fp32_goal, bf16_goal = g.get("auto_vs_plain_fp32"), g.get("bf16_vs_plain_bf16")
+        rows.append(
+            _row(
+                18,
+                "imagination",
+                f"{what}, ours at precision auto (= {auto} here)",
+                "imagined steps/s",
+                r["ours_auto_steps_per_s"],
+                r["plain_steps_per_s"],
+                "plain-PyTorch loop, same sizes, fp32",
+                fp32_goal,
+                f"≥ {fp32_goal}× plain fp32" if fp32_goal else "none",
+            )
+        )
+        rows.append(
+            _row(
+                18,
+                "imagination",
+                f"{what}, bf16-mixed",
+                "imagined steps/s",
+                r["ours_bf16_steps_per_s"],
+                r["plain_bf16_steps_per_s"],
+                "plain-PyTorch loop, same sizes, under torch.autocast(bf16)",
+                bf16_goal,
+                f"≥ {bf16_goal}× plain bf16" if bf16_goal else "none",
+            )
+        )
+    return rows
 
 
 def rows_llm(d: dict[str, Any]) -> list[dict[str, Any]]:
@@ -203,11 +274,18 @@ def rows_llm(d: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def rows_pipeline(d: dict[str, Any]) -> list[dict[str, Any]]:
+    from dreamlab.benchmarks.perf_pipeline import table_rows
+
+    return table_rows(d, _row)
+
+
 BUILDERS: dict[str, Callable[[dict[str, Any]], list[dict[str, Any]]]] = {
     "data": rows_data,
     "worldmodel": rows_worldmodel,
     "imagination": rows_imagination,
     "llm": rows_llm,
+    "pipeline": rows_pipeline,
 }
 
 
@@ -228,6 +306,12 @@ def run_full(name: str, results: Path) -> dict[str, Any]:
         from dreamlab.benchmarks.perf_imagination import main as im_main
 
         return im_main(out)
+    if name == "pipeline":
+        from dreamlab.benchmarks.perf_pipeline import main as pipe_main
+
+        pipe_main(out)
+        pipe_main([*out, "--jobs", "quickstart", "--beside"])
+        return json.loads((results / "perf_pipeline.json").read_text())
     from dreamlab.benchmarks.perf_llm import main as llm_main
 
     return llm_main(out)
@@ -365,12 +449,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sources: dict[str, dict[str, Any]] = {}
     for name in SOURCES:
         if args.quick:
-            sources[name] = run_quick(name, args.out_dir)
+            if name not in OPTIONAL:
+                sources[name] = run_quick(name, args.out_dir)
         elif name in to_run:
             print(f"[perf] running perf_{name}", flush=True)
             sources[name] = run_full(name, args.results)
         else:
             path = args.results / f"perf_{name}.json"
+            if not path.exists() and name in OPTIONAL:
+                print(f"[perf] {path} missing: no perf_{name} rows", flush=True)
+                continue
             if not path.exists():
                 raise FileNotFoundError(f"{path}: no results of perf_{name}; run it or drop --from-results")
             sources[name] = json.loads(path.read_text())

@@ -1,15 +1,22 @@
 """Data-layer performance: collection steps/s vs raw gymnasium vector stepping, and batches/s.
 
-    python -m dreamlab.benchmarks.perf_data            # writes benchmarks/results/perf_data.json (~30 s)
+    python -m dreamlab.benchmarks.perf_data            # writes benchmarks/results/perf_data.json (~1.5 min)
 
-Collection: ``data.collect.collect`` with a random policy into a fresh EpisodeStore, against
-raw ``gymnasium.vector.SyncVectorEnv`` stepping with random actions (the same envs, same number
-of steps, no storage) in the same run, interleaved and best-of-``reps`` to damp the noise of a
-shared machine. Two envs bracket the cost of storage: CartPole-v1 under a random policy ends an
-episode every ~22 steps (one .npz archive each: the worst case), Pendulum-v1 every 200 steps.
-Both writers are measured (``inline``: archives written in the collecting thread; ``process``:
-by a forked writer process, see ``data.writers``). ``collector_excl_writes`` (inline writer) removes
-the time spent inside ``EpisodeStore.add_many``, isolating the collector's own per-step overhead.
+Collection: ``data.collect.collect`` with a random policy into a fresh EpisodeStore (format
+version 2: chunks), against raw ``gymnasium.vector.SyncVectorEnv`` stepping with random actions
+(the same envs, same number of steps, no storage) in the same run, interleaved rep by rep and
+best-of-``reps`` to damp the noise of a shared machine; ``ratio_*_paired_median`` is the median
+over reps of the ratio within one rep (robust to load that drifts between reps). A collection's
+time includes forking the writer and waiting, at the end, for its last chunk and index update
+(tens of milliseconds), so ``--steps`` is large enough to measure sustained throughput. Two envs
+bracket the cost of storage: CartPole-v1 under a random policy ends an episode every ~22 steps
+(the worst case), Pendulum-v1 every 200 steps. Both writers are measured (``process``, the
+default: each episode goes to a forked writer process as it ends, so a SIGKILL loses only the
+episodes in flight; ``inline``: chunks written in the collecting thread, see ``data.writers``).
+The collector steps its envs in its own lockstep loop, not through ``SyncVectorEnv``;
+``raw_lockstep_steps_per_s`` times that loop alone (the same envs, random actions, reset on
+done, no policy object, buffers or storage), so ``ratio_process_vs_lockstep`` is what storage and
+bookkeeping cost. ``collector_excl_writes`` (inline writer) removes the time spent writing chunks.
 
 Sampling: ``SequenceSampler.sample(16)`` windows of length 64 over a store of ~20k CartPole steps.
 """
@@ -29,7 +36,7 @@ import torch
 
 from dreamlab.core.io import atomic_write_json
 from dreamlab.core.machine import run_manifest
-from dreamlab.data.collect import collect
+from dreamlab.data.collect import collect, make_env
 from dreamlab.data.sampling import SequenceSampler
 from dreamlab.data.spaces import ActionCodec
 from dreamlab.data.store import EpisodeStore
@@ -56,13 +63,40 @@ def raw_steps_per_second(env_id: str, num_envs: int, steps: int, seed: int) -> f
     return n * num_envs / dt
 
 
+def raw_lockstep_steps_per_second(env_id: str, num_envs: int, steps: int, seed: int) -> float:
+    """The same envs stepped one by one in a plain loop (reset on done), random actions, nothing stored."""
+    envs = [make_env(env_id) for _ in range(num_envs)]
+    for i, e in enumerate(envs):
+        e.reset(seed=seed + i)
+    rng = np.random.default_rng(seed)
+    sp = envs[0].action_space
+    n = -(-steps // num_envs)
+    t = time.perf_counter()
+    for _ in range(n):
+        if isinstance(sp, gym.spaces.Discrete):
+            a = rng.integers(sp.start, sp.start + sp.n, size=num_envs)
+        else:
+            box = cast(gym.spaces.Box, sp)
+            a = rng.uniform(box.low, box.high, size=(num_envs,) + box.shape).astype(box.dtype)
+        for i, e in enumerate(envs):
+            _, _, term, trunc, _ = e.step(a[i])
+            if term or trunc:
+                e.reset()
+    dt = time.perf_counter() - t
+    for e in envs:
+        e.close()
+    return n * num_envs / dt
+
+
 def bench_collection(env_id: str, num_envs: int, steps: int, reps: int, tmp: Path) -> dict:
     raw: list[float] = []
+    lockstep: list[float] = []
     ours: dict[str, list[float]] = {"inline": [], "process": []}
     excl: list[float] = []
-    episodes = 0
+    episodes = chunks = 0
     for r in range(reps):
         raw.append(raw_steps_per_second(env_id, num_envs, steps, seed=r))
+        lockstep.append(raw_lockstep_steps_per_second(env_id, num_envs, steps, seed=r))
         for writer in ours:
             out = tmp / f"{env_id}-{r}-{writer}"
             s = collect(
@@ -71,25 +105,32 @@ def bench_collection(env_id: str, num_envs: int, steps: int, reps: int, tmp: Pat
             ours[writer].append(s.steps_per_second)
             if writer == "inline":
                 excl.append(s.steps_taken / max(s.seconds - s.write_seconds, 1e-9))
-            episodes = s.episodes_stored
+            episodes, chunks = s.episodes_stored, len(EpisodeStore(out).files())
             shutil.rmtree(out)
     best_raw = max(raw)
+    paired = {w: float(np.median([o / b for o, b in zip(v, raw)])) for w, v in ours.items()}
     return {
         "env": env_id,
         "num_envs": num_envs,
         "steps": steps,
         "reps": reps,
         "episodes_per_run": episodes,
+        "chunks_per_run": chunks,
         "mean_episode_steps": steps / max(episodes, 1),
         "raw_steps_per_s": best_raw,
+        "raw_lockstep_steps_per_s": max(lockstep),
         "collector_inline_steps_per_s": max(ours["inline"]),
         "collector_process_steps_per_s": max(ours["process"]),
         "collector_excl_writes_steps_per_s": max(excl),
         "ratio_inline": max(ours["inline"]) / best_raw,
         "ratio_process": max(ours["process"]) / best_raw,
         "ratio": max(max(ours["inline"]), max(ours["process"])) / best_raw,
+        "ratio_inline_paired_median": paired["inline"],
+        "ratio_process_paired_median": paired["process"],
+        "ratio_process_vs_lockstep": max(ours["process"]) / max(lockstep),
         "ratio_excl_writes": max(excl) / best_raw,
         "all_raw": raw,
+        "all_lockstep": lockstep,
         "all_collector": ours,
     }
 
@@ -146,9 +187,9 @@ def bench_sampling(tmp: Path, seconds: float = 3.0, steps: int = 20_000) -> dict
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--steps", type=int, default=20_000)
+    p.add_argument("--steps", type=int, default=60_000, help="env steps per timed run")
     p.add_argument("--num-envs", type=int, default=8)
-    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--reps", type=int, default=4)
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -175,10 +216,11 @@ def main(argv: list[str] | None = None) -> dict:
     atomic_write_json(args.out, result, indent=1)
     for c in collection:
         print(
-            f"{c['env']:12s} raw {c['raw_steps_per_s']:8.0f}/s  collector inline "
-            f"{c['collector_inline_steps_per_s']:8.0f}/s ({c['ratio_inline']:.2f}x)  process writer "
-            f"{c['collector_process_steps_per_s']:8.0f}/s ({c['ratio_process']:.2f}x)  excluding store writes "
-            f"{c['ratio_excl_writes']:.2f}x  ({c['mean_episode_steps']:.0f} steps/episode)"
+            f"{c['env']:12s} raw {c['raw_steps_per_s']:8.0f}/s  collector process writer "
+            f"{c['collector_process_steps_per_s']:8.0f}/s ({c['ratio_process']:.2f}x, paired median "
+            f"{c['ratio_process_paired_median']:.2f}x)  inline {c['collector_inline_steps_per_s']:8.0f}/s "
+            f"({c['ratio_inline']:.2f}x)  vs our plain stepping loop {c['ratio_process_vs_lockstep']:.2f}x  "
+            f"({c['mean_episode_steps']:.0f} steps/episode, {c['chunks_per_run']} chunks)"
         )
     print(
         f"sampling: {sampling['batches_per_s']:.0f} batches/s of 16x64 over {sampling['store_steps']} steps "

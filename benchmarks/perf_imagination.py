@@ -8,8 +8,16 @@ sampling, actor, reward and continue heads) and timed in the same run, interleav
 * ``update``: one whole actor-critic update (imagine, lambda-returns, critic and actor losses,
   backward, optimiser steps) = ``DreamerLearner.train_step``.
 
-``ratio`` = ours / plain in imagined steps per second (goal >= 0.8). Writes
-``benchmarks/results/perf_imagination.json``. Usage::
+Each in four variants: ours at ``precision="32"`` and ``"bf16-mixed"`` (see
+:mod:`dreamlab.imagination.mixed`), and the plain loop in fp32 and under plain
+``torch.autocast(bfloat16)`` (the two ceilings). Ratios (ours / ceiling, imagined steps/s;
+higher is better): ``ratio`` = ours fp32 / plain fp32 (issue 4: >= 0.8); ``ratio_auto_vs_plain_fp32``
+= ours at ``precision="auto"`` (bf16-mixed where bf16 is fast on this CPU, else 32) / plain fp32
+(issue 18: rollout >= 2.5, update >= 2); ``ratio_bf16_vs_plain_bf16`` = ours bf16-mixed / plain
+bf16 (issue 18: rollout >= 0.9). On a CPU without AMX or AVX512-BF16, bf16 matmuls are much
+slower than fp32, so the bf16 variants are timed with fewer repeats (``--bf16-budget``) and the
+issue-18 goals cannot be met there (``bf16_fast`` in the JSON says which case a run was).
+Writes ``benchmarks/results/perf_imagination.json``. Usage::
 
     python -m dreamlab.benchmarks.perf_imagination [--batch 1024] [--horizon 15] [--repeats 5]
 """
@@ -17,8 +25,12 @@ sampling, actor, reward and continue heads) and timed in the same run, interleav
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import torch
@@ -27,6 +39,7 @@ from torch import nn
 
 from dreamlab.core.io import atomic_write_json
 from dreamlab.core.machine import run_manifest
+from dreamlab.core.precision import bf16_fast, resolve_precision
 from dreamlab.imagination.dreamer import DreamerConfig, DreamerLearner, lambda_returns
 from dreamlab.worldmodel.config import preset
 from dreamlab.worldmodel.model import WorldModel
@@ -87,6 +100,10 @@ class PlainImagination(nn.Module):
         self.register_buffer("rbins", torch.linspace(-20, 20, bins))
         self.aopt = torch.optim.Adam(self.actor.parameters(), lr=1e-4, eps=1e-5)
         self.copt = torch.optim.Adam(self.critic.parameters(), lr=1e-4, eps=1e-5)
+        self.amp = False  # True: the forward passes under plain torch.autocast(bfloat16)
+
+    def ctx(self) -> Any:
+        return torch.autocast("cpu", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
 
     def step(self, deter: torch.Tensor, stoch: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = F.silu(self.in_norm(self.in_stoch(stoch) + self.in_action(action)))
@@ -115,19 +132,21 @@ class PlainImagination(nn.Module):
         return torch.stack(feats), torch.stack(acts)
 
     def update(self, deter: torch.Tensor, stoch: torch.Tensor, horizon: int) -> None:
-        with torch.no_grad():
+        with torch.no_grad(), self.ctx():
             feat, act = self.rollout(deter, stoch, horizon)
             rew, cont = self.heads(feat[1:])
             val = (self.slow(feat).softmax(-1) * self.bins).sum(-1)
             val = torch.sign(val) * torch.expm1(val.abs())
-        ret = lambda_returns(rew, cont, val, 0.997, 0.95)
+        ret = lambda_returns(rew.float(), cont.float(), val.float(), 0.997, 0.95)
         weight = torch.cumprod(torch.cat([torch.ones_like(cont[:1]), 0.997 * cont[:-1]]), 0)
         lo, hi = torch.quantile(ret.reshape(-1), torch.tensor([0.05, 0.95]))
         scale = torch.clamp(hi - lo, min=1.0)
-        base = self.critic(feat[:-1])
+        with self.ctx():
+            base = self.critic(feat[:-1])
+            logits = self.actor(feat[:-1])
         v = (base.softmax(-1) * self.bins).sum(-1)
         adv = ((ret - torch.sign(v) * torch.expm1(v.abs())) / scale).detach()
-        p = 0.99 * self.actor(feat[:-1]).softmax(-1) + 0.01 / self.a
+        p = 0.99 * logits.softmax(-1) + 0.01 / self.a
         logp = torch.log((p * act).sum(-1))
         ent = -(p * p.log()).sum(-1)
         aloss = -(weight * (logp * adv + 3e-4 * ent)).mean()
@@ -151,21 +170,32 @@ class PlainImagination(nn.Module):
                 s.mul_(0.98).add_(0.02 * q)
 
 
-def _time(fn, repeats: int) -> float:
+def _time(fn: Callable[[], Any], repeats: int, budget_s: float = float("inf")) -> float:
+    """Best of ``repeats`` timed calls after one warm-up; stops early (after at least one) once
+    ``budget_s`` seconds have gone by."""
+    t0 = time.perf_counter()
     fn()  # warm-up
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t)
+        if time.perf_counter() - t0 > budget_s:
+            break
     return best
 
 
+def _no_grad(fn: Callable[[], Any]) -> Any:
+    with torch.no_grad():
+        return fn()
+
+
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--horizon", type=int, default=15)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--bf16-budget", type=float, default=20.0, help="seconds per bf16 timing (after one warm-up)")
     ap.add_argument("--preset", default="small")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=RESULTS / "perf_imagination.json")
@@ -177,6 +207,8 @@ def main(argv: list[str] | None = None) -> dict:
     wm = WorldModel(cfg, env.observation_space, env.action_space).eval()
     dcfg = DreamerConfig(horizon=args.horizon, max_starts=args.batch)
     learner = DreamerLearner(wm.feature_dim, wm.action_space, dcfg)
+    learner_bf16 = copy.deepcopy(learner)
+    learner_bf16.precision = "bf16-mixed"
     plain = PlainImagination(
         cfg.deter,
         cfg.hidden,
@@ -190,6 +222,8 @@ def main(argv: list[str] | None = None) -> dict:
         dcfg.layers,
         255,
     )
+    plain_bf16 = copy.deepcopy(plain)
+    plain_bf16.amp = True
     n, h = args.batch, args.horizon
     start = {
         "deter": torch.randn(n, cfg.deter) * 0.1,
@@ -198,30 +232,59 @@ def main(argv: list[str] | None = None) -> dict:
     start["logits"] = torch.log(start["stoch"] * 0.99 + 0.01 / cfg.classes)
     stoch_flat = start["stoch"].reshape(n, -1)
     cont = torch.ones(n)
-    rows = {}
-    runs = {
-        "rollout": (
-            lambda: learner.imagine(wm, start, grad=False),
-            lambda: _no_grad(lambda: plain.heads(plain.rollout(start["deter"], stoch_flat, h)[0][1:])),
-        ),
-        "update": (lambda: learner.train_step(wm, start, cont), lambda: plain.update(start["deter"], stoch_flat, h)),
+    fast = bf16_fast("cpu")
+    auto = resolve_precision("auto", "cpu")
+    budget = float("inf") if fast else args.bf16_budget
+
+    def plain_rollout(model: PlainImagination) -> Callable[[], Any]:
+        def run() -> Any:
+            with torch.no_grad(), model.ctx():
+                return model.heads(model.rollout(start["deter"], stoch_flat, h)[0][1:])
+
+        return run
+
+    runs: dict[str, dict[str, tuple[Callable[[], Any], float]]] = {
+        "rollout": {
+            "ours": (lambda: learner.imagine(wm, start, grad=False), float("inf")),
+            "plain": (plain_rollout(plain), float("inf")),
+            "ours_bf16": (lambda: learner_bf16.imagine(wm, start, grad=False), budget),
+            "plain_bf16": (plain_rollout(plain_bf16), budget),
+        },
+        "update": {
+            "ours": (lambda: learner.train_step(wm, start, cont), float("inf")),
+            "plain": (lambda: plain.update(start["deter"], stoch_flat, h), float("inf")),
+            "ours_bf16": (lambda: learner_bf16.train_step(wm, start, cont), budget),
+            "plain_bf16": (lambda: plain_bf16.update(start["deter"], stoch_flat, h), budget),
+        },
     }
-    for name, (ours, base) in runs.items():
-        t_ours, t_plain = [], []
+    rows: dict[str, dict[str, float]] = {}
+    for name, variants in runs.items():
+        best = {k: float("inf") for k in variants}
         for _ in range(2):  # interleave to share the noise of a busy machine
-            t_ours.append(_time(ours, args.repeats))
-            t_plain.append(_time(base, args.repeats))
-        ours_s, plain_s = min(t_ours), min(t_plain)
+            for key, (fn, limit) in variants.items():
+                best[key] = min(best[key], _time(fn, args.repeats, limit))
+        sps = {k: n * h / v for k, v in best.items()}
+        ours_auto = sps["ours_bf16"] if auto == "bf16-mixed" else sps["ours"]
         rows[name] = {
-            "ours_steps_per_s": n * h / ours_s,
-            "plain_steps_per_s": n * h / plain_s,
-            "ours_seconds": ours_s,
-            "plain_seconds": plain_s,
-            "ratio": plain_s / ours_s,
+            "ours_steps_per_s": sps["ours"],
+            "plain_steps_per_s": sps["plain"],
+            "ours_bf16_steps_per_s": sps["ours_bf16"],
+            "plain_bf16_steps_per_s": sps["plain_bf16"],
+            "ours_auto_steps_per_s": ours_auto,
+            "ours_seconds": best["ours"],
+            "plain_seconds": best["plain"],
+            "ours_bf16_seconds": best["ours_bf16"],
+            "plain_bf16_seconds": best["plain_bf16"],
+            "ratio": sps["ours"] / sps["plain"],
+            "ratio_auto_vs_plain_fp32": ours_auto / sps["plain"],
+            "ratio_bf16_vs_plain_fp32": sps["ours_bf16"] / sps["plain"],
+            "ratio_bf16_vs_plain_bf16": sps["ours_bf16"] / sps["plain_bf16"],
         }
         print(
-            f"{name:8s} ours {n * h / ours_s:10.0f} steps/s   plain {n * h / plain_s:10.0f} steps/s   "
-            f"ratio {plain_s / ours_s:.2f}"
+            f"{name:8s} fp32: ours {sps['ours']:9.0f} plain {sps['plain']:9.0f} steps/s (x{rows[name]['ratio']:.2f})   "
+            f"bf16-mixed: ours {sps['ours_bf16']:9.0f} plain {sps['plain_bf16']:9.0f} "
+            f"(x{rows[name]['ratio_bf16_vs_plain_bf16']:.2f})   auto={auto}: "
+            f"x{rows[name]['ratio_auto_vs_plain_fp32']:.2f} plain fp32"
         )
     result = {
         "benchmark": "perf_imagination",
@@ -230,19 +293,21 @@ def main(argv: list[str] | None = None) -> dict:
         "preset": args.preset,
         "world_model": {k: getattr(cfg, k) for k in ("deter", "hidden", "groups", "classes", "ensemble", "mlp_layers")},
         "results": rows,
+        "bf16_fast": fast,
+        "auto_precision": auto,
         "goal_ratio": 0.8,
+        "goals": {
+            "rollout": {"auto_vs_plain_fp32": 2.5, "bf16_vs_plain_bf16": 0.9},
+            "update": {"auto_vs_plain_fp32": 2.0, "bf16_vs_plain_bf16": None},
+        },
         **run_manifest(),
-        "note": "best of repeats, interleaved; the CPU is shared with other jobs, so timings are noisy",
+        "note": "best of repeats, interleaved; the CPU is shared with other jobs, so timings are noisy"
+        + ("" if fast else f"; bf16 is slow on this CPU: bf16 timings stop after {args.bf16_budget:g} s"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out, result, indent=1)
     print(f"wrote {args.out}")
     return result
-
-
-def _no_grad(fn):
-    with torch.no_grad():
-        return fn()
 
 
 if __name__ == "__main__":

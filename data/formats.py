@@ -6,23 +6,28 @@ One JSON object per line. Each *step line* is one environment transition: the ag
 took ``action`` and got ``reward``; ``terminated`` / ``truncated`` say whether that transition
 ended the episode. Fields:
 
-=============  ========  ==============================================================
-key            required  meaning
-=============  ========  ==============================================================
-``episode``    yes       episode id (string or integer); lines of different episodes may
-                         interleave, lines of one episode are in time order
-``obs``        yes       the observation the action was taken at (number or nested list)
-``action``     yes       the action taken (integer for Discrete spaces, list for Box)
-``reward``     yes       the reward for this transition (number)
-``terminated`` yes       bool: the task ended with this transition (no value beyond it)
-``truncated``  yes       bool: the episode was cut off after this transition
-``feedback``   no        user feedback on this transition: +1 / -1 or a score (default 0 =
-                         none); it lands on the step after the action, like the reward
-``info``       no        an object; accepted and ignored
-``next_obs``   no        the observation that followed. Give it on the last line of an
-                         episode, which is the only way to carry the final observation. On
-                         other lines it must equal the next line's ``obs``.
-=============  ========  ==============================================================
+=================  ========  ==============================================================
+key                required  meaning
+=================  ========  ==============================================================
+``episode``        yes       episode id (string or integer); lines of different episodes may
+                             interleave, lines of one episode are in time order
+``obs``            yes       the observation the action was taken at (number or nested list)
+``action``         yes       the action taken (integer for Discrete spaces, list for Box)
+``reward``         yes       the reward for this transition (number)
+``terminated``     yes       bool: the task ended with this transition (no value beyond it)
+``truncated``      yes       bool: the episode was cut off after this transition
+``feedback``       no        user feedback on this transition: +1 / -1 or a score (default 0 =
+                             none); it lands on the step after the action, like the reward
+``feedback_text``  no        a user's written evaluation of this transition (a string, or null).
+                             On a line without ``feedback`` it becomes the thumb (+1 / -1) that the
+                             ``label_text`` function of :func:`read_jsonl` gives it (an LLM's
+                             reading: :mod:`policy.feedback_labels`); a line with both keeps its
+                             ``feedback``. An empty or blank string counts as no text
+``info``           no        an object; accepted and ignored
+``next_obs``       no        the observation that followed. Give it on the last line of an
+                             episode, which is the only way to carry the final observation. On
+                             other lines it must equal the next line's ``obs``.
+=================  ========  ==============================================================
 
 An optional *header* on the first line, ``{"schema": "dreamlab-jsonl", "version": 1, "env_id":
 ..., "observation_space": {...}, "action_space": {...}}`` (spaces as in ``data.spaces``), gives the
@@ -36,7 +41,10 @@ observation repeats the last line's ``obs`` (so the terminal flag, reward and fe
 the decoder sees one approximate step); when it was *truncated* or never ended (the log was cut
 off), the last line's outcome is unknown, so that line is dropped and the episode is stored as
 truncated. An episode left with no transition is skipped. An episode without a ``terminated`` /
-``truncated`` line is stored as truncated. The import summary counts each case.
+``truncated`` line is stored as truncated. The import summary counts each case, and the written
+feedback: ``feedback_text`` (lines with a text), ``feedback_text_labelled`` (turned into thumbs),
+``feedback_text_with_thumb`` (their ``feedback`` kept), ``feedback_text_unlabelled`` (no
+``label_text`` given: feedback 0) and ``feedback_text_empty``.
 
 Minari
 ------
@@ -50,7 +58,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +220,9 @@ def _check_line(rec: Any, path: Path, lineno: int) -> None:
     fb = rec.get("feedback")
     if fb is not None and (not _number(fb) or not _finite(fb)):
         raise bad(f"field 'feedback' must be a finite number (+1/-1 or a score), got {fb!r}")
+    text = rec.get("feedback_text")
+    if text is not None and not isinstance(text, str):
+        raise bad(f"field 'feedback_text' must be a string (a user's written feedback) or null, got {text!r:.60}")
     if "info" in rec and not isinstance(rec["info"], dict):
         raise bad(f"field 'info' must be an object, got {type(rec['info']).__name__}")
 
@@ -305,8 +316,21 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 ) from None
 
 
-def read_jsonl(path: str | Path, env_id: str | None = None) -> Logs:
-    """Read JSONL deployment logs (schema in the module docstring). Errors name the file and line."""
+TextLabeller = Callable[[Sequence[str]], "Sequence[float] | np.ndarray"]
+TEXT_NOTES = (
+    "feedback_text",
+    "feedback_text_labelled",
+    "feedback_text_with_thumb",
+    "feedback_text_unlabelled",
+    "feedback_text_empty",
+)
+
+
+def read_jsonl(path: str | Path, env_id: str | None = None, label_text: TextLabeller | None = None) -> Logs:
+    """Read JSONL deployment logs (schema in the module docstring). Errors name the file and line.
+
+    ``label_text`` (texts -> one finite thumb each, called once with every ``feedback_text`` of a
+    line that has no ``feedback``) turns written feedback into feedback values."""
     path = Path(path)
     if not path.exists():
         raise FormatError(f"{path}: file not found")
@@ -345,6 +369,8 @@ def read_jsonl(path: str | Path, env_id: str | None = None) -> Logs:
     obs_dtype = obs_space.dtype or np.float32
     act_dtype = act_space.dtype or np.float32
     notes = {"final_obs_given": 0, "final_obs_repeated": 0, "last_line_dropped": 0, "unfinished": 0, "skipped_empty": 0}
+    notes.update(dict.fromkeys(TEXT_NOTES, 0))
+    pending: list[tuple[int, int, str]] = []  # (episode index, transition, text) awaiting a label
     episodes: list[Episode] = []
     for key in order:
         lines = eps[key]
@@ -384,8 +410,45 @@ def read_jsonl(path: str | Path, env_id: str | None = None) -> Logs:
             ep.validate(obs_space, act_space, source=src)
         except EpisodeError as exc:
             raise FormatError(str(exc)) from None
+        for t, (_, r) in enumerate(lines[: len(acts)]):
+            text = r.get("feedback_text")
+            if text is None:
+                continue
+            if not text.strip():
+                notes["feedback_text_empty"] += 1
+                continue
+            notes["feedback_text"] += 1
+            if r.get("feedback") is not None:
+                notes["feedback_text_with_thumb"] += 1
+            else:
+                pending.append((len(episodes), t, text))
         episodes.append(ep)
+    _label_texts(path, episodes, pending, label_text, notes)
     return Logs(episodes, env_id, obs_space, act_space, notes)
+
+
+def _label_texts(
+    path: Path,
+    episodes: list[Episode],
+    pending: list[tuple[int, int, str]],
+    label_text: TextLabeller | None,
+    notes: dict[str, int],
+) -> None:
+    """Write the labels of the pending texts into their episodes' feedback (the step after the action)."""
+    if not pending:
+        return
+    if label_text is None:
+        notes["feedback_text_unlabelled"] += len(pending)
+        return
+    values = np.asarray(label_text([text for _, _, text in pending]), np.float64)
+    if values.shape != (len(pending),) or not np.all(np.isfinite(values)):
+        raise FormatError(
+            f"{path}: the feedback_text labeller returned shape {values.shape} (finite: "
+            f"{bool(np.all(np.isfinite(values)))}); expected ({len(pending)},) finite values"
+        )
+    for (e, t, _), v in zip(pending, values):
+        episodes[e].feedback[t + 1] = np.float32(v)
+    notes["feedback_text_labelled"] += len(pending)
 
 
 def _jsonl_spaces(

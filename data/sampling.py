@@ -148,12 +148,14 @@ class EpisodeDataModule(L.LightningDataModule):
         if len(self.store) == 0:
             raise StoreError(f"{self.logs}: the store is empty (no episodes to train on)")
         codec = ActionCodec(self.store.action_space)
-        train, val = split_names(self.store.names(), self.val_fraction, self.seed)
+        names = self.store.names()
+        train, val = split_names(names, self.val_fraction, self.seed)
+        episodes = dict(zip(names, self.store.episodes(names)))  # one read of each chunk for both splits
         rank = self.trainer.global_rank if self.trainer is not None else 0
         self.train_sampler = SequenceSampler(
-            self.store.episodes(train), codec, self.seq_len, seed=self.seed + 1000 * rank, source=str(self.logs)
+            [episodes[n] for n in train], codec, self.seq_len, seed=self.seed + 1000 * rank, source=str(self.logs)
         )
-        val_eps = self.store.episodes(val)
+        val_eps = [episodes[n] for n in val]
         if val_eps and sum(e.length for e in val_eps) >= self.seq_len:
             self.val_sampler = SequenceSampler(val_eps, codec, self.seq_len, seed=self.seed, source=str(self.logs))
 

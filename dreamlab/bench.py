@@ -25,10 +25,10 @@ Suites and their budgets (per run; every budget can be overridden from the comma
 
 ===========  ===================================  =======  =====================  ======  =======================
 suite        envs                                 preset   offline: logs / WM     dream   online: real steps
-                                                           steps (≤ minutes)      updates (prefill, ratio)
+                                                           steps (safety net)     updates (prefill, ratio)
 ===========  ===================================  =======  =====================  ======  =======================
-``quick``    CartPole-v1, Pendulum-v1             small    8k / 1200 (≤ 3 min)    150     3k (500, 64)
-``classic``  CartPole-v1, Pendulum-v1, Acrobot-   small    20k / 6000 (≤ 10 min)  500     10k (1000, 64)
+``quick``    CartPole-v1, Pendulum-v1             small    8k / 1200 (net 15 min) 150     3k (500, 64)
+``classic``  CartPole-v1, Pendulum-v1, Acrobot-   small    20k / 6000 (net 45 m)  500     10k (1000, 64)
              v1, MountainCarContinuous-v0
 ===========  ===================================  =======  =====================  ======  =======================
 
@@ -96,7 +96,7 @@ class Budget:
     preset: str  # world-model preset (offline and online)
     log_steps: int  # offline: logged real steps
     wm_steps: int  # offline: world-model training steps ...
-    wm_minutes: float  # ... or this many minutes, whichever comes first
+    wm_minutes: float  # a wall-clock safety net only: a run it cuts short is marked in the summary
     dream_steps: int  # offline: actor-critic updates in the dream
     online_steps: int  # online: real env steps
     online_prefill: int  # online: random-policy steps first
@@ -110,7 +110,7 @@ SUITES: dict[str, Budget] = {
         preset="small",
         log_steps=8_000,
         wm_steps=1_200,
-        wm_minutes=3.0,
+        wm_minutes=15.0,
         dream_steps=150,
         online_steps=3_000,
         online_prefill=500,
@@ -122,7 +122,7 @@ SUITES: dict[str, Budget] = {
         preset="small",
         log_steps=20_000,
         wm_steps=6_000,
-        wm_minutes=10.0,
+        wm_minutes=45.0,
         dream_steps=500,
         online_steps=10_000,
         online_prefill=1_000,
@@ -159,6 +159,7 @@ class BenchConfig:
     modes: tuple[str, ...] = MODES  # "offline,online" is accepted too
     num_envs: int = 8  # vector envs while collecting the offline logs
     threads: int = 1  # torch CPU threads (0 = torch's default)
+    precision: str = "auto"  # 32 | bf16-mixed | auto (bf16-mixed where bf16 is fast)
     progress: bool = True
     budget: BudgetOverrides = field(default_factory=BudgetOverrides)
 
@@ -244,14 +245,13 @@ def _offline(env_id: str, seed: int, run: Run, b: Budget, cfg: BenchConfig) -> d
             env_id, policy, b.log_steps, logs, num_envs=cfg.num_envs, seed=seed, epsilon=eps, progress=cfg.progress
         ),
     )
-    wm_ckpt = Path(
-        run.stage(
-            "worldmodel",
-            lambda: train_world_model(
-                logs, wm_dir, preset(b.preset, seed=seed), b.wm_steps, b.wm_minutes, cfg.progress
-            ),
-        )["checkpoint"]
+    wm_info = run.stage(
+        "worldmodel",
+        lambda: train_world_model(
+            logs, wm_dir, preset(b.preset, seed=seed), b.wm_steps, b.wm_minutes, cfg.progress, precision=cfg.precision
+        ),
     )
+    wm_ckpt = Path(wm_info["checkpoint"])
     run.stage(
         "dream",
         lambda: dream_agent(
@@ -262,6 +262,7 @@ def _offline(env_id: str, seed: int, run: Run, b: Budget, cfg: BenchConfig) -> d
             seed=seed,
             save_every=max(1, b.dream_steps // 4),
             progress=cfg.progress,
+            precision=cfg.precision,
         ),
     )
     ev = run.stage("evaluate", lambda: evaluate_agent(agent_dir, env_id, b.eval_episodes, seed=EVAL_OFFSET + seed))
@@ -270,6 +271,8 @@ def _offline(env_id: str, seed: int, run: Run, b: Budget, cfg: BenchConfig) -> d
         "real_env_steps": int(logs_info["steps"]),
         "behaviour_return_mean": logs_info.get("return_mean"),
         "log_epsilon": eps,
+        "wm_steps": wm_info.get("global_step"),
+        "wm_cut_short": wm_info.get("cut_short"),
         "stage_seconds": run.seconds(("collect", "worldmodel", "dream", "evaluate")),
     }
 
@@ -287,6 +290,7 @@ def _online(env_id: str, seed: int, run: Run, b: Budget, cfg: BenchConfig) -> di
         eval_every=0,
         save_every=max(500, b.online_steps // 5),
         seed=seed,
+        precision=cfg.precision,
     )
     run.stage("train", lambda: train_online_agent(env_id, train_dir, ocfg, progress=cfg.progress))
     ev = run.stage(
@@ -440,6 +444,12 @@ def write_aggregate(out: Path) -> dict[str, Any]:
         if not refs:
             lines.append("| (no RL Zoo reference found for this env) | | | | | | |")
         lines.append("")
+    cut = [f"{r['env']} {r['mode']} seed {r['seed']}" for r in rows if r.get("wm_cut_short")]
+    if cut:
+        lines += [
+            f"**Cut short by the world model's wall-clock safety net** (fewer steps than the budget): {', '.join(cut)}.",
+            "",
+        ]
     lines += [
         "[ref]: RL Baselines3 Zoo, final performance of one trained agent per algorithm "
         f"(deterministic policy), mean ± std over its evaluation episodes, after the real steps shown: {SOURCE}",

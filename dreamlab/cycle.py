@@ -65,7 +65,8 @@ from dreamlab.cycle_config import (  # the config classes stay importable from h
     unused_settings,
 )
 from dreamlab.cycle_feedback import feedback_fn, with_feedback
-from dreamlab.stages import Run, dream_agent, score_world_model, stderr_log, train_world_model, write_csv
+from dreamlab.cycle_report import round_row
+from dreamlab.stages import Run, dream_agent, episode_limit, score_world_model, stderr_log, train_world_model, write_csv
 
 __all__ = [
     "Cycle",
@@ -219,7 +220,7 @@ class Cycle:
         episodes = with_feedback(deployed.episodes(), feedback_fn(cfg.deploy.feedback, cfg.env_id), str(raw))
         store = EpisodeStore.create(self.logs, cfg.env_id, deployed.observation_space, deployed.action_space)
         store.add_many(episodes, [f"round {r}"] * len(episodes))
-        finished = [ep.ret for ep in episodes if ep.is_terminal[-1] or ep.num_steps >= _time_limit(cfg.env_id)]
+        finished = [ep.ret for ep in episodes if ep.is_terminal[-1] or ep.num_steps >= episode_limit(cfg.env_id)]
         return {
             "real_steps": int(s.steps_taken),
             "episodes": len(episodes),
@@ -236,9 +237,10 @@ class Cycle:
         cfg = self.cfg
         wcfg = preset(cfg.world_model.preset, seed=cfg.seed)
         wcfg.reward_source = "env" if cfg.deploy.feedback == "env" else "feedback"
+        wcfg.lr_decay = "none"  # training continues every round toward a growing target: a constant rate
         target = cfg.world_model.steps_first + r * cfg.world_model.steps_per_round  # cumulative: training continues
         trained = train_world_model(
-            self.logs, self.wm_dir, wcfg, target, cfg.world_model.minutes, cfg.progress, log=_log
+            self.logs, self.wm_dir, wcfg, target, cfg.world_model.minutes, cfg.progress, _log, cfg.precision
         )
         dst = self.rdir(r) / "world_model.ckpt"
         shutil.copyfile(trained["checkpoint"], dst)
@@ -246,6 +248,7 @@ class Cycle:
         return {
             "checkpoint": str(dst),
             "global_step": trained["global_step"],
+            "cut_short": trained["cut_short"],
             "val_episodes": scored["val_episodes"],
             "openloop_horizon": scored["openloop_horizon"],
             "openloop_summary": scored["openloop_summary"],
@@ -271,6 +274,7 @@ class Cycle:
                 save_every=100,
                 dreamer=DreamerConfig(penalty=cfg.dreamer.penalty),
                 progress=cfg.progress,
+                precision=cfg.precision,
             )
             res = dream_vs_real(self.teacher(r), cfg.env_id, cfg.eval_episodes, seed=cfg.seed + 60_000)
             return {
@@ -291,10 +295,11 @@ class Cycle:
             GRPOConfig(
                 iterations=cfg.grpo.iterations,
                 seed=round_seed(cfg.seed, r),
-                horizon=cfg.grpo.horizon or _time_limit(cfg.env_id),
+                horizon=cfg.grpo.horizon or episode_limit(cfg.env_id),
                 score=cfg.grpo.score,
                 bc_steps=cfg.grpo.bc_steps,
                 target_success=cfg.grpo.target_success,
+                precision=cfg.precision,
             ),
             GRPODreamConfig(verifier=cfg.grpo.verifier),
             progress=cfg.progress,
@@ -354,7 +359,7 @@ class Cycle:
             WorldModel.load(self.rdir(r) / "world_model.ckpt"),
             store,
             num_envs=cfg.distill.envs or (8 if student.pretrained else 16),
-            max_steps=_time_limit(cfg.env_id),
+            max_steps=episode_limit(cfg.env_id),
             seed=round_seed(cfg.seed, r),
         )
         teacher = ActorTeacher.for_student(self.teacher(r), student)
@@ -365,19 +370,28 @@ class Cycle:
             teacher_mix=cfg.distill.teacher_mix,
             seed=round_seed(cfg.seed, r),
             progress=cfg.progress,
+            precision=cfg.precision,
             **(PRETRAINED_ROLLOUT if student.pretrained else {}),  # type: ignore[arg-type]
         )
         state = Distiller(student, teacher, dream, dcfg, out=out, env_id=cfg.env_id).run()
-        return {"llm": str(out), "method": "opsd", "labelled_tokens": state.labelled_tokens, "updates": state.updates}
+        return {
+            "llm": str(out),
+            "method": "opsd",
+            "labelled_tokens": state.labelled_tokens,
+            "forgetting": state.forgetting,
+        }
 
     def _sft_on_logs(self, student: Any, out: Path, r: int) -> dict[str, Any]:
         from dreamlab.data.store import EpisodeStore
         from dreamlab.policy.base_llm import BaseLLMConfig, finetune_on_episodes
+        from dreamlab.policy.forgetting import evaluate_general, forgetting_summary
 
         cfg = self.cfg
         episodes = EpisodeStore(self.logs).episodes()
         k = max(1, int(round(cfg.distill.sft_best_fraction * len(episodes))))
         best = sorted(episodes, key=lambda ep: ep.ret, reverse=True)[:k]
+        general = lambda: evaluate_general(student.model, student.tokenizer, student.precision)  # noqa: E731
+        before = general()
         losses = finetune_on_episodes(
             student,
             best,
@@ -392,6 +406,7 @@ class Cycle:
             "episodes": k,
             "min_return": float(best[-1].ret),
             "final_loss": float(np.mean(losses[-20:])),
+            "forgetting": forgetting_summary(before, general()),
         }
 
     # -- (e) evaluate ---------------------------------------------------------------------------
@@ -456,25 +471,7 @@ class Cycle:
                 info[name] = self.run_dir.stage(f"round{r}_{name}", functools.partial(fn, r))
             steps += info["deploy"]["real_steps"]
             stage_s += sum(float(v.get("wall_s", 0.0)) for v in info.values())
-            wm_info = info.get("worldmodel", {})
-            om, horizon = wm_info.get("openloop_summary", {}), wm_info.get("openloop_horizon")
-            teacher = info.get("practice", {}).get("teacher_real", {})
-            ev = info.get("evaluate")
-            rows.append(
-                {
-                    "round": r,
-                    "real_steps": steps,
-                    "llm_real": ev["real"]["mean"] if ev else None,
-                    "llm_real_std": ev["real"]["std"] if ev else None,
-                    "llm_dream": ev["dream"]["mean"] if ev and ev["dream"] else None,
-                    "teacher_real": teacher.get("mean"),
-                    "deployed_return": info["deploy"]["finished_return_mean"],
-                    "openloop_nmse": om.get("nmse_at_horizon"),
-                    "openloop_copy_last": om.get("nmse_copy_last_at_horizon"),
-                    "openloop_horizon": horizon,
-                    "wm_steps": wm_info.get("global_step"),
-                }
-            )
+            rows.append(round_row(r, steps, info))
             write_csv(self.out / "cycle.csv", rows)
         result = {
             "config": asdict(cfg),
@@ -487,12 +484,6 @@ class Cycle:
 
         result["report"] = str(write_cycle_report(self.out, cfg, rows))
         return result
-
-
-def _time_limit(env_id: str) -> int:
-    import gymnasium as gym
-
-    return int(gym.spec(env_id).max_episode_steps or 1000)
 
 
 def run_cycle(cfg: CycleConfig) -> dict[str, Any]:

@@ -116,6 +116,7 @@ class CycleConfig:
     practice: str = "dreamer"  # dreamer | grpo | none
     eval_episodes: int = 10  # (e) real and dream episodes per evaluation
     threads: int = 0  # torch CPU threads (0 = torch's default)
+    precision: str = "auto"  # 32 | bf16-mixed | auto (bf16-mixed where bf16 is fast: CUDA, AMX/AVX512-BF16 CPUs)
     progress: bool = True
     prior: PriorConfig = field(default_factory=PriorConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)

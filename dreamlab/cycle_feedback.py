@@ -1,13 +1,18 @@
-"""Feedback for deployment logs: thumbs up/down from a rule or a user function (``--deploy.feedback``)."""
+"""Feedback for deployment logs: thumbs up/down from a rule or a user function (``--deploy.feedback``),
+and written feedback read by an LLM (``feedback_text`` in JSONL logs: :func:`import_jsonl`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dreamlab.cycle_config import CycleError
+
+if TYPE_CHECKING:
+    from dreamlab.data.format_types import Logs
 
 
 def feedback_fn(spec: str, env_id: str) -> Callable[[Any], np.ndarray] | None:
@@ -43,3 +48,32 @@ def with_feedback(episodes: list[Any], fn: Callable[[Any], np.ndarray] | None, s
             )
         ep.feedback = np.concatenate([[0.0], fb]).astype(np.float32)
     return episodes
+
+
+class TextLabeller:
+    """``texts -> thumbs`` through :class:`~dreamlab.policy.feedback_labels.FeedbackLabeller` on the LLM
+    ``llm`` (a folder or a known name), loaded on the first call: logs without written feedback never
+    load a model."""
+
+    def __init__(self, llm: str | Path = "smollm2-135m-instruct", precision: str = "32"):
+        self.llm, self.precision = llm, precision
+        self.labeller: Any = None
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        if self.labeller is None:
+            from dreamlab.policy.feedback_labels import FeedbackLabeller
+            from dreamlab.policy.pretrained import resolve_llm
+
+            self.labeller = FeedbackLabeller.from_folder(resolve_llm(self.llm), precision=self.precision)
+        return self.labeller(texts)
+
+
+def import_jsonl(
+    path: str | Path, env_id: str | None = None, label_llm: str | Path | None = "smollm2-135m-instruct"
+) -> Logs:
+    """:func:`~dreamlab.data.formats.read_jsonl` with written feedback (``feedback_text`` on a line
+    without ``feedback``) labelled +1 / -1 by ``label_llm`` (None: left unlabelled, feedback 0);
+    the world model then learns it like thumbs (``reward_source: feedback``)."""
+    from dreamlab.data.formats import read_jsonl
+
+    return read_jsonl(Path(path), env_id, label_text=TextLabeller(label_llm) if label_llm is not None else None)

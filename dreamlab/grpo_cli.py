@@ -21,15 +21,28 @@ from dreamlab.imagination.grpo import (
 from dreamlab.imagination.grpo_agent import GRPOAgentError, GRPODreamConfig, save_agent
 from dreamlab.imagination.grpo_eval import resolve_uncertainty
 from dreamlab.imagination.verifiers import get_verifier
+from dreamlab.policy.scale import fabric_for, rank_seed, weights_digest, write_rank_file
 
 
 def train_grpo(
-    wm: Any, logs: str | Path, out: str | Path, cfg: GRPOConfig, dcfg: GRPODreamConfig, progress: bool = True
+    wm: Any,
+    logs: str | Path,
+    out: str | Path,
+    cfg: GRPOConfig,
+    dcfg: GRPODreamConfig,
+    progress: bool = True,
+    fabric: Any = None,
 ) -> GRPOTrainer:
-    """GRPO in the dreams of ``wm`` from the episodes in ``logs``; saves (and resumes) the agent in ``out``."""
+    """GRPO in the dreams of ``wm`` from the episodes in ``logs``; saves (and resumes) the agent in ``out``.
+
+    ``fabric``: a launched Lightning Fabric (default: one made from ``cfg``'s placement fields).
+    Rank 0 writes ``out`` (its ``grpo_agent.json`` records the precision and world size); any
+    other rank writes only ``out/rank{r}.json`` with its weight digest."""
     from dreamlab.data.store import EpisodeStore
 
     cfg = cfg.validate()
+    fabric = fabric if fabric is not None else fabric_for(cfg)
+    rank = int(fabric.global_rank)
     store = EpisodeStore(logs)
     if len(store) == 0:
         raise GRPOAgentError(f"{logs}: the store is empty (no episodes to dream from)")
@@ -39,29 +52,44 @@ def train_grpo(
     episodes = store.episodes()
     penalty, halt, calib = resolve_uncertainty(wm, episodes, cfg.horizon, dcfg.penalty, dcfg.halt_threshold)
     unc = {"penalty": penalty, "halt_threshold": halt, **calib}
-    print(f"uncertainty: penalty {penalty:.4g}, halt threshold {halt}", file=sys.stderr)
-    torch.manual_seed(cfg.seed)
-    make = dream_env_factory(wm, episodes, verifier, cfg.horizon, penalty=penalty, halt_threshold=halt, seed=cfg.seed)
+    say = (lambda msg: print(msg, file=sys.stderr)) if rank == 0 else (lambda msg: None)
+    say(f"uncertainty: penalty {penalty:.4g}, halt threshold {halt}")
+    wm = fabric.to_device(wm)  # after the calibration above, which runs on the CPU
+    torch.manual_seed(cfg.seed)  # the same initial policy on every rank
+    seed = rank_seed(cfg.seed, rank)
+    make = dream_env_factory(wm, episodes, verifier, cfg.horizon, penalty=penalty, halt_threshold=halt, seed=seed)
     agent = ObsActor.from_episodes(episodes, store.observation_space, store.action_space, cfg.hidden, cfg.layers)
     out = Path(out)
     state = out / "train_state.pt"
-    if not state.exists() and cfg.bc_steps > 0:  # the "SFT" start; also the KL reference
+    resume = state.exists()
+    if not resume and cfg.bc_steps > 0:  # the "SFT" start; also the KL reference
         nll = behaviour_clone(agent, episodes, cfg.bc_steps, seed=cfg.seed)
-        print(f"behaviour cloning on the logs: {cfg.bc_steps} steps, NLL {nll:.3f}", file=sys.stderr)
-    trainer = GRPOTrainer(make, agent, verifier, cfg)
-    if state.exists():
+        say(f"behaviour cloning on the logs: {cfg.bc_steps} steps, NLL {nll:.3f}")
+    trainer = GRPOTrainer(make, agent, verifier, cfg, fabric=fabric)
+    if resume:
         try:
             trainer.load_state_dict(torch.load(state, map_location="cpu", weights_only=True))
         except Exception as exc:  # noqa: BLE001
             raise GRPOAgentError(f"{state}: cannot resume from it ({exc}); delete it to start over") from None
-        print(f"resuming from iteration {len(trainer.history)}", file=sys.stderr)
+        say(f"resuming from iteration {len(trainer.history)}")
+    fabric.barrier()  # every rank has read the checkpoint before rank 0 may write the next one
+
+    def run_info() -> dict[str, Any]:
+        return {
+            "precision": trainer.precision,
+            "world_size": int(fabric.world_size),
+            "device": str(fabric.device),
+            "weights_digest": weights_digest(trainer.agent),
+        }
 
     def checkpoint(tr: GRPOTrainer, log: IterationLog) -> None:
-        if len(tr.history) % max(1, dcfg.save_every) == 0:
-            save_agent(out, tr, store.env_id, dcfg, name, unc)
+        if rank == 0 and len(tr.history) % max(1, dcfg.save_every) == 0:
+            save_agent(out, tr, store.env_id, dcfg, name, unc, run_info())
 
-    trainer.train(progress=progress, callback=checkpoint)
-    save_agent(out, trainer, store.env_id, dcfg, name, unc)
+    trainer.train(progress=progress and rank == 0, callback=checkpoint)
+    if rank == 0:
+        save_agent(out, trainer, store.env_id, dcfg, name, unc, run_info())
+    write_rank_file(out, fabric, run_info())
     return trainer
 
 

@@ -174,15 +174,55 @@ def train_world_model(
     minutes: float | None = None,
     progress: bool = True,
     log: Log | None = None,
+    precision: str = "auto",
 ) -> dict[str, Any]:
-    """Train (or continue training, up to ``steps`` in all) the world model ``cfg`` on ``logs``."""
+    """Train (or continue training, up to ``steps`` in all) the world model ``cfg`` on ``logs``.
+
+    ``steps`` is the budget; ``minutes`` is a safety net. The result says ``cut_short`` (a dict, or
+    None) when the safety net stopped training before the budget, so reports can say so."""
     from dreamlab.worldmodel.train import train
 
     kwargs: dict[str, Any] = {"log": log} if log is not None else {}
-    ckpt = train(logs, out, cfg, max_steps=steps, max_minutes=minutes, progress=progress, accelerator="cpu", **kwargs)
+    ckpt = train(
+        logs,
+        out,
+        cfg,
+        max_steps=steps,
+        max_minutes=minutes,
+        progress=progress,
+        accelerator="auto",
+        precision=precision,
+        **kwargs,
+    )
     summary_path = Path(out) / "train_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    return {"checkpoint": str(ckpt), "global_step": summary.get("global_step")}
+    return {
+        "checkpoint": str(ckpt),
+        "global_step": summary.get("global_step"),
+        "step_budget": int(steps),
+        "cut_short": summary.get("cut_short"),
+        "precision": summary.get("precision"),
+    }
+
+
+def episode_limit(env_id: str) -> int:
+    """The env's registered episode limit (1000 when it has none)."""
+    import gymnasium as gym
+
+    return int(gym.spec(env_id).max_episode_steps or 1000)
+
+
+def cut_short_note(what: str, info: dict[str, Any] | None) -> str | None:
+    """A one-line warning for a report when a wall-clock safety net cut ``what`` short, else None."""
+    cut = (info or {}).get("cut_short")
+    if not cut:
+        return None
+    budget = info.get("step_budget") if info else None
+    of = f" of {budget}" if budget else ""
+    return (
+        f"warning: {what} was cut short by its {cut['minutes']:g}-minute wall-clock safety net at "
+        f"{cut['steps']}{of} steps: this machine was slower (or busier) than the budget assumes"
+    )
 
 
 def score_world_model(
@@ -219,12 +259,13 @@ def dream_agent(
     dreamer: Any = None,
     callback: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = True,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """A Dreamer actor-critic trained ``steps`` updates (in all: it resumes) only in the dreams of ``ckpt``."""
     from dreamlab.imagination.loops import OfflineConfig, dream_offline
     from dreamlab.worldmodel.model import WorldModel
 
-    ocfg = OfflineConfig(steps=steps, seed=seed, save_every=save_every)
+    ocfg = OfflineConfig(steps=steps, seed=seed, save_every=save_every, precision=precision)
     dream_offline(
         WorldModel.load(ckpt), logs, agent_dir, ocfg, dreamer, wm_path=ckpt, progress=progress, callback=callback
     )

@@ -25,13 +25,24 @@ One update (:meth:`DreamerLearner.train_step`):
      differentiable, and ``R_t / max(1, S)`` is maximised by backpropagating through the
      world model's dynamics, reward and continue heads and the slow critic (whose weights are
      frozen during the update; only the actor's weights move).
+
+**Precision** (``precision="bf16-mixed"``): the rollout (world-model ``img_step`` and the actor's
+sampling) and the actor/critic forward passes run under :func:`imagination.mixed.mixed`: bf16
+matmuls, fp32 outputs (GRU state, softmaxes, samples, log-probs, two-hot logits), so the
+lambda-returns, the two-hot encoding, the return normaliser, the entropy and the losses are
+fp32; weights and Adam states stay fp32. ``"32"`` (the default) is plain fp32.
+
+**Several processes** (``fabric`` with ``world_size > 1``): every rank imagines from its own
+start states; the actor's and critic's gradients are averaged over ranks (one all-reduce,
+:func:`policy.scale.sync_grads`) before clipping, and the return normaliser's percentiles are
+averaged too, so identical ranks stay identical.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -40,7 +51,10 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from dreamlab.core.precision import resolve_precision
+from dreamlab.imagination.mixed import mixed
 from dreamlab.policy.actor_critic import Actor, ActorCriticNetConfig, Critic
+from dreamlab.policy.scale import sync_grads
 
 State = dict[str, torch.Tensor]
 
@@ -114,11 +128,16 @@ class PercentileNormaliser(nn.Module):
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
 
     @torch.no_grad()
-    def update(self, x: torch.Tensor) -> None:
+    def update(self, x: torch.Tensor, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        """Fold the percentiles of ``x`` into the EMA (in fp32); ``reduce`` maps the batch's
+        ``(low, high)`` before that (e.g. the mean over ranks)."""
         flat = x.detach().reshape(-1).float()
         if flat.numel() > 100_000:  # quantile on a subsample is plenty and much cheaper
             flat = flat[torch.randint(0, flat.numel(), (100_000,), device=flat.device)]
-        lo, hi = torch.quantile(flat, torch.tensor(self.q, device=flat.device))
+        q = torch.quantile(flat, torch.tensor(self.q, device=flat.device))
+        if reduce is not None:
+            q = reduce(q)
+        lo, hi = q[0], q[1]
         if not bool(self.initialised):
             self.low.copy_(lo)
             self.high.copy_(hi)
@@ -146,11 +165,23 @@ def frozen(module: nn.Module) -> Iterator[None]:
 
 
 class DreamerLearner(nn.Module):
-    """Actor, critic, slow critic, return normaliser and their optimisers."""
+    """Actor, critic, slow critic, return normaliser and their optimisers.
 
-    def __init__(self, feature_dim: int, action_space: gym.Space, cfg: DreamerConfig | None = None):
+    ``precision``: ``"32"`` or ``"bf16-mixed"`` (``"auto"`` resolves for the CPU); ``fabric``: a
+    Lightning Fabric whose ranks average their gradients (None: one process)."""
+
+    def __init__(
+        self,
+        feature_dim: int,
+        action_space: gym.Space,
+        cfg: DreamerConfig | None = None,
+        precision: str = "32",
+        fabric: Any = None,
+    ):
         super().__init__()
         self.cfg = cfg or DreamerConfig()
+        self.precision = resolve_precision(precision)
+        self.fabric = fabric
         net = self.cfg.net_config()
         self.actor = Actor(feature_dim, action_space, net)
         self.critic = Critic(feature_dim, net)
@@ -175,34 +206,43 @@ class DreamerLearner(nn.Module):
         cont = 1.0 - rearrange(is_terminal.float(), "b t -> (b t)")
         n = cont.shape[0]
         if n > self.cfg.max_starts:
-            idx = torch.randperm(n)[: self.cfg.max_starts]
+            idx = torch.randperm(n)[: self.cfg.max_starts].to(cont.device)
             start, cont = index_state(start, idx), cont[idx]
         return {k: v.detach() for k, v in start.items()}, cont
 
     # ------------------------------------------------------------------ one update
+    def _mean_over_ranks(self, x: torch.Tensor) -> torch.Tensor:
+        fabric = self.fabric
+        if fabric is None or fabric.world_size <= 1:
+            return x
+        return fabric.all_reduce(x, reduce_op="mean")
+
     def train_step(self, wm: Any, start: State, start_cont: torch.Tensor) -> dict[str, float]:
         cfg = self.cfg
         grad = not self.actor.discrete
+        dev = start_cont.device
         with frozen(wm):
             roll = self.imagine(wm, start, grad)
         feat, action = roll["feat"], roll["action"]  # (H+1, N, F), (H, N, A)
-        reward, cont = roll["reward"], roll["cont"]  # (H, N)
+        reward, cont = roll["reward"].float(), roll["cont"].float()  # (H, N)
         if cfg.penalty > 0:
-            reward = reward - cfg.penalty * roll["disagreement"]
-        with frozen(self.slow_critic):
-            value = self.slow_critic.value(feat if grad else feat.detach())  # (H+1, N)
-        ret = lambda_returns(reward, cont, value, cfg.gamma, cfg.lam)  # (H, N)
+            reward = reward - cfg.penalty * roll["disagreement"].float()
+        with frozen(self.slow_critic), mixed(self.precision, dev, self.slow_critic):
+            value = self.slow_critic.value(feat if grad else feat.detach()).float()  # (H+1, N)
+        ret = lambda_returns(reward, cont, value, cfg.gamma, cfg.lam)  # (H, N), fp32
         weight = torch.cumprod(torch.cat([start_cont[None], cfg.gamma * cont[:-1]], 0), 0).detach()
-        self.retnorm.update(ret)
+        self.retnorm.update(ret, self._mean_over_ranks)
         scale = self.retnorm.scale
 
-        # critic logits once: the actor's baseline and the critic's loss
+        # critic logits once: the actor's baseline and the critic's loss (forward passes mixed,
+        # logits and probabilities fp32)
         feat_c = feat[:-1].detach()
-        logits = self.critic.logits(feat_c)  # (H, N, bins)
-        if self.actor.discrete:
+        with mixed(self.precision, dev, self.critic, self.actor):
+            logits = self.critic.logits(feat_c).float()  # (H, N, bins)
+            probs = self.actor.probs(feat_c).float() if self.actor.discrete else None  # (H, N, A)
+        if probs is not None:
             base = self.critic.value_from_logits(logits.detach())
             adv = ((ret - base) / scale).detach()
-            probs = self.actor.probs(feat_c)  # (H, N, A)
             logp = torch.log((probs * action).sum(-1))
             ent = -(probs * torch.log(probs)).sum(-1)
             actor_obj = logp * adv + cfg.entropy * ent
@@ -217,6 +257,8 @@ class DreamerLearner(nn.Module):
         self.actor_opt.zero_grad(set_to_none=True)
         self.critic_opt.zero_grad(set_to_none=True)
         (actor_loss + critic_loss).backward()  # disjoint graphs: actor and critic weights
+        if self.fabric is not None:  # one all-reduce for both (a no-op on one process)
+            sync_grads(self.fabric, [*self.actor.parameters(), *self.critic.parameters()])
         actor_gn = nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
         critic_gn = nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.grad_clip)
         self.actor_opt.step()
@@ -243,7 +285,8 @@ class DreamerLearner(nn.Module):
         with ``penalty`` > 0 the ensemble ``disagreement`` (H, N) of each step (no gradient).
         With ``grad`` the graph is kept (continuous actions, reparameterised)."""
         ctx = contextlib.nullcontext() if grad else torch.no_grad()
-        with ctx:
+        dev = next(iter(start.values())).device
+        with ctx, mixed(self.precision, dev, wm, self.actor):
             state = start
             states, feats, actions, ents, dis = [], [wm.features(state)], [], [], []
             for _ in range(self.cfg.horizon):
@@ -261,7 +304,7 @@ class DreamerLearner(nn.Module):
                 feats.append(wm.features(state))
             # heads once over all imagined steps: (H, N, ...) states -> (H, N)
             stacked = {k: torch.stack([s[k] for s in states]) for k in states[0]}
-            reward, cont = wm.reward(stacked), wm.cont(stacked)
+            reward, cont = wm.reward(stacked).float(), wm.cont(stacked).float()
         out = {"feat": torch.stack(feats), "action": torch.stack(actions), "reward": reward, "cont": cont}
         if ents:
             out["entropy"] = torch.stack(ents)

@@ -24,6 +24,14 @@ One iteration (:meth:`GRPOTrainer.iteration`):
    optional k3 KL to the initial (reference) policy, see :mod:`imagination.grpo_math`.
 
 Imagined steps (rows still running, summed over steps) are counted for the forking ablation.
+
+**Where it runs** (``precision``, ``accelerator``, ``strategy``, ``devices``, on Lightning Fabric
+as every dreamlab loop): under ``bf16-mixed`` the policy's forward passes and the DreamEnv's
+world-model steps run under :func:`imagination.mixed.mixed` (bf16 matmuls; log-probs, losses,
+advantages in fp32). Under ddp every rank draws its own starts (its own seed, ``seed + 1000 *
+rank``), and the gradients are averaged over the ranks that kept a group (a weighted all-reduce)
+before each optimiser step; the logged scores are the means over ranks, so every rank takes the
+same early-stopping decision.
 """
 
 from __future__ import annotations
@@ -39,12 +47,23 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from dreamlab.core.precision import resolve_precision
 from dreamlab.core.seeding import derive_seed
 from dreamlab.data.episodes import Episode
 from dreamlab.data.spaces import ActionCodec
 from dreamlab.imagination.grpo_math import AGGREGATIONS, GRPOConfigError, group_advantages, grpo_loss
+from dreamlab.imagination.mixed import mixed, module_device
 from dreamlab.imagination.verifiers import Verifier
 from dreamlab.policy.actor_critic import Actor, ActorCriticNetConfig
+from dreamlab.policy.scale import (
+    agree_any,
+    broadcast_modules,
+    check_placement,
+    fabric_for,
+    mean_over_ranks,
+    rank_seed,
+    sync_grads,
+)
 
 SCORES = ("success", "reward")
 
@@ -72,8 +91,13 @@ class GRPOConfig:
     bc_steps: int = 300  # behaviour cloning on the logs before GRPO (the "SFT" start); 0 = off
     target_success: float = 0.0  # stop early once the last 3 iterations' dream success reach it; 0 = off
     seed: int = 0
+    precision: str = "auto"  # auto | 32 | bf16-mixed (Lightning's words)
+    accelerator: str = "auto"  # auto | cpu | cuda
+    strategy: str = "auto"  # auto | ddp
+    devices: int = 1
 
     def validate(self) -> GRPOConfig:
+        check_placement(self.precision, self.accelerator, self.strategy, self.devices, "GRPOConfig")
         if self.bc_steps < 0:
             raise GRPOConfigError(f"GRPOConfig field 'bc_steps' must be >= 0, got {self.bc_steps}")
         for name in ("iterations", "groups", "horizon", "epochs", "hidden", "layers"):
@@ -184,7 +208,8 @@ class ObsActorPolicy:
 
     def act(self, obs: np.ndarray, is_first: np.ndarray | None = None) -> np.ndarray:
         with torch.no_grad():
-            a = self.agent.sample(torch.as_tensor(np.asarray(obs), dtype=torch.float32), self.greedy)
+            x = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=module_device(self.agent))
+            a = self.agent.sample(x, self.greedy)
         return self.agent.env_actions(a)
 
 
@@ -201,14 +226,24 @@ class Rollout:
 
 
 def rollout(
-    env: Any, agent: ObsActor, verifier: Verifier, obs: np.ndarray, horizon: int, score: str = "success"
+    env: Any,
+    agent: ObsActor,
+    verifier: Verifier,
+    obs: np.ndarray,
+    horizon: int,
+    score: str = "success",
+    precision: str = "32",
 ) -> Rollout:
     """Run ``agent`` from the env's current observations ``obs (N, *obs)`` for up to ``horizon`` steps.
 
     The env must have been built with ``reward_fn=verifier`` so that its reward is the verifier's
     step score minus the MOPO penalty; the penalty is recovered as ``verifier(obs) - reward``.
+    ``precision`` (resolved): ``bf16-mixed`` runs the policy and the env's world model mixed.
+    The returned tensors are on the CPU.
     """
     n = obs.shape[0]
+    wm = getattr(env, "wm", None)
+    dev, env_dev = module_device(agent), module_device(wm)
     alive = np.ones(n, bool)
     obs_l, act_l, mask_l, step_l, pen_l = [], [], [], [], []
     failed = np.zeros(n, bool)
@@ -216,9 +251,10 @@ def rollout(
     steps = 0
     cur = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
     for _ in range(horizon):
-        with torch.no_grad():
-            action = agent.sample(cur)  # (N, A)
-        nxt, reward, term, trunc, info = env.step(agent.env_actions(action))
+        with torch.no_grad(), mixed(precision, dev, agent):
+            action = agent.sample(cur.to(dev)).float().cpu()  # (N, A)
+        with mixed(precision, env_dev, wm):
+            nxt, reward, term, trunc, info = env.step(agent.env_actions(action))
         nxt = np.asarray(nxt)
         v = np.asarray(verifier(nxt, None), np.float32)  # (N,) step score of the arriving obs
         pen = np.maximum(v - np.asarray(reward, np.float32), 0.0)
@@ -307,22 +343,32 @@ class GRPOTrainer:
     """GRPO on a DreamEnv. ``make_env(num_envs)`` builds a DreamEnv with ``reward_fn=verifier`` and
     ``autoreset=False`` (see :func:`dream_env_factory`)."""
 
-    def __init__(self, make_env: Any, agent: ObsActor, verifier: Verifier, cfg: GRPOConfig | None = None):
+    def __init__(
+        self, make_env: Any, agent: ObsActor, verifier: Verifier, cfg: GRPOConfig | None = None, fabric: Any = None
+    ):
         self.cfg = (cfg or GRPOConfig()).validate()
-        self.agent, self.verifier = agent, verifier
+        self.fabric = fabric if fabric is not None else fabric_for(self.cfg)
+        self.rank, self.device = int(self.fabric.global_rank), self.fabric.device
+        self.precision = resolve_precision(self.cfg.precision, self.device)
+        self.seed = rank_seed(self.cfg.seed, self.rank)  # this rank's starts
+        self.agent, self.verifier = self.fabric.to_device(agent), verifier
         self.ref = copy.deepcopy(agent).requires_grad_(False) if self.cfg.kl_coef > 0 else None
-        self.opt = torch.optim.Adam(agent.parameters(), lr=self.cfg.lr)
+        broadcast_modules(self.fabric, *[m for m in (self.agent, self.ref) if m is not None])
+        self.params = list(agent.parameters())
+        self.opt = torch.optim.Adam(self.params, lr=self.cfg.lr)
         n0 = self.cfg.groups if self.cfg.forked else self.cfg.groups * self.cfg.group_size
         self.env = make_env(n0)
         self.total_steps = 0
         self.history: list[IterationLog] = []
+        if self.rank > 0:
+            torch.manual_seed(self.seed)  # its own action samples
 
     def _start(self) -> tuple[Any, np.ndarray]:
         """Fresh starts: ``(env, obs (P*G, *obs))``, groups contiguous (row p*G + g).
 
         Each iteration resets with its own seed (``seed``, iteration), so a resumed run draws
         the same starts it would have drawn without the interruption."""
-        seed = derive_seed(self.cfg.seed, len(self.history))
+        seed = derive_seed(self.seed, len(self.history))
         obs, _ = self.env.reset(seed=seed)
         if not self.cfg.forked:
             return self.env, np.asarray(obs)
@@ -348,38 +394,65 @@ class GRPOTrainer:
         self.total_steps = int(blob["total_steps"])
         self.history = [IterationLog(**h) for h in blob["history"]]
         torch.set_rng_state(blob["torch_rng"])
+        if self.rank > 0:  # rank 0's stream was saved; the others reseed from (seed, rank, iteration)
+            torch.manual_seed(derive_seed(self.seed, len(self.history), 1))
 
     def iteration(self) -> IterationLog:
         cfg, t0 = self.cfg, time.perf_counter()
         env, obs = self._start()  # (P*G, *obs), groups contiguous: row p*G + g
-        ro = rollout(env, self.agent, self.verifier, obs, cfg.horizon, cfg.score)
+        ro = rollout(env, self.agent, self.verifier, obs, cfg.horizon, cfg.score, self.precision)
         self.last_rollout = ro
-        self.total_steps += ro.imagined_steps
         scores = rearrange(ro.scores, "(p g) -> p g", g=cfg.group_size)
         adv, keep = group_advantages(scores, scale_std=cfg.scale_std)
         if not cfg.drop_zero_variance:
             keep = torch.ones_like(keep)
+        seen = mean_over_ranks(
+            self.fabric,
+            {
+                "success": float(ro.success.mean()),
+                "score": float(ro.scores.mean()),
+                "kept": float(keep.float().mean()),
+                "steps": float(ro.imagined_steps),
+                "halted": float(ro.halted.float().mean()),
+                "penalty": float(ro.penalty.mean()),
+            },
+        )
+        steps = int(round(seen["steps"] * self.fabric.world_size))  # all ranks' imagined steps
+        self.total_steps += steps
         log = IterationLog(
             len(self.history),
-            float(ro.success.mean()),
-            float(ro.scores.mean()),
-            float(keep.float().mean()),
-            ro.imagined_steps,
+            seen["success"],
+            seen["score"],
+            seen["kept"],
+            steps,
             self.total_steps,
-            halted=float(ro.halted.float().mean()),
-            penalty=float(ro.penalty.mean()),
+            halted=seen["halted"],
+            penalty=seen["penalty"],
         )
-        if keep.any():
+        has = bool(keep.any())
+        if agree_any(self.fabric, has):  # every rank steps together; one without a kept group adds nothing
+            self._update(ro, adv, keep, has, log)
+        log.seconds = time.perf_counter() - t0
+        self.history.append(log)
+        return log
+
+    def _update(self, ro: Rollout, adv: torch.Tensor, keep: torch.Tensor, has: bool, log: IterationLog) -> None:
+        """``epochs`` clipped-surrogate steps on the kept groups (``has``: this rank kept some)."""
+        cfg, dev = self.cfg, self.device
+        if has:
             rows = rearrange(keep[:, None].expand(-1, cfg.group_size), "p g -> (p g)")
-            obs_t, act_t, mask_t = ro.obs[rows], ro.action[rows], ro.mask[rows]
-            adv_t = rearrange(adv, "p g -> (p g)")[rows]
-            with torch.no_grad():
-                old = self.agent.log_prob(obs_t, act_t)  # (n, T)
-                ref = self.ref.log_prob(obs_t, act_t) if self.ref is not None else None
-            for _ in range(cfg.epochs):
-                logp = self.agent.log_prob(obs_t, act_t)
-                ent = self.agent.entropy(obs_t) if cfg.entropy_coef > 0 else None
-                loss, info = grpo_loss(
+            obs_t, act_t, mask_t = ro.obs[rows].to(dev), ro.action[rows].to(dev), ro.mask[rows].to(dev)
+            adv_t = rearrange(adv, "p g -> (p g)")[rows].to(dev)
+            with torch.no_grad(), mixed(self.precision, dev, self.agent, self.ref):
+                old = self.agent.log_prob(obs_t, act_t).float()  # (n, T)
+                ref = self.ref.log_prob(obs_t, act_t).float() if self.ref is not None else None
+        for _ in range(cfg.epochs):
+            self.opt.zero_grad(set_to_none=True)
+            if has:
+                with mixed(self.precision, dev, self.agent):
+                    logp = self.agent.log_prob(obs_t, act_t).float()
+                    ent = self.agent.entropy(obs_t).float() if cfg.entropy_coef > 0 else None
+                loss, info = grpo_loss(  # fp32
                     logp,
                     old,
                     adv_t,
@@ -392,14 +465,12 @@ class GRPOTrainer:
                     ent,
                     cfg.entropy_coef,
                 )
-                self.opt.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.grad_clip)
-                self.opt.step()
+            sync_grads(self.fabric, self.params, weight=1.0 if has else 0.0)
+            nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+            self.opt.step()
+        if has:
             log.loss, log.kl, log.clip_frac = info.loss, info.kl, info.clip_frac
-        log.seconds = time.perf_counter() - t0
-        self.history.append(log)
-        return log
 
     def train(self, iterations: int | None = None, progress: bool = True, callback: Any = None) -> list[IterationLog]:
         """Run until ``iterations`` (default ``cfg.iterations``) in total, counting resumed ones;

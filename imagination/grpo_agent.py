@@ -48,7 +48,9 @@ def save_agent(
     dream_cfg: GRPODreamConfig,
     verifier: str,
     uncertainty: dict[str, Any] | None = None,
+    run: dict[str, Any] | None = None,
 ) -> None:
+    """Write OUT (rank 0's job under ddp); ``run``: where it ran (precision, world size, digest)."""
     out.mkdir(parents=True, exist_ok=True)
     agent = trainer.agent
     atomic_torch_save(agent.state_dict(), out / "actor.pt")
@@ -63,6 +65,7 @@ def save_agent(
         "grpo": asdict(trainer.cfg),
         "dream": asdict(dream_cfg),
         "uncertainty": uncertainty or {},
+        "run": run or {},
         "iterations_done": len(trainer.history),
         "imagined_steps": trainer.total_steps,
         "last": asdict(trainer.history[-1]) if trainer.history else None,

@@ -34,6 +34,9 @@ where bf16 is fast, else 32), ``accelerator``, ``strategy`` (``ddp`` for several
 ``devices``. Every rank rolls out its own episodes; gradients are averaged before each step, token
 budgets count all ranks, and rank 0 writes checkpoints and the result.
 
+**Forgetting.** With ``forgetting`` (default on) rank 0 measures the general suite before and after
+(:mod:`policy.forgetting`): ``OUT/distill.json`` gets ``forgetting`` (perplexity and instruction accuracy).
+
 Checkpoints (``OUT/checkpoint/``: weights in safetensors, optimiser state, ``state.json`` with
 the counters and curves) are written every ``checkpoint_every`` updates and at the end; a run
 started again with the same ``OUT`` resumes from them (the env restarts with fresh episodes).
@@ -61,6 +64,7 @@ from dreamlab.core.io import atomic_path, atomic_torch_save, atomic_write_json, 
 from dreamlab.core.precision import resolve_precision
 from dreamlab.core.progress import Progress
 from dreamlab.core.quiet import quiet_third_party
+from dreamlab.policy.forgetting import measure_forgetting
 from dreamlab.policy.llm import LLMPolicy, write_policy_meta
 from dreamlab.policy.losses import LOSSES, cross_entropy, distill_loss, reverse_kl
 from dreamlab.policy.rollout import VecRunner
@@ -112,6 +116,7 @@ class DistillConfig:
     lora_alpha: int = 16
     checkpoint_every: int = 10  # updates (0 = only at the end)
     eval_every_tokens: int = 0  # call eval_fn every this many labelled tokens (0 = never)
+    forgetting: bool = True  # general suite before and after (policy.forgetting; rank 0): distill.json 'forgetting'
     precision: str = "auto"  # auto | 32 | bf16-mixed (Lightning's words)
     accelerator: str = "auto"  # auto | cpu | cuda
     strategy: str = "auto"  # auto | ddp
@@ -174,6 +179,7 @@ class DistillState:
     curve: list[dict[str, float]] = field(default_factory=list)  # eval points: tokens, return
     losses: list[float] = field(default_factory=list)
     next_eval: int = 0
+    forgetting: dict[str, Any] = field(default_factory=dict)  # policy.forgetting: before, then the summary
 
 
 def apply_lora(student: LLMPolicy, cfg: DistillConfig) -> None:
@@ -358,8 +364,16 @@ class Distiller:
             s.curve.append({"labelled_tokens": s.labelled_tokens, "return": ret, "updates": s.updates})
             s.next_eval += self.cfg.eval_every_tokens
 
+    def _forgetting(self, stage: str) -> None:
+        """The general suite on rank 0 before training (once, kept across resumes) and after it."""
+        if self.cfg.forgetting and self.rank == 0 and not (stage == "before" and self.state.forgetting):
+            tag = f"distill {self.cfg.method}" if self.cfg.progress else None  # the log line's prefix
+            args = (self.model, self.student.tokenizer, self.student.precision, self.state.curve)
+            self.state.forgetting = measure_forgetting(self.state.forgetting, stage, *args, log=tag)
+
     def run(self) -> DistillState:
         cfg, s = self.cfg, self.state
+        self._forgetting("before")
         bar: Progress[Any] = Progress(
             total=cfg.max_labelled_tokens,
             initial=min(s.labelled_tokens, cfg.max_labelled_tokens),
@@ -391,6 +405,7 @@ class Distiller:
             if self.out is not None and cfg.checkpoint_every > 0 and s.updates % cfg.checkpoint_every == 0:
                 self.checkpoint()
         bar.close()
+        self._forgetting("after")
         if self.out is not None:
             self.checkpoint()
             self.save_final()

@@ -49,6 +49,8 @@ class WorldModelConfig:
     weight_decay: float = 0.0
     grad_clip: float = 100.0
     warmup_steps: int = 200
+    lr_decay: str = "cosine"  # cosine: to lr_min_ratio * lr at the step budget (Trainer max_steps) | none
+    lr_min_ratio: float = 0.1
     batch_size: int = 16
     seq_len: int = 32
     # --- data
@@ -95,6 +97,10 @@ class WorldModelConfig:
             raise ConfigError(
                 f"WorldModelConfig field 'reward_bins' must be odd and >= 3 (a bin at 0), got {self.reward_bins}"
             )
+        if self.lr_decay not in ("none", "cosine"):
+            raise ConfigError(f"WorldModelConfig field 'lr_decay' must be 'none' or 'cosine', got {self.lr_decay!r}")
+        if not 0.0 <= self.lr_min_ratio <= 1.0:
+            raise ConfigError(f"WorldModelConfig field 'lr_min_ratio' must be in [0, 1], got {self.lr_min_ratio}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"WorldModelConfig field 'val_fraction' must be in [0, 1), got {self.val_fraction}")
         return self

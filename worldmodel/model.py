@@ -16,6 +16,7 @@ Losses (per step, averaged over batch and time):
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, cast
 
@@ -164,17 +165,17 @@ class WorldModel(L.LightningModule):
 
     def decode(self, state: State) -> torch.Tensor:
         """-> (..., *obs_shape) in env units."""
-        out = self.decoder(self.features(state))
+        out = self.decoder(self.features(state)).float()  # env units in fp32 (also under bf16 autocast)
         if self.image:
             return ((out + 0.5) * 255.0).clamp(0, 255)
         vec = (symexp(out) if self.cfg.symlog_obs else out) * self.obs_scale + self.obs_loc
         return vec.reshape(*out.shape[:-1], *self.obs_shape)
 
     def reward(self, state: State) -> torch.Tensor:
-        return self.twohot.mean(self.reward_head(self.features(state)))
+        return self.twohot.mean(self.reward_head(self.features(state)).float())
 
     def cont(self, state: State) -> torch.Tensor:
-        return torch.sigmoid(self.cont_head(self.features(state)).squeeze(-1))
+        return torch.sigmoid(self.cont_head(self.features(state)).float().squeeze(-1))
 
     def disagreement(self, state: State, action: torch.Tensor) -> torch.Tensor:
         return self.rssm.disagreement(state, action.float())
@@ -188,7 +189,7 @@ class WorldModel(L.LightningModule):
         post, prior_logits = self.rssm.observe(embed, batch["action"].float(), batch["is_first"])
         feat = self.features(post)  # (B, T, F)
         target = self._obs_target(batch["obs"])
-        recon = self.decoder(feat)
+        recon = self.decoder(feat).float()  # losses in fp32 (also under bf16 autocast)
         sq = (recon - target) ** 2
         dec = sq.flatten(2).sum(-1).mean()
         rew_target = self.reward_target(batch)
@@ -201,7 +202,8 @@ class WorldModel(L.LightningModule):
             prior_probs = prior_logits.gather(2, idx).squeeze(2).exp()  # (B, T, G, C)
             feats.append(self.features({"deter": post["deter"], "stoch": sample_onehot(prior_probs)}))
         rew = cast(
-            torch.Tensor, sum(self.twohot.loss(self.reward_head(f), rew_target).mean() for f in feats) / len(feats)
+            torch.Tensor,
+            sum(self.twohot.loss(self.reward_head(f).float(), rew_target).mean() for f in feats) / len(feats),
         )
         cont_w = (
             None
@@ -211,7 +213,7 @@ class WorldModel(L.LightningModule):
         cont = cast(
             torch.Tensor,
             sum(
-                F.binary_cross_entropy_with_logits(self.cont_head(f).squeeze(-1), cont_target, weight=cont_w)
+                F.binary_cross_entropy_with_logits(self.cont_head(f).float().squeeze(-1), cont_target, weight=cont_w)
                 for f in feats
             )
             / len(feats),
@@ -251,7 +253,17 @@ class WorldModel(L.LightningModule):
         cls = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
         opt = cls(self.parameters(), lr=c.lr, eps=c.eps, weight_decay=c.weight_decay)
         warm = max(1, c.warmup_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm))
+        trainer = self._trainer  # None outside a Trainer (a hand-written loop): no decay then
+        total = int(trainer.max_steps) if trainer is not None and trainer.max_steps and trainer.max_steps > 0 else 0
+
+        def factor(step: int) -> float:
+            f = min(1.0, (step + 1) / warm)
+            if c.lr_decay == "cosine" and total > warm:
+                t = min(1.0, max(0.0, (step - warm) / (total - warm)))
+                f *= c.lr_min_ratio + (1 - c.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+            return f
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # --------------------------------------------------------------------- checkpoints

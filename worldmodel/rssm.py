@@ -57,7 +57,7 @@ class BlockGRU(nn.Module):
 
     def forward(self, x: torch.Tensor, deter: torch.Tensor) -> torch.Tensor:
         """x: (..., H) input, deter: (..., D) -> new deter (..., D)."""
-        g = self.gates(x, deter)
+        g = self.gates(x, deter).float()  # gates and the recurrent state in fp32 (matmuls may run in bf16)
         if self.blocks > 1:
             g = g.reshape(*g.shape[:-1], self.blocks, 3 * self.width)  # (..., g, 3w)
         g = self.norm(g)
@@ -137,6 +137,7 @@ class RSSM(nn.Module):
 
     def _mix(self, raw: torch.Tensor) -> torch.Tensor:
         """(..., G*C) raw logits -> (..., G, C) probabilities with the uniform mix."""
+        raw = raw.float()  # probabilities, their logs and the KL stay fp32 under bf16 autocast
         return unimix(torch.softmax(raw.reshape(*raw.shape[:-1], self.groups, self.classes), -1), self.unimix)
 
     def _post_probs(self, deter: torch.Tensor, embed_in: torch.Tensor) -> torch.Tensor:

@@ -19,11 +19,13 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from dreamlab.core.io import OutputError, atomic_write_json, check_output_dir
+from dreamlab.core.precision import resolve_precision
 from dreamlab.core.progress import LINE_EVERY_S, Progress, progress_mode
 from dreamlab.core.quiet import own_checkpoint_dir, quiet_third_party
 from dreamlab.data.sampling import EpisodeDataModule, split_names
@@ -92,8 +94,10 @@ class WallClockLimit(L.Callback):
     as in ``dreamlab cycle``, needs a fresh budget per call.)"""
 
     def __init__(self, minutes: float):
+        self.minutes = minutes
         self.seconds = 60.0 * minutes
         self.start = time.monotonic()
+        self.fired = False  # whether it stopped the run (then the run is cut short of its step budget)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start = time.monotonic()
@@ -102,6 +106,7 @@ class WallClockLimit(L.Callback):
         stop = time.monotonic() - self.start >= self.seconds
         stop = bool(trainer.strategy.broadcast(stop))  # every rank stops at the same step
         if stop:
+            self.fired = True
             trainer.should_stop = True
 
 
@@ -129,6 +134,7 @@ def build_trainer(
     val_every_epochs: int = 1,
     grad_clip: float = 100.0,
     extra_callbacks: list[Any] | None = None,
+    precision: str = "32",
 ) -> L.Trainer:
     ckpt = ModelCheckpoint(
         dirpath=out,
@@ -151,6 +157,7 @@ def build_trainer(
         callbacks.append(WallClockLimit(max_minutes))
     return L.Trainer(
         max_steps=max_steps,
+        precision="bf16-mixed" if precision == "bf16-mixed" else "32-true",
         max_epochs=-1,
         strategy=strategy,
         devices=devices,
@@ -183,8 +190,13 @@ def train(
     resume: bool = True,
     log: Any = None,
     callbacks: list[Any] | None = None,
+    precision: str = "auto",
 ) -> Path:
-    """Train (or resume) a world model on ``logs``; returns the path of ``OUT/world_model.ckpt``."""
+    """Train (or resume) a world model on ``logs``; returns the path of ``OUT/world_model.ckpt``.
+
+    ``max_steps`` is the budget; ``max_minutes`` is a safety net: when it stops the run first, a
+    warning says so and ``train_summary.json`` records ``cut_short``. ``precision`` is ``auto``
+    (bf16-mixed where bf16 is fast, see :mod:`dreamlab.core.precision`), ``32`` or ``bf16-mixed``."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     out = Path(out)
     cfg = cfg.validate()
@@ -193,6 +205,8 @@ def train(
         if Path(logs).resolve() == (out / sub).resolve():
             raise OutputError(f"--out {out}: training writes {out / sub}, which is the input store --logs {logs}")
     store = open_logs(logs)
+    use_cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    prec = resolve_precision(precision, "cuda" if use_cuda else "cpu")
     last = out / "last.ckpt"
     resuming = resume and last.is_file()
     ours = resuming or not out.is_dir() or not any(out.iterdir())  # a folder we make, or resume from
@@ -223,17 +237,19 @@ def train(
     )
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    clock = WallClockLimit(max_minutes) if max_minutes else None
     trainer = build_trainer(
         out,
         max_steps,
-        max_minutes,
+        None,
         strategy,
         devices,
         accelerator,
         ckpt_every,
         progress,
         grad_clip=cfg.grad_clip,
-        extra_callbacks=callbacks,
+        extra_callbacks=[*(callbacks or []), *([clock] if clock else [])],
+        precision=prec,
     )
     if resuming:
         log(f"resuming from {last}")
@@ -241,6 +257,14 @@ def train(
     with own_checkpoint_dir(out) if ours else contextlib.nullcontext():
         trainer.fit(model, datamodule=dm, ckpt_path=str(last) if resuming else None)
     wall = time.perf_counter() - start
+    cut_short = None
+    if clock is not None and clock.fired and trainer.global_step < max_steps:
+        cut_short = {"by": "wall-clock safety net", "minutes": clock.minutes, "steps": int(trainer.global_step)}
+        log(
+            f"warning: the {clock.minutes:g}-minute wall-clock safety net stopped the world model at "
+            f"{trainer.global_step} of {max_steps} steps ({trainer.global_step / max(wall, 1e-9):.1f} steps/s); "
+            "results are not those of the step budget: raise the time limit or lower the steps"
+        )
     final = out / FINAL_NAME
     trainer.save_checkpoint(last, weights_only=False)  # every rank calls it; rank 0 writes the final resume point
     if trainer.is_global_zero:
@@ -250,6 +274,9 @@ def train(
             "wall_s": wall,
             "resumed": resuming,
             "interrupted": bool(trainer.interrupted),
+            "max_steps": int(max_steps),
+            "cut_short": cut_short,
+            "precision": prec,
             "logs": str(logs),
             "config": cfg.to_dict(),
             "world_model": str(final),

@@ -31,6 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("src", help="JSONL file, or Minari dataset id (under MINARI_DATASETS_PATH) or directory")
     imp.add_argument("--out", required=True, type=Path, help="episode store (created or appended to)")
     imp.add_argument("--env", default=None, help="env id the logs belong to (gives the spaces for JSONL)")
+    imp.add_argument(
+        "--label-llm",
+        default=None,
+        metavar="NAME|DIR",
+        help="JSONL: turn written feedback (feedback_text without a thumb) into +1/-1 labels with this LLM "
+        "(e.g. smollm2-135m-instruct); without it such lines are imported unlabelled",
+    )
     imp.set_defaults(func=run_import)
 
     exp = sub.add_parser("export", help="export a store as JSONL or as a local Minari dataset")
@@ -104,11 +111,16 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_import(args: argparse.Namespace) -> int:
     from dreamlab.core.io import check_output_dir
-    from dreamlab.data.formats import read_jsonl, read_minari
+    from dreamlab.data.formats import read_minari
     from dreamlab.data.store import EpisodeStore
 
     check_output_dir(args.out)
-    logs = read_jsonl(Path(args.src), args.env) if args.format == "jsonl" else read_minari(args.src, args.env)
+    if args.format == "jsonl":
+        from dreamlab.cycle_feedback import import_jsonl
+
+        logs = import_jsonl(Path(args.src), args.env, args.label_llm)
+    else:
+        logs = read_minari(args.src, args.env)
     env_id = args.env or logs.env_id or "unknown"
     store = EpisodeStore.create(args.out, env_id, logs.observation_space, logs.action_space)
     store.add_many(logs.episodes, [f"{args.src} (episode {i})" for i in range(len(logs.episodes))])

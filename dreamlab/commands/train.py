@@ -1,4 +1,9 @@
-"""``dreamlab train``: online Dreamer training in a real env (collect, train WM, dream, act)."""
+"""``dreamlab train``: online Dreamer training in a real env (collect, train WM, dream, act).
+
+``--precision``, ``--accelerator``, ``--strategy`` and ``--devices`` mean what they mean in every
+dreamlab command (Lightning's words); under ``--strategy ddp --devices N`` each process steps its
+own env and the gradients of the world model, actor and critic are averaged.
+"""
 
 from __future__ import annotations
 
@@ -46,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--env {args.env!r}: not a registered gymnasium env id")
     job = config_from_args(TrainJob, args)
     check_output_dir(args.out)
-    train_online(args.env, args.out, base_part(job, OnlineConfig), job.dreamer, progress=args.progress)
-    print(f"agent written to {args.out / 'agent'}")
+    from dreamlab.policy.scale import fabric_for
+
+    fabric = fabric_for(job)  # strategy ddp: starts the other ranks here (each runs this command)
+    train_online(args.env, args.out, base_part(job, OnlineConfig), job.dreamer, progress=args.progress, fabric=fabric)
+    if fabric.global_rank == 0:
+        print(f"agent written to {args.out / 'agent'}")
     return 0

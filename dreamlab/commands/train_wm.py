@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from dreamlab.config import add_config_args, add_run_args, apply_threads, config_from_args
+from dreamlab.core.precision import PRECISIONS
 from dreamlab.worldmodel.config import PRESETS, REWARD_SOURCES, WorldModelConfig, preset
 
 
@@ -26,7 +27,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="size preset (default: small, the 2-core CPU default)",
     )
     p.add_argument("--max-steps", type=int, default=5000, help="training steps (default: 5000)")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="wall-clock safety net: stop after this many minutes even if --max-steps is not reached "
+        "(a warning says so and train_summary.json records cut_short)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="32 | bf16-mixed | auto: bf16-mixed where bf16 is fast (CUDA, or a CPU with AMX/AVX512-BF16), else 32",
+    )
     p.add_argument(
         "--reward",
         choices=REWARD_SOURCES,
@@ -63,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         cfg,
         max_steps=args.max_steps,
         max_minutes=args.max_minutes,
+        precision=args.precision,
         strategy=args.strategy,
         devices=devices,
         accelerator=args.accelerator,

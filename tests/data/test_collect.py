@@ -44,9 +44,9 @@ def test_collect_cli_count_equals_logs_info_and_second_run_appends(
     assert main(["logs", "info", out, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["steps"] == first >= 5000
-    assert info["env_id"] == "CartPole-v1" and info["episodes"] == len(
-        list((tmp_path / "x" / "episodes").glob("*.npz"))
-    )
+    store = EpisodeStore(out)
+    on_disk = sum(len(store.read_chunk(p.name)) for p in (tmp_path / "x" / "chunks").glob("*.npz"))
+    assert info["env_id"] == "CartPole-v1" and info["episodes"] == on_disk and store.version == 2
     assert (
         main(
             [
@@ -161,8 +161,7 @@ def test_interrupted_run_keeps_every_finished_episode(tmp_path: Path) -> None:
     store = EpisodeStore(tmp_path / "s")
     # 120 vector steps x 4 envs; random CartPole episodes last ~22 steps, so ~15-20 finished
     assert 8 <= len(store) and store.num_steps <= 480 and store.check() == []
-    on_disk = sorted(p.name for p in store.episode_dir.glob("ep-*.npz"))
-    assert on_disk == store.names()
+    assert store.orphans() == [] and not (tmp_path / "s" / "episodes").exists()  # every chunk indexed
 
 
 def make_random(env: gym.Env) -> RandomPolicy:
@@ -267,3 +266,31 @@ def test_module_class_env_and_bad_env_data_is_refused_keeping_the_rest(tmp_path:
         store = EpisodeStore(out)
         assert store.env_id == "tests.data.test_collect:NanEnv"
         assert len(store) >= 2 and store.check() == []  # the episodes before the bad one are kept
+
+
+def test_the_lockstep_loop_stores_what_a_same_step_vector_env_would(tmp_path: Path) -> None:
+    """The collector steps its envs itself; the episodes equal those of SyncVectorEnv(SAME_STEP)."""
+    from dreamlab.data.collect import make_vector_env
+
+    k, seed = 3, 7
+    collect("CartPole-v1", "random", steps=600, num_envs=k, seed=seed, out=tmp_path / "s", progress=False)
+    ours = EpisodeStore(tmp_path / "s").episodes()
+    envs = make_vector_env("CartPole-v1", k)
+    policy = load_policy("random", gym.make("CartPole-v1"), seed=seed, env_id="CartPole-v1")
+    obs, _ = envs.reset(seed=seed)
+    policy.reset(k)
+    first = np.ones(k, bool)
+    current: list[list] = [[[o], []] for o in obs]
+    theirs: list[tuple[np.ndarray, np.ndarray, bool]] = []
+    while len(theirs) < len(ours):
+        a = policy.act(obs, first)
+        obs, _, term, trunc, info = envs.step(a)
+        first = term | trunc
+        for i in range(k):  # episodes that end at one step are stored in env order by both
+            current[i][1].append(a[i])
+            current[i][0].append(info["final_obs"][i] if first[i] else obs[i])
+            if first[i]:
+                theirs.append((np.stack(current[i][0]), np.stack(current[i][1]), bool(term[i])))
+                current[i] = [[obs[i]], []]
+    for ep, (o, a, terminated) in zip(ours, theirs, strict=True):
+        assert np.array_equal(ep.obs, o) and np.array_equal(ep.action[:-1], a) and ep.terminated == terminated

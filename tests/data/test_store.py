@@ -1,4 +1,5 @@
-"""EpisodeStore: round trip, laziness, concurrent appends, and every bad input refused."""
+"""EpisodeStore: round trip, laziness, concurrent appends, and every bad input refused (the
+archive-level cases on version-1 archives; chunks in test_chunks.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,16 @@ import pytest
 from dreamlab.cli import main
 from dreamlab.data.episodes import Episode, EpisodeError
 from dreamlab.data.store import EpisodeStore, StoreError, load_episode_file
-from tests.data.helpers import CARTPOLE, assert_same_episode, cartpole_episode, cartpole_spaces, make_store, snapshot
+from tests.data.helpers import (
+    CARTPOLE,
+    assert_same_episode,
+    cartpole_episode,
+    cartpole_spaces,
+    data_files,
+    make_store,
+    make_v1_store,
+    snapshot,
+)
 
 
 def test_round_trip_and_stats(tmp_path: Path) -> None:
@@ -32,9 +42,11 @@ def test_round_trip_and_stats(tmp_path: Path) -> None:
     assert again.check() == []
 
 
-def test_iteration_is_lazy(tmp_path: Path) -> None:
-    store = make_store(tmp_path / "s", n=3)
-    # corrupt the last archive: a lazy iterator yields the first episodes before touching it
+@pytest.mark.parametrize("version", [1, 2])
+def test_iteration_is_lazy(version: int, tmp_path: Path) -> None:
+    store = make_v1_store(tmp_path / "s", n=3) if version == 1 else make_store(tmp_path / "s", n=3, chunk_each=True)
+    # corrupt the last file: a lazy iterator yields the first episodes before touching it
+    assert len(set(store.paths())) == 3
     store.paths()[-1].write_bytes(b"garbage")
     it = iter(store)
     first = next(it)
@@ -61,8 +73,8 @@ def test_two_processes_append_at_once(tmp_path: Path) -> None:
         p.join(60)
         assert p.exitcode == 0
     store = EpisodeStore(root)
-    on_disk = sorted(p.name for p in store.episode_dir.glob("ep-*.npz"))
-    assert len(store) == 25 and store.names() == on_disk
+    assert len(store) == 25 and store.files() == data_files(root)  # 25 chunks, each indexed
+    assert store.orphans() == [] and store.names() == sorted(store.names())
     assert store.num_steps == sum(e.num_steps for e in store)
     assert store.check() == []
 
@@ -77,7 +89,7 @@ def _check_cli_names(root: Path, path: Path, capsys: pytest.CaptureFixture[str],
 
 
 def test_truncated_npz(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    store = make_store(tmp_path / "s", n=3)
+    store = make_v1_store(tmp_path / "s", n=3)
     good = [store.load(n) for n in store.names()[:2]]
     bad = store.paths()[2]
     bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
@@ -91,7 +103,7 @@ def test_truncated_npz(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_corrupt_npz(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    store = make_store(tmp_path / "s", n=2)
+    store = make_v1_store(tmp_path / "s", n=2)
     bad = store.paths()[1]
     raw = bytearray(bad.read_bytes())
     raw[40:80] = b"\xff" * 40  # inside the first member's compressed data
@@ -114,7 +126,7 @@ class Evil:
 
 
 def test_pickle_inside_npz_is_never_loaded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    store = make_store(tmp_path / "s", n=2)
+    store = make_v1_store(tmp_path / "s", n=2)
     snap = snapshot(store)
     marker = tmp_path / "pwned"
     ep = cartpole_episode(7)
@@ -157,7 +169,7 @@ def test_nan_and_inf(tmp_path: Path) -> None:
 
 
 def test_shape_and_dtype_disagree_with_metadata(tmp_path: Path) -> None:
-    store = make_store(tmp_path / "s", n=2)
+    store = make_v1_store(tmp_path / "s", n=2)
     snap = snapshot(store)
     ep = cartpole_episode(3)
     wrong_shape = Episode(**{**ep.arrays(), "obs": ep.obs[:, :3]})

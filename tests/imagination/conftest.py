@@ -96,3 +96,30 @@ def _random_return(env_id: str, episodes: int, seed: int) -> float:
             if te or tr:
                 break
     return total / episodes
+
+
+@pytest.fixture(scope="session")
+def tiny_dream(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A very small CartPole world model (seconds to build), briefly trained, saved with its logs:
+    for tests of numerics and plumbing (precision, processes), not of learning."""
+    from dreamlab.worldmodel.config import preset
+    from dreamlab.worldmodel.model import WorldModel
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("tiny_dream")
+    env = gym.make(ENV_ID)
+    episodes = collect_episodes(ENV_ID, 600, epsilon=0.75, seed=0)
+    store = EpisodeStore.create(root / "logs", ENV_ID, env.observation_space, env.action_space)
+    store.extend(episodes)
+    wm = WorldModel(preset("tiny", deter=32, hidden=32, groups=4, classes=4), env.observation_space, env.action_space)
+    wm.set_obs_stats(np.concatenate([ep.obs for ep in episodes]))
+    sampler = SequenceSampler(episodes, wm.codec, 16, seed=0)
+    opt = torch.optim.Adam(wm.parameters(), lr=3e-3)
+    for _ in range(30):
+        loss, _ = wm.loss(sampler.sample(8))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    wm.eval()
+    wm_path = wm.save(root / "wm.ckpt")
+    return {"wm": wm, "wm_path": Path(wm_path), "logs": root / "logs", "episodes": episodes}

@@ -60,7 +60,7 @@ def test_distill_cli_takes_the_name_and_trains_lora(smollm2: Path, tmp_path: Pat
     out = tmp_path / "student"
     argv = ["distill", "--teacher", "heuristic", "--student", DEFAULT_LLM, "--env", "CartPole-v1"]
     argv += ["--out", str(out), "--num-envs", "2", "--steps-per-rollout", "2", "--max-updates", "1"]
-    argv += ["--minibatch", "4", "--threads", "1"]
+    argv += ["--minibatch", "4", "--threads", "1", "--forgetting", "false"]  # measured in test_forgetting
     assert main(argv) == 0
     summary = json.loads((out / "distill.json").read_text())
     assert summary["run"]["finetune"] == "lora" and summary["labelled_tokens"] > 0
