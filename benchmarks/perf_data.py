@@ -44,6 +44,14 @@ from dreamlab.data.store import EpisodeStore
 RESULTS = Path(__file__).resolve().parent / "results" / "perf_data.json"
 
 
+def random_actions(rng: np.random.Generator, sp: gym.Space, n: int) -> np.ndarray:
+    """``n`` uniform random actions of a Discrete or Box space."""
+    if isinstance(sp, gym.spaces.Discrete):
+        return rng.integers(sp.start, sp.start + sp.n, size=n)
+    box = cast(gym.spaces.Box, sp)
+    return rng.uniform(box.low, box.high, size=(n,) + box.shape).astype(box.dtype)
+
+
 def raw_steps_per_second(env_id: str, num_envs: int, steps: int, seed: int) -> float:
     envs = gym.vector.SyncVectorEnv([lambda: gym.make(env_id) for _ in range(num_envs)])
     envs.reset(seed=seed)
@@ -52,11 +60,7 @@ def raw_steps_per_second(env_id: str, num_envs: int, steps: int, seed: int) -> f
     n = -(-steps // num_envs)
     t = time.perf_counter()
     for _ in range(n):
-        if isinstance(sp, gym.spaces.Discrete):
-            a = rng.integers(sp.start, sp.start + sp.n, size=num_envs)
-        else:
-            box = cast(gym.spaces.Box, sp)
-            a = rng.uniform(box.low, box.high, size=(num_envs,) + box.shape).astype(box.dtype)
+        a = random_actions(rng, sp, num_envs)
         envs.step(a)
     dt = time.perf_counter() - t
     envs.close()
@@ -73,11 +77,7 @@ def raw_lockstep_steps_per_second(env_id: str, num_envs: int, steps: int, seed: 
     n = -(-steps // num_envs)
     t = time.perf_counter()
     for _ in range(n):
-        if isinstance(sp, gym.spaces.Discrete):
-            a = rng.integers(sp.start, sp.start + sp.n, size=num_envs)
-        else:
-            box = cast(gym.spaces.Box, sp)
-            a = rng.uniform(box.low, box.high, size=(num_envs,) + box.shape).astype(box.dtype)
+        a = random_actions(rng, sp, num_envs)
         for i, e in enumerate(envs):
             _, _, term, trunc, _ = e.step(a[i])
             if term or trunc:

@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             if busy:
                 stop.set()
                 busy.join(5)
-        row.update(mode=mode, threads=args.threads, seed=args.seed, **run_manifest())
+        row.update(mode=mode, threads=args.threads, seed=args.seed, job_command=row["command"], **run_manifest())
         report["results"][f"{name}/{mode}"] = row
         print(json.dumps({k: v for k, v in row.items() if k not in ("machine",)}, default=str)[:600], flush=True)
         report.update(

@@ -32,7 +32,7 @@ import gymnasium as gym
 import numpy as np
 
 from dreamlab.data.archive import Headers, read_archive
-from dreamlab.data.episodes import FIELDS, Episode, EpisodeError, check_actions, validate_arrays
+from dreamlab.data.episodes import FIELDS, Episode, EpisodeError, check_actions, check_field_dtypes, validate_arrays
 
 CHUNK_FIELDS = (*FIELDS, "offsets")
 MAX_EPISODES = 999_999  # six digits of row in an episode name
@@ -239,12 +239,7 @@ def validate_chunk(
             raise EpisodeError(path, k, f"expected leading length {n} (offsets[-1]), got shape {a.shape}")
         if k not in ("obs", "action") and a.ndim != 1:
             raise EpisodeError(path, k, f"expected shape ({n},), got {a.shape}")
-    for k in ("is_first", "is_last", "is_terminal"):
-        if arrs[k].dtype != np.bool_:
-            raise EpisodeError(path, k, f"expected dtype bool, got {arrs[k].dtype}")
-    for k in ("reward", "feedback"):
-        if not np.issubdtype(arrs[k].dtype, np.floating):
-            raise EpisodeError(path, k, f"expected a float dtype, got {arrs[k].dtype}")
+    check_field_dtypes(arrs, path)
     for k, space in (("obs", obs_space), ("action", action_space)):  # shapes and dtypes, once for all
         if space is None:
             continue

@@ -139,6 +139,16 @@ def _check_finite(name: str, arr: np.ndarray, source: str | Path) -> None:
         raise EpisodeError(source, name, f"contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
 
 
+def check_field_dtypes(arrs: dict[str, np.ndarray], source: str | Path) -> None:
+    """The flags are bool and reward/feedback a float dtype (one-line ``EpisodeError`` otherwise)."""
+    for k in ("is_first", "is_last", "is_terminal"):
+        if arrs[k].dtype != np.bool_:
+            raise EpisodeError(source, k, f"expected dtype bool, got {arrs[k].dtype}")
+    for k in ("reward", "feedback"):
+        if not np.issubdtype(arrs[k].dtype, np.floating):
+            raise EpisodeError(source, k, f"expected a float dtype, got {arrs[k].dtype}")
+
+
 def validate_arrays(
     arrs: dict[str, np.ndarray], obs_space: gym.Space | None, action_space: gym.Space | None, source: str | Path
 ) -> None:
@@ -157,12 +167,7 @@ def validate_arrays(
     for k in ("reward", "is_first", "is_last", "is_terminal", "feedback"):
         if arrs[k].ndim != 1:
             raise EpisodeError(source, k, f"expected shape ({T},), got {arrs[k].shape}")
-    for k in ("is_first", "is_last", "is_terminal"):
-        if arrs[k].dtype != np.bool_:
-            raise EpisodeError(source, k, f"expected dtype bool, got {arrs[k].dtype}")
-    for k in ("reward", "feedback"):
-        if not np.issubdtype(arrs[k].dtype, np.floating):
-            raise EpisodeError(source, k, f"expected a float dtype, got {arrs[k].dtype}")
+    check_field_dtypes(arrs, source)
     for k in ("obs", "action", "reward", "feedback"):
         _check_finite(k, arrs[k], source)
     first, last, term = arrs["is_first"], arrs["is_last"], arrs["is_terminal"]

@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from dreamlab.cycle_feedback import import_jsonl
+from dreamlab.cli import main
 from dreamlab.data.store import EpisodeStore
 from dreamlab.policy.base_llm import BaseLLMConfig, build_model, char_tokenizer
 from dreamlab.policy.feedback_labels import FeedbackLabelError, FeedbackLabeller
@@ -84,18 +84,21 @@ def test_the_labeller_needs_a_chat_model() -> None:
 
 
 @pytest.mark.slow
-def test_smollm2_recovers_a_written_feedback_rule_through_the_jsonl_import(tmp_path: Path) -> None:
+def test_smollm2_recovers_a_written_feedback_rule_through_the_jsonl_import(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     truth = rule_logs(tmp_path / "deploy.jsonl")
     assert 30 <= len(truth) <= 60 and min(sum(v > 0 for v in truth.values()), sum(v < 0 for v in truth.values())) >= 8
-    logs = import_jsonl(tmp_path / "deploy.jsonl", "CartPole-v1", label_llm=DEFAULT_LLM)
-    assert logs.notes["feedback_text_labelled"] == len(truth)
-    got = {(e, t): float(ep.feedback[t + 1]) for e, ep in enumerate(logs.episodes) for t in range(ep.num_steps)}
+    # through the command a user runs: `dreamlab logs import --format jsonl ... --label-llm NAME`
+    argv = ["logs", "import", "--format", "jsonl", str(tmp_path / "deploy.jsonl"), "--out", str(tmp_path / "store")]
+    assert main([*argv, "--env", "CartPole-v1", "--label-llm", DEFAULT_LLM, "--threads", "1"]) == 0
+    assert f"feedback_text_labelled {len(truth)}" in capsys.readouterr().out
+    episodes = EpisodeStore(tmp_path / "store").episodes()  # stored like thumbs: the feedback field
+    got = {(e, t): float(ep.feedback[t + 1]) for e, ep in enumerate(episodes) for t in range(ep.num_steps)}
     labelled = {k: v for k, v in got.items() if v != 0}
     assert set(labelled) == set(truth)  # only the texts became feedback, each on the step after its action
     agree = np.mean([labelled[k] == truth[k] for k in truth])
     assert agree >= 0.9, agree  # measured 0.97: 58 of 60 (SmolLM2-135M-Instruct, fp32)
-    # stored like thumbs: the world model's feedback reward source reads exactly these values
-    env = gym.make("CartPole-v1")
-    store = EpisodeStore.create(tmp_path / "store", "CartPole-v1", env.observation_space, env.action_space)
-    store.add_many(logs.episodes)
-    assert [ep.feedback.tolist() for ep in store.episodes()] == [ep.feedback.tolist() for ep in logs.episodes]
+    # without a labeller the same lines import unlabelled, and the summary says how many
+    assert main([*argv[:-1], str(tmp_path / "plain"), "--env", "CartPole-v1"]) == 0
+    assert f"feedback_text_unlabelled {len(truth)}" in capsys.readouterr().out
