@@ -91,7 +91,7 @@ def test_smollm2_recovers_a_written_feedback_rule_through_the_jsonl_import(
     assert 30 <= len(truth) <= 60 and min(sum(v > 0 for v in truth.values()), sum(v < 0 for v in truth.values())) >= 8
     # through the command a user runs: `dreamlab logs import --format jsonl ... --label-llm NAME`
     argv = ["logs", "import", "--format", "jsonl", str(tmp_path / "deploy.jsonl"), "--out", str(tmp_path / "store")]
-    assert main([*argv, "--env", "CartPole-v1", "--label-llm", DEFAULT_LLM, "--threads", "1"]) == 0
+    assert main([*argv, "--env", "CartPole-v1", "--label-llm", DEFAULT_LLM]) == 0
     assert f"feedback_text_labelled {len(truth)}" in capsys.readouterr().out
     episodes = EpisodeStore(tmp_path / "store").episodes()  # stored like thumbs: the feedback field
     got = {(e, t): float(ep.feedback[t + 1]) for e, ep in enumerate(episodes) for t in range(ep.num_steps)}
