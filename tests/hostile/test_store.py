@@ -19,6 +19,16 @@ def _meta(root: Path) -> dict:
     return json.loads((root / "metadata.json").read_text())
 
 
+def bad_lines(out: str) -> dict[str, str]:
+    """``logs check``'s ``BAD path: why`` lines, the reasons of each path joined by `` | ``."""
+    bad: dict[str, str] = {}
+    for ln in out.splitlines():
+        if ln.startswith("BAD "):
+            path, why = ln[4:].split(": ", 1)
+            bad[path] = bad.get(path, "") + why + " | "
+    return bad
+
+
 @pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("key", ["../../x.npz", "/etc/passwd.npz", "sub/ep.npz", "..\\x.npz", ".hidden.npz", "ep.txt"])
 def test_index_keys_must_be_plain_file_names_inside_the_store(
@@ -140,11 +150,7 @@ def test_logs_check_lists_every_bad_archive_and_index_disagreement(
     before = tree_bytes(store)
     code, out, err = run_cli(["logs", "check", store], capsys)
     assert code == 1 and "Traceback" not in err
-    bad: dict[str, str] = {}
-    for ln in out.splitlines():
-        if ln.startswith("BAD "):
-            path, why = ln[4:].split(": ", 1)
-            bad[path] = bad.get(path, "") + why + " | "
+    bad = bad_lines(out)
     assert "field 'obs'" in bad[str(paths[0])] and "(1000000000000, 4)" in bad[str(paths[0])]
     assert "not a valid episode file" in bad[str(paths[1])] and "allow_pickle" not in out
     assert "says length 1000000000001, the file holds" in bad[str(paths[2])]
@@ -177,11 +183,7 @@ def test_logs_check_lists_every_bad_chunk_and_index_disagreement(
     before = tree_bytes(store)
     code, out, err = run_cli(["logs", "check", store], capsys)
     assert code == 1 and "Traceback" not in err
-    bad: dict[str, str] = {}
-    for ln in out.splitlines():
-        if ln.startswith("BAD "):
-            path, why = ln[4:].split(": ", 1)
-            bad[path] = bad.get(path, "") + why + " | "
+    bad = bad_lines(out)
     assert "field 'obs'" in bad[str(paths[0])] and "(1000000000000, 4)" in bad[str(paths[0])]
     assert "not a valid chunk file" in bad[str(paths[1])] and "allow_pickle" not in out
     assert f"episode {names[2]}: field 'offsets'" in bad[str(paths[2])]
