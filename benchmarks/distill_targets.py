@@ -149,7 +149,7 @@ def ensure_base(spec: SeedSpec) -> dict[str, Any]:
 def run_one(spec: SeedSpec, method_kw: dict[str, Any]) -> dict[str, Any]:
     seed = spec.seed
     torch.manual_seed(seed)
-    student = LLMPolicy.from_pretrained(spec.base, seed=seed)
+    student = LLMPolicy.from_pretrained(spec.base, env_id=ENV, seed=seed)
     teacher = ActorTeacher.for_student(load_teacher(spec.teacher), student)
     cfg = DistillConfig(
         **{
@@ -175,6 +175,7 @@ def run_one(spec: SeedSpec, method_kw: dict[str, Any]) -> dict[str, Any]:
         "updates": state.updates,
         "seconds": time.perf_counter() - t0,
         "final_return": state.curve[-1]["return"],
+        "forgetting": state.forgetting,
         "config": dataclasses.asdict(cfg),
     }
 
@@ -184,7 +185,7 @@ def run_seed(spec: SeedSpec) -> dict[str, Any]:
     torch.set_num_threads(1)
     base_info = ensure_base(spec)
     teacher_rets = real_returns(load_teacher(spec.teacher), spec.eval_episodes)
-    base_ret = real_return(LLMPolicy.from_pretrained(spec.base), spec.eval_episodes)
+    base_ret = real_return(LLMPolicy.from_pretrained(spec.base, env_id=ENV), spec.eval_episodes)
     print(f"seed {spec.seed}: teacher {np.mean(teacher_rets):.1f}  base {base_ret:.1f}", flush=True)
     part: dict[str, Any] = {
         "seed": spec.seed,

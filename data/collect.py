@@ -55,6 +55,7 @@ from dreamlab.core.errors import DreamlabError
 from dreamlab.core.progress import Progress
 from dreamlab.core.protocol import Policy
 from dreamlab.data.behaviour import PolicyLoader, load_policy
+from dreamlab.data.pixels import MINATAR, base_id, is_pixel_id, register_minatar, register_pixels
 from dreamlab.data.store import EpisodeStore
 from dreamlab.data.writers import make_writer
 
@@ -102,29 +103,95 @@ class CollectSummary:
         return d
 
 
-def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
-    """``gym.make(env_id)``, or ``module:Class`` / ``module:factory`` called with no arguments."""
-    if env_id in gym.registry:
-        return gym.make(env_id, max_episode_steps=max_episode_steps)
-    if ":" in env_id:
-        module_name, _, attr = env_id.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise EnvSpecError(f"--env '{env_id}': cannot import module '{module_name}': {exc}") from None
-        target = getattr(module, attr, None)
-        if target is None:
-            if attr in gym.registry:  # gymnasium's own "module:EnvId" form
-                return gym.make(attr, max_episode_steps=max_episode_steps)
-            raise EnvSpecError(f"--env '{env_id}': module '{module_name}' has no attribute '{attr}'")
-        env = target()
-        if not isinstance(env, gym.Env):
-            raise EnvSpecError(f"--env '{env_id}': {attr}() returned {type(env).__name__}, not a gymnasium.Env")
-        if max_episode_steps is not None:
-            env = gym.wrappers.TimeLimit(env, max_episode_steps)
-        return env
+def import_user_module(module_name: str, what: str) -> Any:
+    """Import the module of a user's ``module:attr`` given on the command line (``what``, e.g.
+    ``"--env 'point_mass:PointMass'"``): from ``sys.path`` (PYTHONPATH), else from the current
+    directory, as ``python -m`` would (a console script does not put it on ``sys.path``).
+
+    The current directory is tried last, and only for this one import: it never shadows an
+    installed module. Names read from a file (``metadata.json``, ``agent.json``) reach here only
+    after :func:`dreamlab.core.imports.check_code_name` passed them (``--trust-code``).
+    """
     try:
-        return gym.make(env_id, max_episode_steps=max_episode_steps)
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing != module_name and not module_name.startswith(missing + "."):  # an import inside it failed
+            raise EnvSpecError(f"{what}: cannot import module '{module_name}': {exc}") from None
+    except ImportError as exc:
+        raise EnvSpecError(f"{what}: cannot import module '{module_name}': {exc}") from None
+    cwd = str(Path.cwd())
+    sys.path.append(cwd)
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        raise EnvSpecError(
+            f"{what}: cannot import module '{module_name}' from PYTHONPATH or the current directory ({cwd}): {exc}"
+        ) from None
+    finally:
+        sys.path.remove(cwd)
+
+
+def register_env(env_id: str) -> str:
+    """Make ``env_id`` usable by ``gym.make``: a registered id passes; ``module:Class`` (or
+    ``module:factory``) is imported (:func:`import_user_module`) and registered under ``Class`` and ``env_id``, so
+    ``gym.make(env_id)`` and ``gym.make_vec(env_id)`` work everywhere after (gymnasium's own
+    ``module:EnvId`` form looks ``Class`` up in its registry after importing ``module``).
+    Returns ``env_id``. A name that is neither: :class:`EnvSpecError`.
+
+    A pixel id ``ENV-pixels`` (:mod:`dreamlab.data.pixels`) registers ``ENV`` first, then itself;
+    a ``MinAtar/...`` id registers MinAtar's games (the ``minatar`` package)."""
+    if env_id in gym.registry:
+        return env_id
+    if is_pixel_id(env_id):
+        register_env(base_id(env_id))
+        return register_pixels(env_id)
+    if env_id.startswith(MINATAR):
+        register_minatar()
+    if ":" not in env_id:
+        return env_id
+    module_name, _, attr = env_id.partition(":")
+    if not module_name or not attr:
+        raise EnvSpecError(f"--env '{env_id}': expected a gymnasium id or 'module:Class'")
+    module = import_user_module(module_name, f"--env '{env_id}'")
+    target = getattr(module, attr, None)
+    if target is None:
+        if attr in gym.registry:  # gymnasium's own "module:EnvId" form: the import registered it
+            return env_id
+        raise EnvSpecError(f"--env '{env_id}': module '{module_name}' has no attribute '{attr}'")
+    if not callable(target):
+        raise EnvSpecError(f"--env '{env_id}': '{attr}' in module '{module_name}' is not a class or function")
+    spec = gym.registry.get(attr)
+    if spec is not None and getattr(spec.entry_point, "dreamlab_target", None) is not target:
+        raise EnvSpecError(
+            f"--env '{env_id}': the name '{attr}' is already a registered env ({spec.entry_point}); rename the class"
+        )
+    if spec is None:
+        make = _checked(env_id, target)
+        gym.register(id=attr, entry_point=make)  # gym.make(env_id) imports module_name, then looks up attr
+        gym.register(id=env_id, entry_point=make)  # gym.spec(env_id) looks up the whole id
+    return env_id
+
+
+def _checked(env_id: str, target: Any) -> Any:
+    """``target`` called with gym.make's keyword arguments; refuses a result that is not a gymnasium.Env."""
+
+    def make(**kwargs: Any) -> gym.Env:
+        env = target(**kwargs)
+        if not isinstance(env, gym.Env):
+            raise EnvSpecError(
+                f"--env '{env_id}': {env_id.partition(':')[2]}() returned {type(env).__name__}, not a gymnasium.Env"
+            )
+        return env
+
+    make.dreamlab_target = target  # type: ignore[attr-defined]
+    return make
+
+
+def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
+    """``gym.make(env_id)``, or ``module:Class`` / ``module:factory`` (:func:`register_env`)."""
+    try:
+        return gym.make(register_env(env_id), max_episode_steps=max_episode_steps)
     except gym.error.Error as exc:
         raise EnvSpecError(f"--env '{env_id}': not a registered gymnasium id or module:Class ({exc})") from None
 
@@ -180,6 +247,11 @@ def collect(
     obs_space, act_space = envs[0].observation_space, envs[0].action_space
     if any(e.observation_space != obs_space or e.action_space != act_space for e in envs[1:]):
         raise EnvSpecError(f"--env '{env_id}': its copies do not share one observation and action space")
+    if policy == "heuristic" and is_pixel_id(env_id):
+        raise EnvSpecError(
+            f"--env '{env_id}': --policy heuristic reads state observations, not pixels; "
+            "use --policy random, module:attr or an agent directory"
+        )
     if isinstance(policy, str):
         probe = make_env(env_id, max_episode_steps)
         policy = cast(

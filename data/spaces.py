@@ -1,6 +1,7 @@
 """Gymnasium spaces as JSON, and the action codec shared by every learner.
 
-Spaces are stored in ``metadata.json`` as plain JSON (never pickled). Learners see actions as
+Spaces are stored in ``metadata.json`` as plain JSON (never pickled); a Box bound that is the
+same everywhere is one number, otherwise a nested list (both load). Learners see actions as
 float vectors: one-hot for ``Discrete``, the raw vector for ``Box``; :class:`ActionCodec` maps
 between the env's actions and those vectors in both directions, batched.
 """
@@ -26,8 +27,8 @@ def space_to_json(space: gym.Space) -> dict[str, Any]:
             "type": "Box",
             "shape": list(space.shape),
             "dtype": str(space.dtype),
-            "low": np.asarray(space.low, dtype=np.float64).tolist(),
-            "high": np.asarray(space.high, dtype=np.float64).tolist(),
+            "low": _bound_to_json(space.low),
+            "high": _bound_to_json(space.high),
         }
     if isinstance(space, gym.spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
@@ -36,6 +37,15 @@ def space_to_json(space: gym.Space) -> dict[str, Any]:
     if isinstance(space, gym.spaces.MultiBinary):
         return {"type": "MultiBinary", "n": np.asarray(space.n).tolist()}
     raise SpaceError(f"space {space!r} is not supported (Box, Discrete, MultiDiscrete, MultiBinary)")
+
+
+def _bound_to_json(bound: Any) -> float | list[Any]:
+    """A Box bound as JSON: one number when every element is the same (a 64x64x3 image space is
+    ``0`` and ``255``, not 12,288 of each), else the full nested list. Both forms load."""
+    a = np.asarray(bound, dtype=np.float64)
+    if a.size and bool(np.all(a == a.flat[0])):
+        return float(a.flat[0])
+    return a.tolist()
 
 
 def _inf(values: Any) -> np.ndarray:
@@ -47,13 +57,13 @@ def space_from_json(d: dict[str, Any]) -> gym.Space:
     try:
         kind = d["type"]
         if kind == "Box":
-            dtype = np.dtype(d["dtype"])
-            return gym.spaces.Box(
-                low=_inf(d["low"]).astype(dtype),
-                high=_inf(d["high"]).astype(dtype),
-                shape=tuple(d["shape"]),
-                dtype=dtype,
-            )
+            dtype, shape = np.dtype(d["dtype"]), tuple(int(n) for n in d["shape"])
+            low, high = _inf(d["low"]), _inf(d["high"])
+            if low.ndim == 0:  # one number for every element (_bound_to_json)
+                low = np.full(shape, low)
+            if high.ndim == 0:
+                high = np.full(shape, high)
+            return gym.spaces.Box(low=low.astype(dtype), high=high.astype(dtype), shape=shape, dtype=dtype)
         if kind == "Discrete":
             return gym.spaces.Discrete(int(d["n"]), start=int(d.get("start", 0)))
         if kind == "MultiDiscrete":

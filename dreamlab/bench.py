@@ -9,6 +9,11 @@ every seed, one run into ``OUT/<env>/<mode>/seed<k>/``:
   (``imagination.evaluate.dream_vs_real``). Real env steps used = the logged steps.
 * **online**: ``imagination.loops.train_online`` (collect with the agent, train the world model,
   dream, act) for ``online_steps`` real steps, then ``dream_vs_real``.
+* **sb3-ppo**, **sb3-dqn-sac** (:mod:`dreamlab.baselines`): SB3 PPO, and DQN (discrete actions) or
+  SAC (Box), with RL Zoo hyperparameters, trained for exactly the real steps of the dreamlab modes
+  chosen beside them (online: ``online_steps``; offline: ``log_steps``), into
+  ``OUT/<env>/<mode>-<steps>/seed<k>/``, evaluated greedily on the same episodes. All four modes
+  run by default; ``--modes offline,online`` leaves the baselines out.
 
 Each run is a :class:`dreamlab.stages.Run` (``RUN/manifest.json``; stages marked in
 ``RUN/stages/<stage>.json``), and
@@ -18,21 +23,24 @@ times, so resumed runs are not double counted), the budget. A rerun skips finish
 resumes unfinished ones stage by stage. Evaluation episodes (``eval_episodes``, env i seeded
 ``10_000 + seed + i``) are not counted as real steps used. At the end ``OUT/results.csv`` has
 one row per finished run under ``OUT`` and ``OUT/summary.md`` the median and min–max over seeds
-per env × mode, with cited RL Zoo model-free rows beside each env (``benchmarks.references``).
+per env × mode (SB3: × budget), with cited RL Zoo model-free rows beside each env
+(``dreamlab.references``) and a head-to-head line per env: dreamlab's median real return against
+each SB3 baseline's at the same real steps.
 
 Suites and their budgets (per run; every budget can be overridden from the command line:
 ``--budget.log-steps 4000``, or ``budget: {log_steps: 4000}`` in ``--config``):
 
-===========  ===================================  =======  =====================  ======  =======================
-suite        envs                                 preset   offline: logs / WM     dream   online: real steps
-                                                           steps (safety net)     updates (prefill, ratio)
-===========  ===================================  =======  =====================  ======  =======================
-``quick``    CartPole-v1, Pendulum-v1             small    8k / 1200 (net 15 min) 150     3k (500, 64)
-``classic``  CartPole-v1, Pendulum-v1, Acrobot-   small    20k / 6000 (net 45 m)  500     10k (1000, 64)
-             v1, MountainCarContinuous-v0
-===========  ===================================  =======  =====================  ======  =======================
+===========  ==========================  ======  =====================  =======  ==================  =========
+suite        envs                        preset  offline: logs / WM     dream    online: real steps  SB3 real
+                                                 steps (safety net)     updates  (prefill, ratio)    steps
+===========  ==========================  ======  =====================  =======  ==================  =========
+``quick``    CartPole-v1, Pendulum-v1    small   8k / 1200 (net 15 m)   150      3k (500, 64)        3k and 8k
+``classic``  CartPole-v1, Pendulum-v1,   small   20k / 6000 (net 45 m)  500      10k (1000, 64)      10k, 20k
+             Acrobot-v1,
+             MountainCarContinuous-v0
+===========  ==========================  ======  =====================  =======  ==================  =========
 
-``quick`` is sized to finish 1 seed of its 4 runs in roughly 20–30 minutes on a 2-core CPU with
+``quick`` is sized to finish 1 seed of its 4 dreamlab runs in roughly 20–30 minutes on a 2-core CPU with
 one torch thread; its returns are a smoke check, not the issue's targets. ``classic`` uses the
 budgets of the imagination issue's targets (20k noisy-heuristic log steps offline, 10k real
 steps online) and takes hours per seed on that CPU. ``LunarLander-v3`` runs only when named in
@@ -57,6 +65,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dreamlab.baselines import SB3_MODES, mode_dir, require_sb3, sb3_budgets
 from dreamlab.core.errors import DreamlabError
 from dreamlab.core.io import atomic_write_json, atomic_write_text
 from dreamlab.core.seeding import EVAL_OFFSET
@@ -72,7 +81,7 @@ from dreamlab.stages import (
     write_csv,
 )
 
-MODES = ("offline", "online")
+MODES = ("offline", "online", *SB3_MODES)
 SUITE_ENVS: dict[str, tuple[str, ...]] = {
     "quick": ("CartPole-v1", "Pendulum-v1"),
     "classic": ("CartPole-v1", "Pendulum-v1", "Acrobot-v1", "MountainCarContinuous-v0"),
@@ -156,7 +165,7 @@ class BenchConfig:
     seeds: int = 1  # seeds first_seed .. first_seed + seeds - 1
     first_seed: int = 0
     envs: tuple[str, ...] = ()  # empty: the suite's envs
-    modes: tuple[str, ...] = MODES  # "offline,online" is accepted too
+    modes: tuple[str, ...] = MODES  # "offline,online" is accepted too; leave out sb3-* to skip the SB3 baselines
     num_envs: int = 8  # vector envs while collecting the offline logs
     threads: int = 1  # torch CPU threads (0 = torch's default)
     precision: str = "auto"  # 32 | bf16-mixed | auto (bf16-mixed where bf16 is fast)
@@ -172,10 +181,15 @@ class BenchConfig:
 
     def env_ids(self) -> tuple[str, ...]:
         envs = tuple(e for x in self.envs for e in str(x).split(",") if e) or SUITE_ENVS[self.suite]
+        from dreamlab.data.collect import EnvSpecError, make_env
+
         known = set(SUITE_ENVS["classic"]) | set(OPTIONAL_ENVS)
-        bad = [e for e in envs if e not in known]
-        if bad:
-            raise BenchError(f"envs: unknown env(s) {bad}; choose from {sorted(known)}")
+        for e in envs:  # a user's own env (module:Class) or another gymnasium id: random logs offline
+            if e not in known:
+                try:
+                    make_env(e).close()
+                except EnvSpecError as exc:
+                    raise BenchError(f"envs: {exc}; or choose from {sorted(known)}") from None
         if any(e.startswith("LunarLander") for e in envs):
             try:
                 import Box2D  # noqa: F401
@@ -193,7 +207,8 @@ class BenchConfig:
     def validate(self) -> BenchConfig:
         b = self.resolved_budget()
         self.env_ids()
-        self.mode_list()
+        if set(self.mode_list()) & set(SB3_MODES):
+            require_sb3()
         if self.seeds < 1:
             raise BenchError(f"seeds: expected >= 1, got {self.seeds}")
         ints = {k: v for k, v in asdict(b).items() if isinstance(v, (int, float)) and k != "online_pretrain"}
@@ -212,10 +227,19 @@ def _base_name(env_id: str) -> str:
     return env_id.rsplit("-v", 1)[0]
 
 
-def _behaviour(env_id: str, action_space: Any, epsilon: float, seed: int) -> Any:
-    """The env's heuristic with epsilon-random actions (a Policy)."""
-    from dreamlab.data.behaviour import HeuristicPolicy, make_behaviour
+def _logged_by(env_id: str, eps: float) -> str:
+    from dreamlab.data.behaviour import HEURISTICS
 
+    known = _base_name(env_id) in HEURISTICS or _base_name(env_id) == "LunarLander"
+    return f"heuristic, ε {eps}" if known and eps < 1.0 else "uniformly random"
+
+
+def _behaviour(env_id: str, action_space: Any, epsilon: float, seed: int) -> Any:
+    """The env's heuristic with epsilon-random actions (a Policy); uniformly random without one."""
+    from dreamlab.data.behaviour import HEURISTICS, HeuristicPolicy, RandomPolicy, make_behaviour
+
+    if _base_name(env_id) not in HEURISTICS and _base_name(env_id) != "LunarLander":
+        return RandomPolicy(action_space, seed=seed)
     if _base_name(env_id) != "LunarLander":
         return make_behaviour(env_id, action_space, epsilon, seed)
     from types import SimpleNamespace
@@ -232,13 +256,12 @@ def _behaviour(env_id: str, action_space: Any, epsilon: float, seed: int) -> Any
 
 # ------------------------------------------------------------------------------------ runs
 def _offline(env_id: str, seed: int, run: Run, b: Budget, cfg: BenchConfig) -> dict[str, Any]:
-    import gymnasium as gym
-
+    from dreamlab.data.collect import make_env
     from dreamlab.worldmodel.config import preset
 
     logs, wm_dir, agent_dir = run.out / "logs", run.out / "worldmodel", run.out / "agent"
-    eps = LOG_EPSILON[_base_name(env_id)]
-    policy = _behaviour(env_id, gym.make(env_id).action_space, eps, seed)
+    eps = LOG_EPSILON.get(_base_name(env_id), 1.0)  # an env without a heuristic: uniformly random logs
+    policy = _behaviour(env_id, make_env(env_id).action_space, eps, seed)
     logs_info = run.stage(
         "collect",
         lambda: collect_logs(
@@ -304,24 +327,45 @@ def run_path(out: Path, env_id: str, mode: str, seed: int) -> Path:
     return out / env_id / mode / f"seed{seed}"
 
 
-def run_one(env_id: str, mode: str, seed: int, cfg: BenchConfig) -> dict[str, Any]:
-    """One run (resumable); returns its result row, read back when it had finished before."""
-    run = run_path(Path(cfg.out), env_id, mode, seed)
+def _stamp(run: Path, suite: str, b: Budget) -> dict[str, Any]:
+    manifest = json.loads((run / "manifest.json").read_text())
+    return {
+        "suite": suite,
+        "config": asdict(b),
+        **{k: manifest[k] for k in ("command", "commit", "machine")},
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def run_one(env_id: str, mode: str, seed: int, cfg: BenchConfig, sb3: tuple[str, int] | None = None) -> dict[str, Any]:
+    """One run (resumable); returns its result row, read back when it had finished before.
+    ``sb3``: (dreamlab mode matched, real steps) of an SB3 mode's run."""
+    name = f"{env_id} {mode}" + (f" {sb3[1]} steps" if sb3 else "") + f" seed {seed}"
+    run = run_path(Path(cfg.out), env_id, mode_dir(mode, sb3[1]) if sb3 else mode, seed)
     done = run / "result.json"
     if done.exists():
-        _log(f"{env_id} {mode} seed {seed}: finished before, skipping ({done})")
+        _log(f"{name}: finished before, skipping ({done})")
         return json.loads(done.read_text())
-    _log(f"{env_id} {mode} seed {seed}: starting ({run})")
+    _log(f"{name}: starting ({run})")
     b = cfg.resolved_budget()
-    r = Run(run, {"bench": asdict(cfg), "env": env_id, "mode": mode, "seed": seed, "budget": asdict(b)}, _log)
+    r = Run(
+        run, {"bench": asdict(cfg), "env": env_id, "mode": mode, "seed": seed, "budget": asdict(b), "sb3": sb3}, _log
+    )
+    if sb3 is not None:
+        from dreamlab.baselines import run_sb3
+
+        result = {**run_sb3(env_id, mode, seed, sb3[1], sb3[0], b.eval_episodes, r), **_stamp(run, cfg.suite, b)}
+        atomic_write_json(done, result)
+        _log(
+            f"{name}: real {result['real_return_mean']:.1f} ± {result['real_return_std']:.1f}, {result['wall_seconds']:.0f} s"
+        )
+        return result
     info = (_offline if mode == "offline" else _online)(env_id, seed, r, b, cfg)
-    manifest = json.loads((run / "manifest.json").read_text())
     ev = info.pop("evaluate")
     result = {
         "env": env_id,
         "mode": mode,
         "seed": seed,
-        "suite": cfg.suite,
         "real_return_mean": ev["real"]["mean"],
         "real_return_std": ev["real"]["std"],
         "dream_return_mean": ev["dream"]["mean"],
@@ -334,15 +378,11 @@ def run_one(env_id: str, mode: str, seed: int, cfg: BenchConfig) -> dict[str, An
         "eval_episodes": ev["episodes"],
         "real_returns": ev["real"]["returns"],
         "dream_returns": ev["dream"]["returns"],
-        "config": asdict(b),
-        "command": manifest["command"],
-        "commit": manifest["commit"],
-        "machine": manifest["machine"],
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **_stamp(run, cfg.suite, b),
     }
     atomic_write_json(done, result)
     _log(
-        f"{env_id} {mode} seed {seed}: real {result['real_return_mean']:.1f} ± {result['real_return_std']:.1f}, "
+        f"{name}: real {result['real_return_mean']:.1f} ± {result['real_return_std']:.1f}, "
         f"dream {result['dream_return_mean']:.1f}, gap {result['gap']:+.1f}, {result['wall_seconds']:.0f} s"
     )
     return result
@@ -356,36 +396,29 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "bench_config.json", {**asdict(cfg), "resolved_budget": asdict(cfg.resolved_budget())})
+    b, modes = cfg.resolved_budget(), cfg.mode_list()
+    budgets = sb3_budgets(modes, b.online_steps, b.log_steps)
     results = [
-        run_one(env_id, mode, seed, cfg)
+        run_one(env_id, mode, seed, cfg, sb3)
         for env_id in cfg.env_ids()
-        for mode in cfg.mode_list()
+        for mode in modes
+        for sb3 in (budgets if mode in SB3_MODES else [None])
         for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds)
     ]
     return {"runs": results, **write_aggregate(out)}
 
 
 # ------------------------------------------------------------------------------ aggregate
-CSV_FIELDS = (
-    "env",
-    "mode",
-    "seed",
-    "suite",
-    "real_return_mean",
-    "real_return_std",
-    "dream_return_mean",
-    "gap",
-    "gap_relative",
-    "real_env_steps",
-    "wall_seconds",
-    "behaviour_return_mean",
-    "log_epsilon",
+CSV_FIELDS = tuple(
+    "env mode algo seed suite real_return_mean real_return_std dream_return_mean gap gap_relative real_env_steps "
+    "budget_steps wall_seconds behaviour_return_mean log_epsilon".split()
 )
 
 
 def load_results(out: Path) -> list[dict[str, Any]]:
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("*/*/seed*/result.json"))]
-    return sorted(rows, key=lambda r: (r["env"], MODES.index(r["mode"]) if r["mode"] in MODES else 9, r["seed"]))
+    order = {m: i for i, m in enumerate(MODES)}
+    return sorted(rows, key=lambda r: (r["env"], order.get(r["mode"], 9), r.get("budget_steps") or 0, r["seed"]))
 
 
 def _spread(values: list[float], fmt: str = ".1f") -> str:
@@ -396,6 +429,7 @@ def _spread(values: list[float], fmt: str = ".1f") -> str:
 
 def write_aggregate(out: Path) -> dict[str, Any]:
     """``OUT/results.csv`` (one row per finished run) and ``OUT/summary.md``."""
+    from dreamlab.baselines import head_to_head, summary_rows
     from dreamlab.references import SOURCE, references_for
 
     rows = load_results(out)
@@ -408,10 +442,12 @@ def write_aggregate(out: Path) -> dict[str, Any]:
         "Per env × mode: median over seeds, [min – max] when there are several. Real = the agent's "
         "return in the real env; dream = the same agent in its world model's dream from the same start "
         "states; gap = dream − real. Real steps = real env steps used for training (offline: the logs). "
-        "Wall = the run's own stages on this machine.",
+        "Wall = the run's own stages on this machine. SB3 rows: the same real steps, RL Zoo "
+        "hyperparameters (dreamlab.baselines), greedy evaluation on the same episodes.",
         "",
     ]
-    first = rows[0]["machine"]
+    first, verdicts = rows[0]["machine"], []
+    hosts = sorted({str(r["machine"].get("platform")) for r in rows})
     for env_id in dict.fromkeys(r["env"] for r in rows):
         lines += [
             f"## {env_id}",
@@ -419,7 +455,7 @@ def write_aggregate(out: Path) -> dict[str, Any]:
             "| who | seeds | real return | dream return | gap | real steps | wall (s) |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
-        for mode in dict.fromkeys(r["mode"] for r in rows if r["env"] == env_id):
+        for mode in dict.fromkeys(r["mode"] for r in rows if r["env"] == env_id and r["mode"] not in SB3_MODES):
             rs = [r for r in rows if r["env"] == env_id and r["mode"] == mode]
             lines.append(
                 f"| dreamlab {mode} ({rs[0]['suite']}, {rs[0]['config']['preset']}) | {len(rs)} | "
@@ -431,9 +467,11 @@ def write_aggregate(out: Path) -> dict[str, Any]:
                 beh = [r["behaviour_return_mean"] for r in rs if r.get("behaviour_return_mean") is not None]
                 if beh:
                     lines.append(
-                        f"| logged behaviour (heuristic, ε {rs[0]['log_epsilon']}) | {len(beh)} | "
+                        f"| logged behaviour ({_logged_by(env_id, rs[0]['log_epsilon'])}) | {len(beh)} | "
                         f"{_spread(beh)} | | | | |"
                     )
+        env_rows = [r for r in rows if r["env"] == env_id]
+        lines += summary_rows(env_rows, _spread)
         refs = references_for(env_id)
         for ref in refs:
             name = ref.env_id if ref.env_id != env_id else ""
@@ -443,7 +481,14 @@ def write_aggregate(out: Path) -> dict[str, Any]:
             )
         if not refs:
             lines.append("| (no RL Zoo reference found for this env) | | | | | | |")
-        lines.append("")
+        h2h, ahead = head_to_head(env_id, env_rows)
+        verdicts += ahead
+        lines += ["", *h2h, ""] if h2h else [""]
+    if verdicts:
+        lines += [
+            f"**Head to head: dreamlab ahead in {sum(verdicts)} of {len(verdicts)} comparisons** (median real return, same real steps).",
+            "",
+        ]
     cut = [f"{r['env']} {r['mode']} seed {r['seed']}" for r in rows if r.get("wm_cut_short")]
     if cut:
         lines += [
@@ -456,7 +501,8 @@ def write_aggregate(out: Path) -> dict[str, Any]:
         "",
         f"Machine: {first['platform']}, {first['cpu_count']} CPUs, {first.get('torch_threads')} torch thread(s), "
         f"torch {first.get('torch')}, load average {first.get('load_avg')} when the first run ended "
-        "(the machine may be shared: wall times depend on what else runs).",
+        "(the machine may be shared: wall times depend on what else runs)."
+        + (f" The runs ran on {len(hosts)} hosts: {', '.join(hosts)}." if len(hosts) > 1 else ""),
         "",
     ]
     atomic_write_text(out / "summary.md", "\n".join(lines))

@@ -154,9 +154,12 @@ class Cycle:
             prior = self.out / "prior_logs"
             if prior.exists():
                 shutil.rmtree(prior)  # an interrupted stage: start the prior logs over
+            from dreamlab.data.behaviour import HEURISTICS
+
+            has_heuristic = cfg.env_id.rsplit(":", 1)[-1].rsplit("-v", 1)[0] in HEURISTICS  # else: your own env
             s = collect(
                 cfg.env_id,
-                "heuristic",
+                "heuristic" if has_heuristic else "random",
                 cfg.prior.log_steps,
                 num_envs=8,
                 seed=cfg.seed + PRIOR_LOGS_OFFSET,
@@ -167,7 +170,9 @@ class Cycle:
             made = make_base_llm(
                 prior,
                 self.out / "llm_base",
-                BaseLLMConfig(steps=cfg.prior.pretrain_steps, seed=cfg.seed, progress=cfg.progress),
+                BaseLLMConfig(
+                    steps=cfg.prior.pretrain_steps, seed=cfg.seed, progress=cfg.progress, renderer=cfg.base_renderer()
+                ),
             )
             info.update(
                 prior_logs=str(prior),
@@ -178,7 +183,7 @@ class Cycle:
             )
         elif not (self.llm_dir(0) / "config.json").exists():
             raise CycleError(f"--llm {cfg.llm}: no config.json; expected a known name, an LLM folder or toy")
-        policy = LLMPolicy.from_pretrained(self.llm_dir(0), env_id=cfg.env_id)
+        policy = LLMPolicy.from_pretrained(self.llm_dir(0), **cfg.llm_kwargs(self.llm_dir(0)))
         real = evaluate_real(policy, cfg.env_id, cfg.eval_episodes, seed=cfg.seed + 50_000)
         info.update(
             llm=str(self.llm_dir(0)),
@@ -195,7 +200,10 @@ class Cycle:
         if cfg.distill.method == "none" and r > 0:  # the teacher stays a separate policy: deploy it
             return self.teacher(r - 1)
         return LLMPolicy.from_pretrained(
-            self.llm_dir(r), env_id=cfg.env_id, temperature=cfg.deploy.temperature, seed=round_seed(cfg.seed, r)
+            self.llm_dir(r),
+            **cfg.llm_kwargs(self.llm_dir(r)),
+            temperature=cfg.deploy.temperature,
+            seed=round_seed(cfg.seed, r),
         )
 
     def deploy(self, r: int) -> dict[str, Any]:
@@ -350,7 +358,7 @@ class Cycle:
         from dreamlab.worldmodel.model import WorldModel
 
         cfg = self.cfg
-        student = LLMPolicy.from_pretrained(self.llm_dir(r), env_id=cfg.env_id)
+        student = LLMPolicy.from_pretrained(self.llm_dir(r), **cfg.llm_kwargs(self.llm_dir(r)))
         out = self.rdir(r) / "llm"
         if cfg.distill.method == "sft-logs":
             return self._sft_on_logs(student, out, r)
@@ -417,7 +425,7 @@ class Cycle:
 
         cfg = self.cfg
         seed = cfg.seed + 50_000  # the base LLM's evaluation seeds: the same start states every round
-        policy = LLMPolicy.from_pretrained(self.llm_dir(r + 1), env_id=cfg.env_id)
+        policy = LLMPolicy.from_pretrained(self.llm_dir(r + 1), **cfg.llm_kwargs(self.llm_dir(r + 1)))
         real = evaluate_real(policy, cfg.env_id, cfg.eval_episodes, seed=seed)
         res: dict[str, Any] = {
             "llm": str(self.llm_dir(r + 1)),

@@ -118,12 +118,31 @@ class CycleConfig:
     threads: int = 0  # torch CPU threads (0 = torch's default)
     precision: str = "auto"  # 32 | bf16-mixed | auto (bf16-mixed where bf16 is fast: CUDA, AMX/AVX512-BF16 CPUs)
     progress: bool = True
+    renderer: str = ""  # LLM observation text: "" = built-in, else generic (o0=.. o1=..); or module:function
     prior: PriorConfig = field(default_factory=PriorConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
     world_model: CycleWorldModelConfig = field(default_factory=CycleWorldModelConfig)
     dreamer: DreamerPracticeConfig = field(default_factory=DreamerPracticeConfig)
     grpo: GRPOPracticeConfig = field(default_factory=GRPOPracticeConfig)
     distill: CycleDistillConfig = field(default_factory=CycleDistillConfig)
+
+    def base_renderer(self) -> str:
+        """The renderer a toy base LLM is made with: ``renderer``, or "" (built-in) / generic (a user's env)."""
+        from dreamlab.policy.render import builtin_name
+
+        return self.renderer or ("" if builtin_name(self.env_id) else "generic")
+
+    def llm_kwargs(self, path: Any) -> dict[str, Any]:
+        """``LLMPolicy.from_pretrained`` arguments for the folder ``path`` on this env: the env id; and where
+        the folder records no task for the env (a user's env on a pretrained base), a renderer and the actions."""
+        from dreamlab.policy.llm import read_policy_meta, task_meta
+
+        if task_meta(read_policy_meta(path), self.env_id) and not self.renderer:
+            return {"env_id": self.env_id}
+        from dreamlab.data.collect import make_env
+
+        space = make_env(self.env_id).action_space
+        return {"env_id": self.env_id, "renderer": self.base_renderer() or self.env_id, "action_space": space}
 
     def validate(self) -> None:
         if self.rounds < 1:

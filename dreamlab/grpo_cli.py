@@ -48,6 +48,11 @@ def train_grpo(
         raise GRPOAgentError(f"{logs}: the store is empty (no episodes to dream from)")
     wm.check_spaces(store.observation_space, store.action_space, logs)
     name = dcfg.verifier or (store.env_id or "")
+    if not dcfg.verifier and ":" in name:  # a user's own env (module:Class) has no built-in verifier
+        raise GRPOAgentError(
+            f"{Path(logs) / 'metadata.json'}: env {name!r} has no built-in verifier; pass --grpo.dream.verifier "
+            "module:function (a batched check of observations returning 0..1, see dreamlab.imagination.verifiers)"
+        )
     verifier = get_verifier(name)
     episodes = store.episodes()
     penalty, halt, calib = resolve_uncertainty(wm, episodes, cfg.horizon, dcfg.penalty, dcfg.halt_threshold)

@@ -129,28 +129,35 @@ class DreamEnv(VectorEnv):
             wanted.setdefault(e, []).append(t)
         parts: list[State] = []
         eps = sorted(wanted)
-        for c in range(0, len(eps), 16):
-            chunk = eps[c : c + 16]
-            horizon = max(max(wanted[e]) for e in chunk) + 1
-            obs = np.zeros((len(chunk), horizon) + self.start_episodes[chunk[0]].obs.shape[1:], np.float32)
-            act = np.zeros((len(chunk), horizon, self.codec.dim), np.float32)
-            first = np.zeros((len(chunk), horizon), bool)
-            first[:, 0] = True
-            for i, e in enumerate(chunk):
-                ep = self.start_episodes[e]
-                n = min(horizon, ep.length)
-                obs[i, :n] = ep.obs[:n]
-                act[i, :n] = self.codec.encode(ep.action[:n])
-            post, _ = self.wm.observe(
-                torch.as_tensor(obs, device=self.device),
-                torch.as_tensor(act, device=self.device),
-                torch.as_tensor(first, device=self.device),
-            )
-            rows = [i for i, e in enumerate(chunk) for _ in wanted[e]]
-            cols = [t for e in chunk for t in wanted[e]]
-            parts.append({k: v[rows, cols].clone() for k, v in post.items()})
+        # the posterior samples its latents: seeded here, so that equal seeds give equal start banks
+        dev = torch.device(self.device)
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(self.seed0 + 7919)
+            for c in range(0, len(eps), 16):
+                parts.append(self._bank_chunk([eps[i] for i in range(c, min(c + 16, len(eps)))], wanted))
         self._bank = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         return self._bank
+
+    def _bank_chunk(self, chunk: list[int], wanted: dict[int, list[int]]) -> State:
+        """Posterior states at the ``wanted`` points of the episodes ``chunk`` (one batched filter pass)."""
+        horizon = max(max(wanted[e]) for e in chunk) + 1
+        obs = np.zeros((len(chunk), horizon) + self.start_episodes[chunk[0]].obs.shape[1:], np.float32)
+        act = np.zeros((len(chunk), horizon, self.codec.dim), np.float32)
+        first = np.zeros((len(chunk), horizon), bool)
+        first[:, 0] = True
+        for i, e in enumerate(chunk):
+            ep = self.start_episodes[e]
+            n = min(horizon, ep.length)
+            obs[i, :n] = ep.obs[:n]
+            act[i, :n] = self.codec.encode(ep.action[:n])
+        post, _ = self.wm.observe(
+            torch.as_tensor(obs, device=self.device),
+            torch.as_tensor(act, device=self.device),
+            torch.as_tensor(first, device=self.device),
+        )
+        rows = [i for i, e in enumerate(chunk) for _ in wanted[e]]
+        cols = [t for e in chunk for t in wanted[e]]
+        return {k: v[rows, cols].clone() for k, v in post.items()}
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:

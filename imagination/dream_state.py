@@ -157,7 +157,10 @@ class DreamDynamics:
             low = np.where(np.isfinite(box.low), box.low, -np.inf).astype(np.float64)
             high = np.where(np.isfinite(box.high), box.high, np.inf).astype(np.float64)
             obs = np.clip(obs, low, high)
-        return obs.astype(self.wm.obs_space.dtype or np.float32)
+        dtype = np.dtype(self.wm.obs_space.dtype or np.float32)
+        if np.issubdtype(dtype, np.integer):  # uint8 frames: the nearest pixel value, not the one below
+            obs = np.rint(obs)
+        return obs.astype(dtype)
 
     @torch.no_grad()
     def features(self, latent: Latent) -> np.ndarray:

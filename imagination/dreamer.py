@@ -81,6 +81,10 @@ class DreamerConfig:
     # MOPO-style pessimism: imagined reward minus penalty x the world model's ensemble disagreement
     # on that step (0 = off). Keeps the actor out of states the logs never showed the model.
     penalty: float = 0.0
+    # Plan2Explore-style exploration: imagined reward plus intrinsic x the step's disagreement over
+    # its running mean (an EMA at retnorm_decay; 0 = off). The bonus is positive, so in envs that
+    # end on failure it also rewards surviving; train with it to explore, then without to exploit.
+    intrinsic: float = 0.0
 
     @property
     def gamma(self) -> float:
@@ -170,6 +174,8 @@ class DreamerLearner(nn.Module):
     ``precision``: ``"32"`` or ``"bf16-mixed"`` (``"auto"`` resolves for the CPU); ``fabric``: a
     Lightning Fabric whose ranks average their gradients (None: one process)."""
 
+    dis_mean: torch.Tensor  # buffer
+
     def __init__(
         self,
         feature_dim: int,
@@ -187,6 +193,8 @@ class DreamerLearner(nn.Module):
         self.critic = Critic(feature_dim, net)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.retnorm = PercentileNormaliser(self.cfg.retnorm_low, self.cfg.retnorm_high, self.cfg.retnorm_decay)
+        # running mean of the ensemble disagreement (the intrinsic bonus's unit); saved only when used
+        self.register_buffer("dis_mean", torch.zeros(()), persistent=self.cfg.intrinsic > 0)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.actor_lr, eps=self.cfg.adam_eps)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=self.cfg.critic_lr, eps=self.cfg.adam_eps)
         self.updates = 0
@@ -227,6 +235,10 @@ class DreamerLearner(nn.Module):
         reward, cont = roll["reward"].float(), roll["cont"].float()  # (H, N)
         if cfg.penalty > 0:
             reward = reward - cfg.penalty * roll["disagreement"].float()
+        extrinsic = reward  # the metric keeps the task's (penalised) reward
+        bonus = self._intrinsic(roll["disagreement"].float()) if cfg.intrinsic > 0 else None
+        if bonus is not None:
+            reward = reward + bonus
         with frozen(self.slow_critic), mixed(self.precision, dev, self.slow_critic):
             value = self.slow_critic.value(feat if grad else feat.detach()).float()  # (H+1, N)
         ret = lambda_returns(reward, cont, value, cfg.gamma, cfg.lam)  # (H, N), fp32
@@ -269,7 +281,8 @@ class DreamerLearner(nn.Module):
             "actor_loss": float(actor_loss.detach()),
             "critic_loss": float(critic_loss.detach()),
             "return": float(ret.detach().mean()),
-            "reward": float(reward.detach().mean()),
+            "reward": float(extrinsic.detach().mean()),
+            **({"intrinsic": float(bonus.mean())} if bonus is not None else {}),
             "cont": float(cont.detach().mean()),
             "value": float(value.detach().mean()),
             "entropy": float(ent.detach().mean()),
@@ -282,7 +295,7 @@ class DreamerLearner(nn.Module):
     def imagine(self, wm: Any, start: State, grad: bool) -> dict[str, torch.Tensor]:
         """Roll the actor ``horizon`` steps through the world model from ``start`` (N, ...):
         feat (H+1, N, F), action (H, N, A), reward / cont / entropy (H, N) for steps 1..H, and
-        with ``penalty`` > 0 the ensemble ``disagreement`` (H, N) of each step (no gradient).
+        with ``penalty`` or ``intrinsic`` > 0 the ensemble ``disagreement`` (H, N) of each step (no gradient).
         With ``grad`` the graph is kept (continuous actions, reparameterised)."""
         ctx = contextlib.nullcontext() if grad else torch.no_grad()
         dev = next(iter(start.values())).device
@@ -295,7 +308,7 @@ class DreamerLearner(nn.Module):
                 else:
                     act, _, ent = self.actor.sample(feats[-1])
                     ents.append(ent)
-                if self.cfg.penalty > 0:
+                if self.cfg.penalty > 0 or self.cfg.intrinsic > 0:
                     with torch.no_grad():
                         dis.append(wm.disagreement({k: v.detach() for k, v in state.items()}, act.detach()))
                 state = wm.img_step(state, act)
@@ -311,6 +324,17 @@ class DreamerLearner(nn.Module):
         if dis:
             out["disagreement"] = torch.stack(dis)
         return out
+
+    @torch.no_grad()
+    def _intrinsic(self, dis: torch.Tensor) -> torch.Tensor:
+        """The exploration bonus (H, N): ``intrinsic * dis / EMA(mean dis)`` (no gradient; the EMA
+        is averaged over ranks, so identical ranks stay identical)."""
+        m = self._mean_over_ranks(dis.mean().reshape(1))[0]
+        if bool(self.dis_mean == 0):
+            self.dis_mean.copy_(m)
+        else:
+            self.dis_mean.mul_(self.cfg.retnorm_decay).add_((1 - self.cfg.retnorm_decay) * m)
+        return self.cfg.intrinsic * dis / self.dis_mean.clamp(min=1e-8)
 
     @torch.no_grad()
     def _update_slow(self) -> None:

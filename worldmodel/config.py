@@ -39,7 +39,7 @@ class WorldModelConfig:
     dec_scale: float = 1.0
     reward_scale: float = 1.0
     cont_scale: float = 1.0
-    cont_terminal_weight: float = 1.0  # weight of terminal steps in the continue loss (rare class; 1 = plain BCE)
+    cont_terminal_weight: float = 10.0  # weight of terminal steps in the continue loss (rare class; 1 = plain BCE)
     reward_source: str = "env"  # env | feedback | both
     heads_on_prior: bool = True  # also train reward/continue heads on prior samples (as imagined)
     # --- optimisation

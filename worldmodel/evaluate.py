@@ -6,7 +6,8 @@ first ``context`` steps (posterior), then imagines ``horizon`` steps under the r
 
 * ``nmse``: squared error per observation dimension divided by that dimension's variance over
   the evaluated episodes, averaged over dimensions and windows (1.0 = as bad as predicting the
-  mean); ``nmse_copy_last`` is the same for the copy-last-observation baseline;
+  mean); for images, divided by the mean per-pixel variance instead (a constant background pixel
+  has none); ``nmse_copy_last`` is the same for the copy-last-observation baseline;
 * ``reward_mae`` (and ``reward_mae_copy_last``, repeating the last reward), against the reward
   source the model was trained on;
 * ``term_acc``: accuracy of "terminal" = continue probability < 0.5 (``term_acc_never``: a
@@ -66,9 +67,15 @@ def evaluate(
     model.eval()
     torch.manual_seed(seed)
     codec = model.codec
-    obs_all = np.concatenate([ep.obs for ep in episodes]).astype(np.float32)
-    flat = obs_all.reshape(len(obs_all), -1)
-    var = np.maximum(flat.var(0), 1e-6)  # (obs_dim,)
+    if model.image:  # one scale for every pixel: constant background pixels have no variance of their own
+        frames = np.concatenate([ep.obs for ep in episodes])
+        frames = frames[np.linspace(0, len(frames) - 1, min(len(frames), 2048)).astype(np.int64)]
+        var = np.maximum(frames.reshape(len(frames), -1).astype(np.float32).var(0).mean(), 1e-6)  # ()
+        batch_size = min(batch_size, 64)
+    else:
+        obs_all = np.concatenate([ep.obs for ep in episodes]).astype(np.float32)
+        flat = obs_all.reshape(len(obs_all), -1)
+        var = np.maximum(flat.var(0), 1e-6)  # (obs_dim,)
     span = context + horizon
     wins = _windows(episodes, span, max_windows, seed)
     if not wins:
@@ -132,7 +139,7 @@ def evaluate(
         "nmse_copy_last_mean": float(nmse_copy.mean()),
         "reward_mae_mean": float((rew_model / n).mean()),
     }
-    result["one_step"] = one_step(model, episodes, rewards, actions, batch_size=64, sample=sample)
+    result["one_step"] = one_step(model, episodes, rewards, actions, batch_size=4 if model.image else 64, sample=sample)
     return result
 
 

@@ -12,6 +12,7 @@ from dreamlab.core.io import check_output_dir
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from dreamlab.data.collect import CollectConfig
+    from dreamlab.data.pixels import OBS_MODES
 
     p = subparsers.add_parser(
         "collect",
@@ -20,7 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "finished episodes are stored in OUT (episodes still in flight at the end are "
         "dropped). A second run into OUT appends (and says so on stderr).",
     )
-    p.add_argument("--env", required=True, help="gymnasium id (CartPole-v1) or module:Class")
+    p.add_argument("--env", required=True, help="gymnasium id (CartPole-v1, MinAtar/Breakout-v1) or module:Class")
+    p.add_argument(
+        "--obs",
+        choices=OBS_MODES,
+        default=None,
+        help="observations: state (the env's own) | pixels (64x64 uint8 images: the env's rgb_array render, or an image-grid observation such as MinAtar's, resized); recorded as the env id ENV-pixels, which later commands read (default: as --env says)",
+    )
     p.add_argument(
         "--policy",
         default="random",
@@ -35,13 +42,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dreamlab.data.collect import CollectConfig, collect
+    from dreamlab.data.pixels import with_obs
     from dreamlab.imagination.registry import POLICY_LOADERS  # --policy AGENT_DIR (Dreamer or GRPO)
 
     apply_threads(args.threads)
     cfg = config_from_args(CollectConfig, args)
     check_output_dir(args.out)
     summary = collect(
-        args.env,
+        with_obs(args.env, args.obs),
         args.policy,
         steps=cfg.steps,
         num_envs=cfg.num_envs,

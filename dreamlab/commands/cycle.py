@@ -11,6 +11,9 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.cycle import CycleConfig, run_cycle
 
     def job(cfg: CycleConfig) -> None:
+        from dreamlab.data.collect import register_env
+
+        register_env(cfg.env_id)  # module:Class: imported (PYTHONPATH, then the current dir) for gym.make
         print(f"report: {run_cycle(cfg)['report']}")
 
     return run_with_config(CycleConfig, args, job)
@@ -29,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and dream returns. Writes RUN/cycle.csv, RUN/report.md and RUN/plots/cycle.png. "
         "Every stage is checkpointed: rerun with the same --out to resume.",
     )
-    p.add_argument("--env", dest="cfg:env_id", default=None, help="alias of --env-id (a gymnasium env id)")
+    p.add_argument(
+        "--env", dest="cfg:env_id", default=None, help="alias of --env-id (a gymnasium env id or module:Class)"
+    )
     add_config_args(p, CycleConfig, "cycle")
     p.set_defaults(func=run)

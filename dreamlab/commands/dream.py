@@ -98,6 +98,12 @@ def run(args: argparse.Namespace) -> int:
 
         env_id = EpisodeStore(args.logs).env_id or ""
         check_code_name(env_id, f"{Path(args.logs) / 'metadata.json'}: field 'env_id'", args.trust_code)
+    if args.algo == "grpo" and ":" in job.grpo.dream.verifier:  # the user's module: PYTHONPATH or the current dir
+        from dreamlab.data.collect import import_user_module
+
+        import_user_module(
+            job.grpo.dream.verifier.partition(":")[0], f"--grpo.dream.verifier '{job.grpo.dream.verifier}'"
+        )
     from dreamlab.policy.scale import fabric_for
 
     fabric = fabric_for(job)  # strategy ddp: starts the other ranks here (each runs this command)

@@ -6,9 +6,27 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from dreamlab.config import add_run_args, apply_threads
 from dreamlab.core.io import check_output_file
+
+TRY = (
+    "try more training steps (train-wm --max-steps), more or more varied logs (collect --steps, a "
+    "less random --policy), or a larger --preset (tiny < small < medium)"
+)
+
+
+def copy_last_warning(result: dict[str, Any], try_: str = TRY) -> str | None:
+    """One line when the model's open-loop error at the horizon is not below copy-last's, else None."""
+    s = result["summary"]
+    model, copy = s["nmse_at_horizon"], s["nmse_copy_last_at_horizon"]
+    if model < copy:
+        return None
+    return (
+        f"warning: the world model is not better than copying the last observation: {result['horizon']}-step "
+        f"error {model:.3g} against copy-last {copy:.3g}; a policy practising in its dreams learns little. {try_}"
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +56,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--plot", type=Path, default=None, help="write error-vs-horizon plot (PNG; an existing file only with --force)"
     )
+    p.add_argument(
+        "--frames",
+        type=Path,
+        default=None,
+        help="pixel world models: write a PNG of real frames beside dreamed ones (filtered over --context "
+        "real frames, then imagined open loop under the logged actions, up to --horizon) for "
+        "--frames-episodes episodes of the split (an existing file only with --force)",
+    )
+    p.add_argument("--frames-episodes", type=int, default=2, help="episodes drawn in --frames (default: 2)")
     p.set_defaults(func=run)
 
 
@@ -52,7 +79,11 @@ def run(args: argparse.Namespace) -> int:
     apply_threads(args.threads)
     if args.plot is not None:
         check_output_file(args.plot, args.force, "--plot", inputs=[args.logs])
+    if args.frames is not None:
+        check_output_file(args.frames, args.force, "--frames", inputs=[args.logs])
     model = WorldModel.load(args.wm)
+    if args.frames is not None and not model.image:
+        raise ValueError(f"--frames: {args.wm} models observations of shape {model.obs_shape}, not 64x64 images")
     store = open_logs(args.logs)
     model.check_spaces(store.observation_space, store.action_space, Path(args.logs) / "metadata.json")
     names = store.names()
@@ -72,14 +103,19 @@ def run(args: argparse.Namespace) -> int:
         sample=not args.mode,
     )
     result.update({"wm": str(args.wm), "logs": str(args.logs), "split": args.episodes})
+    result["warning"] = copy_last_warning(result)
     if args.plot is not None:
         args.plot.parent.mkdir(parents=True, exist_ok=True)
         plot_openloop_panels(result, str(args.plot), title=f"{store.env_id or args.logs}")
         result["plot"] = str(args.plot)
+    if args.frames is not None:
+        result["frames"] = str(_write_frames(args, model, store.episodes(names), store.env_id))
     if args.json:
         print(json.dumps(result, indent=1))
     else:
         _print_table(result)
+    if result["warning"]:
+        print(result["warning"], file=sys.stderr)
     return 0
 
 
@@ -101,3 +137,20 @@ def _print_table(r: dict) -> None:
         f"{'n/a (no terminals)' if bal is None else f'{bal:.3f}'} over {o['steps']} steps "
         f"({o['terminals']} terminal), reward MAE {o['reward_mae']:.4f}"
     )
+
+
+def _write_frames(args: argparse.Namespace, model: Any, episodes: list[Any], env_id: str | None) -> Path:
+    """``--frames``: real vs dreamed frames of ``--frames-episodes`` episodes (:mod:`dreamlab.frames`)."""
+    from dreamlab.frames import default_horizons, dream_frames, pick_episode, plot_frames
+
+    if args.frames_episodes < 1:
+        raise ValueError(f"--frames-episodes must be >= 1, got {args.frames_episodes}")
+    horizons = default_horizons(args.horizon)
+    span = args.context + args.horizon
+    rest, drawn = list(episodes), []
+    for i in range(min(args.frames_episodes, len(rest))):
+        ep = pick_episode(rest, span, seed=args.seed + i)
+        rest = [e for e in rest if e is not ep]
+        drawn.append(dream_frames(model, ep, args.context, horizons, sample=not args.mode))
+    title = f"{env_id or args.logs}: real (top) vs dreamed (below) under the logged actions"
+    return plot_frames(drawn, args.frames, title=title)

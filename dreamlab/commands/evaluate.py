@@ -10,6 +10,7 @@ from typing import Any
 from dreamlab.config import add_run_args, apply_threads
 from dreamlab.core.errors import DreamlabError
 from dreamlab.core.imports import check_code_name
+from dreamlab.data.pixels import OBS_MODES, with_obs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "states, inside its world model's dream; report mean/std of each and the gap.",
     )
     p.add_argument("--agent", type=Path, required=True, help="agent directory (or a train RUN directory)")
-    p.add_argument("--env", default=None, help="gymnasium env id (default: the agent's own)")
+    p.add_argument("--env", default=None, help="gymnasium env id or module:Class (default: the agent's own)")
+    p.add_argument(
+        "--obs",
+        choices=OBS_MODES,
+        default=None,
+        help="observations of --env: state | pixels (default: as the env id says)",
+    )
     p.add_argument("--episodes", type=int, default=10, help="episodes (default: 10)")
     p.add_argument("--seed", type=int, default=0, help="first env seed (default: 0)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -34,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.imagination.evaluate import dream_vs_real
 
     apply_threads(args.threads)
+    if args.env is not None:
+        args.env = with_obs(args.env, args.obs)
     path = args.agent
     if not (path / "agent.json").exists() and (path / "agent" / "agent.json").exists():
         path = path / "agent"
@@ -62,11 +71,10 @@ def run(args: argparse.Namespace) -> int:
 
 def check_env_spaces(env_id: str, obs_space: Any, action_space: Any, source: str, trained: Path) -> None:
     """Refuse an env whose spaces differ from the ones the agent was trained on (one line, both named)."""
-    import gymnasium as gym
-
+    from dreamlab.data.collect import make_env
     from dreamlab.data.spaces import spaces_equal
 
-    env = gym.make(env_id)
+    env = make_env(env_id)  # module:Class: imported (PYTHONPATH, then the current directory) and registered
     try:
         for what, mine, theirs in (
             ("observation", obs_space, env.observation_space),
@@ -86,7 +94,6 @@ class SpaceMismatch(DreamlabError):
 
 def _run_policy_dir(args: argparse.Namespace, path: Path) -> int:
     """A GRPO agent acts on real observations with no world-model filter: real return only."""
-    import gymnasium as gym
     import numpy as np
 
     from dreamlab.imagination.evaluate import evaluate_real
@@ -98,8 +105,8 @@ def _run_policy_dir(args: argparse.Namespace, path: Path) -> int:
     source = f"--env {env_id}" if args.env else f"{path / 'grpo_agent.json'}: field 'env_id'"
     if not args.env and isinstance(env_id, str):
         check_code_name(env_id, source, args.trust_code)
-    if not env_id or not isinstance(env_id, str) or (env_id not in gym.registry and ":" not in env_id):
-        raise ValueError(f"{source}: env id {env_id!r} is not a gymnasium id; pass --env")
+    if not env_id or not isinstance(env_id, str):
+        raise ValueError(f"{source}: env id {env_id!r} is empty or not a string; pass --env")
     check_env_spaces(env_id, actor.obs_space, actor.action_space, source, path / "grpo_agent.json")
     real = evaluate_real(ObsActorPolicy(actor, greedy=True), env_id, args.episodes, args.seed)
     res = {

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dreamlab.config import add_config_args, add_run_args, apply_threads, config_from_args
 from dreamlab.core.io import check_output_dir
+from dreamlab.data.pixels import OBS_MODES, with_obs
 from dreamlab.imagination.dreamer import DreamerConfig
 from dreamlab.imagination.loops import OnlineConfig
 
@@ -33,7 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "RUN/agent (the agent directory), RUN/train_state.pt and RUN/metrics.jsonl; "
         "running again with the same RUN resumes.",
     )
-    p.add_argument("--env", required=True, help="gymnasium env id, e.g. CartPole-v1")
+    p.add_argument("--env", required=True, help="gymnasium env id (CartPole-v1) or your own module:Class")
+    p.add_argument(
+        "--obs",
+        choices=OBS_MODES,
+        default=None,
+        help="observations: state (the env's own) | pixels (64x64 uint8 images: the env's rgb_array render, or an image-grid observation such as MinAtar's, resized); recorded as the env id ENV-pixels, which later commands read (default: as --env says)",
+    )
     p.add_argument("--out", type=Path, required=True, help="run directory")
     add_run_args(p)
     add_config_args(p, TrainJob, "train")
@@ -41,14 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import gymnasium as gym
-
     from dreamlab.commands.dream import base_part
+    from dreamlab.data.collect import make_env
     from dreamlab.imagination.loops import train_online
 
     apply_threads(args.threads)
-    if args.env not in gym.registry:
-        raise ValueError(f"--env {args.env!r}: not a registered gymnasium env id")
+    args.env = with_obs(args.env, args.obs)
+    make_env(args.env).close()  # a gymnasium id or module:Class (registered for gym.make); EnvSpecError names it
     job = config_from_args(TrainJob, args)
     check_output_dir(args.out)
     from dreamlab.policy.scale import fabric_for

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
+from typing import Any
 
 from dreamlab.config import add_config_args, add_run_args, apply_threads, config_from_args
 from dreamlab.core.precision import PRECISIONS
@@ -51,6 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--accelerator", default="auto", help="cpu | gpu | auto (default: auto)")
     p.add_argument("--ckpt-every", type=int, default=500, help="steps between checkpoints (default: 500)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/last.ckpt exists")
+    p.add_argument(
+        "--check-horizon",
+        type=int,
+        default=15,
+        help="after training, score the model open-loop this many steps on the held-out episodes against "
+        "copy-last (a warning when it is not better; train_summary.json field 'openloop'); 0: skip (default: 15)",
+    )
     add_run_args(p)
     add_config_args(p, WorldModelConfig, "world model config (overrides the preset)", skip=("reward_source",))
     p.set_defaults(func=run)
@@ -84,6 +94,55 @@ def run(args: argparse.Namespace) -> int:
         progress=args.progress,
         resume=not args.no_resume,
     )
-    if final.exists():
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if final.exists() and getattr(rank_zero_only, "rank", 0) == 0:  # rank 0 only under ddp
         print(f"world model written to {final}")
+        if args.check_horizon > 0:
+            check_against_copy_last(final, args, cfg)
     return 0
+
+
+def check_against_copy_last(final: Path, args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
+    """Open-loop error at ``--check-horizon`` on the held-out split (256 windows) against copy-last;
+    printed, added to OUT/train_summary.json as 'openloop', and a warning when it is not better."""
+    from dreamlab.commands.eval_wm import copy_last_warning
+    from dreamlab.core.io import atomic_write_json
+    from dreamlab.data.sampling import split_names
+    from dreamlab.worldmodel.evaluate import evaluate
+    from dreamlab.worldmodel.model import WorldModel
+    from dreamlab.worldmodel.train import open_logs
+
+    model, store = WorldModel.load(final), open_logs(args.logs)
+    train_names, held = split_names(store.names(), model.cfg.val_fraction, model.cfg.seed)
+    episodes = store.episodes(held or train_names)
+    context = 8
+    horizon = min(args.check_horizon, max(ep.length for ep in episodes) - context)
+    info: dict[str, Any] = {"horizon": horizon, "split": "held-out" if held else "train (no held-out split)"}
+    if horizon < 1:
+        info["warning"] = None
+        info["note"] = f"episodes too short for context {context} + 1 step: not scored"
+    else:
+        result = evaluate(model, episodes, context=context, horizon=horizon, max_windows=256, seed=0)
+        bigger = {"tiny": "small", "small": "medium", "medium": "large"}.get(args.preset)
+        try_ = f"try --max-steps {2 * args.max_steps}, more logs (collect --steps)" + (
+            f", or --preset {bigger}" if bigger else ""
+        )
+        info.update(
+            nmse_at_horizon=result["summary"]["nmse_at_horizon"],
+            copy_last_at_horizon=result["summary"]["nmse_copy_last_at_horizon"],
+            windows=result["windows"],
+            warning=copy_last_warning(result, try_),
+        )
+        print(
+            f"open loop ({info['split']}): {horizon}-step error {info['nmse_at_horizon']:.4g}, "
+            f"copy-last {info['copy_last_at_horizon']:.4g}"
+        )
+    if info["warning"]:
+        print(info["warning"], file=sys.stderr)
+    path = args.out / "train_summary.json"
+    if path.exists():
+        summary = json.loads(path.read_text())
+        summary["openloop"] = info
+        atomic_write_json(path, summary, indent=1)
+    return info

@@ -146,3 +146,28 @@ def test_disagreement_penalty_lowers_the_imagined_reward_by_lambda_times_disagre
     m = metrics[2.0]
     assert m["disagreement"] > 0 and np.isfinite(m["actor_loss"])
     assert abs(m["reward"] - (metrics[0.0]["reward"] - 2.0 * m["disagreement"])) < 1e-5  # what the critic sees
+
+
+def test_intrinsic_bonus_is_scale_free_disagreement_and_resumes():
+    """Plan2Explore-style bonus: intrinsic x disagreement / its running mean, so its mean over the
+    first batch is exactly ``intrinsic``; the running mean is saved with the learner and reloaded."""
+    from dreamlab.imagination.dreamer import DreamerLearner
+    from dreamlab.worldmodel.config import preset
+    from dreamlab.worldmodel.model import WorldModel
+
+    env = gym.make("CartPole-v1")
+    wm = WorldModel(preset("tiny"), env.observation_space, env.action_space).eval()
+    start = wm.initial(8)
+    start["stoch"] = torch.nn.functional.one_hot(torch.randint(0, 4, start["stoch"].shape[:-1]), 4).float()
+    plain = DreamerLearner(wm.feature_dim, wm.action_space, DreamerConfig(hidden=32, horizon=4))
+    assert "dis_mean" not in plain.state_dict()  # old checkpoints load unchanged
+    torch.manual_seed(0)
+    learner = DreamerLearner(wm.feature_dim, wm.action_space, DreamerConfig(hidden=32, horizon=4, intrinsic=0.5))
+    m = learner.train_step(wm, start, torch.ones(8))
+    assert abs(m["intrinsic"] - 0.5) < 1e-5 and m["disagreement"] > 0
+    assert abs(float(learner.dis_mean) - m["disagreement"]) < 1e-6
+    m2 = learner.train_step(wm, start, torch.ones(8))
+    assert m2["intrinsic"] > 0 and float(learner.dis_mean) > 0
+    again = DreamerLearner(wm.feature_dim, wm.action_space, DreamerConfig(hidden=32, horizon=4, intrinsic=0.5))
+    again.load_full_state(learner.full_state())
+    assert float(again.dis_mean) == float(learner.dis_mean)

@@ -122,7 +122,13 @@ def test_batched_greedy_generation_equals_a_no_cache_reference() -> None:
 def distill_once(base: Path, out: Path, updates: int, forgetting: bool = True, held: dict | None = None) -> dict:
     st = load_student(base)
     cfg = DistillConfig(
-        lr=1e-2, steps_per_rollout=4, minibatch=8, max_updates=updates, max_labelled_tokens=10**9, progress=False
+        lr=1e-2,
+        steps_per_rollout=4,
+        minibatch=8,
+        max_updates=updates,
+        max_labelled_tokens=10**9,
+        progress=False,
+        precision="32",  # "before" is compared with a fresh fp32 measurement below
     )
     cfg.forgetting = forgetting
     teacher = ActorTeacher.for_student(ConstantProbs([0.2, 0.8]), st)
