@@ -1,7 +1,7 @@
 """Pixel observations: a derived env id whose observations are 64x64 uint8 images (HWC).
 
 **The env spec.** ``ENV-pixels`` (``CartPole-v1-pixels``, ``MinAtar/Breakout-v1-pixels``,
-``point_mass:PointMass-pixels``) names ``ENV`` with image observations. It is an ordinary
+``module:Class-pixels``) names ``ENV`` with image observations. It is an ordinary
 gymnasium id (it matches gymnasium's id pattern and is registered on first use by
 :func:`dreamlab.data.collect.register_env`), so it is what a store's ``metadata.json`` and an
 ``agent.json`` record, and every later command rebuilds the same pixel env from it without being

@@ -9,7 +9,7 @@ mask: every step in a batch is real data. A split needs at least ``length`` step
 
 A batch is a dict of tensors (``B`` = batch size, ``L`` = length)::
 
-    obs          float32 (B, L, *obs_shape)
+    obs          float32 (B, L, *obs_shape); uint8 images stay uint8 (a quarter of the memory)
     action       float32 (B, L, action_dim)   the action taken at obs t, encoded by ActionCodec
     reward       float32 (B, L)               the reward that arrived with obs t
     feedback     float32 (B, L)               user feedback that arrived with obs t (0 = none)
@@ -48,8 +48,9 @@ class SequenceSampler:
         self.length = length
         self.codec = codec
         self.rng = np.random.default_rng(seed)
+        obs = np.concatenate([ep.obs for ep in episodes])
         self.stream = {
-            "obs": np.concatenate([ep.obs for ep in episodes]).astype(np.float32),
+            "obs": obs if obs.dtype == np.uint8 else obs.astype(np.float32),  # the model scales images itself
             "action": np.concatenate([codec.encode(ep.action) for ep in episodes]).astype(np.float32),
             "reward": np.concatenate([ep.reward for ep in episodes]).astype(np.float32),
             "feedback": np.concatenate([ep.feedback for ep in episodes]).astype(np.float32),

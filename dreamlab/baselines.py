@@ -233,6 +233,7 @@ def train_sb3(algo: str, env_id: str, steps: int, seed: int) -> tuple[Any, Any, 
     from stable_baselines3.common.vec_env import VecNormalize
 
     from dreamlab.data.collect import register_env
+    from dreamlab.worldmodel.nets import is_image_shape
 
     hp = hyperparameters(algo, env_id, steps)
     kwargs = {k: _schedule(v) for k, v in hp.items() if k not in ("n_envs", "normalize", "source", "adapted")}
@@ -254,7 +255,13 @@ def train_sb3(algo: str, env_id: str, steps: int, seed: int) -> tuple[Any, Any, 
             return bool(loc.get("num_collected_steps", 0) >= model.train_freq.frequency)
 
     cls = {"ppo": PPO, "dqn": DQN, "sac": SAC}[algo]
-    model: Any = cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
+    policy = "MlpPolicy"
+    if is_image_shape(tuple(env.observation_space.shape or ())):  # pixels: SB3's CNN, a buffer within the budget
+        policy = "CnnPolicy"
+        if algo != "ppo":
+            kwargs["buffer_size"] = hp["buffer_size"] = min(int(kwargs.get("buffer_size", 1_000_000)), steps)
+    hp["policy"] = policy
+    model: Any = cls(policy, env, seed=seed, device="cpu", verbose=0, **kwargs)
     model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's default logger makes /tmp/SB3-* folders
     t0 = time.perf_counter()
     model.learn(total_timesteps=steps, callback=StopAtBudget(), progress_bar=False)
@@ -320,16 +327,26 @@ def _groups(rows: list[dict[str, Any]]) -> dict[tuple[str, str, int], list[dict[
     return out
 
 
+def _hp_source(row: dict[str, Any]) -> str:
+    hp = row.get("hyperparameters") or {}
+    zoo = str(hp.get("source", "")).startswith("https://")
+    return ("RL Zoo hyperparameters" if zoo else "SB3 defaults") + (", CNN" if hp.get("policy") == "CnnPolicy" else "")
+
+
 def summary_rows(rows: list[dict[str, Any]], spread: Any) -> list[str]:
     """Table rows of one env's SB3 runs: one per algorithm and budget."""
     lines = []
     for (_, algo, _), rs in _groups(rows).items():
         lines.append(
-            f"| SB3 {ALGO_NAMES[algo]} (RL Zoo hyperparameters; beside dreamlab {rs[0]['matches']}) | {len(rs)} | "
+            f"| SB3 {ALGO_NAMES[algo]} ({_hp_source(rs[0])}; beside dreamlab {rs[0]['matches']}) | {len(rs)} | "
             f"{spread([r['real_return_mean'] for r in rs])} | | | {spread([r['real_env_steps'] for r in rs], '.0f')} | "
             f"{spread([r['wall_seconds'] for r in rs], '.0f')} |"
         )
     return lines
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" + ("s" if n != 1 else "")
 
 
 def head_to_head(env_id: str, rows: list[dict[str, Any]]) -> tuple[list[str], list[bool]]:
@@ -350,9 +367,9 @@ def head_to_head(env_id: str, rows: list[dict[str, Any]]) -> tuple[list[str], li
             other = _median(rs)
             verdicts.append(mine > other)
             word = "**ahead**" if mine > other else ("level" if mine == other else "**behind**")
-            parts.append(f"SB3 {ALGO_NAMES[algo]} {other:.1f} ({len(rs)} seeds): {word} ({mine - other:+.1f})")
+            parts.append(f"SB3 {ALGO_NAMES[algo]} {other:.1f} ({_seeds(len(rs))}): {word} ({mine - other:+.1f})")
         lines.append(
-            f"- Head to head at {steps} real steps: dreamlab {mode} {mine:.1f} ({len(ours)} seeds) vs "
+            f"- Head to head at {steps} real steps: dreamlab {mode} {mine:.1f} ({_seeds(len(ours))}) vs "
             + "; vs ".join(parts)
         )
     return lines, verdicts

@@ -35,9 +35,11 @@ suite        envs                        preset  offline: logs / WM     dream   
                                                  steps (safety net)     updates  (prefill, ratio)    steps
 ===========  ==========================  ======  =====================  =======  ==================  =========
 ``quick``    CartPole-v1, Pendulum-v1    small   8k / 1200 (net 15 m)   150      3k (500, 64)        3k and 8k
-``classic``  CartPole-v1, Pendulum-v1,   small   20k / 6000 (net 45 m)  500      10k (1000, 64)      10k, 20k
-             Acrobot-v1,
-             MountainCarContinuous-v0
+``classic``  CartPole-v1, Pendulum-v1,   small   20k / 6000 (net 45 m)  500      10k (1000, 64);     online's
+             Acrobot-v1,                                                         Acrobot 20k,        and 20k
+             MountainCarContinuous-v0                                            MountainCar 50k
+``pixels``   CartPole-v1-pixels,         small   20k / 6000 (net 45 m)  500      50k (1000, 64)      50k, 20k
+             MinAtar/Breakout-v1-pixels
 ===========  ==========================  ======  =====================  =======  ==================  =========
 
 ``quick`` is sized to finish 1 seed of its 4 dreamlab runs in roughly 20–30 minutes on a 2-core CPU with
@@ -45,6 +47,12 @@ one torch thread; its returns are a smoke check, not the issue's targets. ``clas
 budgets of the imagination issue's targets (20k noisy-heuristic log steps offline, 10k real
 steps online) and takes hours per seed on that CPU. ``LunarLander-v3`` runs only when named in
 ``envs`` (it needs Box2D; its offline logs come from gymnasium's LunarLander heuristic).
+``pixels`` runs the same code on 64×64 frames (:mod:`dreamlab.data.pixels`; MinAtar needs the
+``minatar`` package): its offline logs are uniformly random (the heuristics read states), its SB3
+rows use ``CnnPolicy`` with SB3's defaults and a replay buffer no larger than the budget; at about
+5 real steps/s online on a 2-core CPU one 50k-step run takes hours. Any other env (a gymnasium id,
+or a user's ``module:Class``) runs the chosen suite's budgets with uniformly random offline logs;
+an env id becomes a folder name with ``/`` and ``:`` replaced (``data.pixels.env_dirname``).
 
 Mediocre log epsilons (probability of a uniformly random action; measured with
 ``data.behaviour.evaluate``, 10 episodes, seed 0): CartPole-v1 0.75 (``CARTPOLE_MEDIOCRE_EPSILON``,
@@ -67,9 +75,10 @@ import torch
 
 from dreamlab.baselines import SB3_MODES, mode_dir, require_sb3, sb3_budgets
 from dreamlab.core.errors import DreamlabError
-from dreamlab.core.io import atomic_write_json, atomic_write_text
+from dreamlab.core.io import atomic_write_json
 from dreamlab.core.seeding import EVAL_OFFSET
 from dreamlab.data.behaviour import CARTPOLE_MEDIOCRE_EPSILON, MCC_MINORITY_EPSILON
+from dreamlab.imagination.dreamer import DreamerConfig
 from dreamlab.stages import (
     Run,
     collect_logs,
@@ -78,13 +87,17 @@ from dreamlab.stages import (
     stderr_log,
     train_online_agent,
     train_world_model,
-    write_csv,
 )
 
 MODES = ("offline", "online", *SB3_MODES)
 SUITE_ENVS: dict[str, tuple[str, ...]] = {
     "quick": ("CartPole-v1", "Pendulum-v1"),
     "classic": ("CartPole-v1", "Pendulum-v1", "Acrobot-v1", "MountainCarContinuous-v0"),
+    "pixels": ("CartPole-v1-pixels", "MinAtar/Breakout-v1-pixels"),
+}
+# per suite and env, what differs from the suite's budget: the real-step budgets of issue 16's targets
+ENV_BUDGETS: dict[str, dict[str, dict[str, int]]] = {
+    "classic": {"Acrobot-v1": {"online_steps": 20_000}, "MountainCarContinuous-v0": {"online_steps": 50_000}},
 }
 OPTIONAL_ENVS = ("LunarLander-v3",)
 LOG_EPSILON: dict[str, float] = {
@@ -139,6 +152,18 @@ SUITES: dict[str, Budget] = {
         replay_ratio=64.0,
         eval_episodes=10,
     ),
+    "pixels": Budget(
+        preset="small",
+        log_steps=20_000,
+        wm_steps=6_000,
+        wm_minutes=45.0,
+        dream_steps=500,
+        online_steps=50_000,
+        online_prefill=1_000,
+        online_pretrain=200,
+        replay_ratio=64.0,
+        eval_episodes=10,
+    ),
 }
 
 
@@ -171,19 +196,22 @@ class BenchConfig:
     precision: str = "auto"  # 32 | bf16-mixed | auto (bf16-mixed where bf16 is fast)
     progress: bool = True
     budget: BudgetOverrides = field(default_factory=BudgetOverrides)
+    # the actor-critic of the offline and online modes (ablations: e.g. --dreamer.intrinsic 1.0)
+    dreamer: DreamerConfig = field(default_factory=DreamerConfig)
 
-    def resolved_budget(self) -> Budget:
-        """The suite's budget with the overrides applied."""
+    def resolved_budget(self, env_id: str | None = None) -> Budget:
+        """The suite's budget (for ``env_id``: with its :data:`ENV_BUDGETS`), the overrides applied."""
         if self.suite not in SUITES:
             raise BenchError(f"suite: unknown suite {self.suite!r}; choose one of {sorted(SUITES)}")
         over = {k: v for k, v in asdict(self.budget).items() if v is not None}
-        return dataclasses.replace(SUITES[self.suite], **over)
+        per_env = ENV_BUDGETS.get(self.suite, {}).get(env_id or "", {})
+        return dataclasses.replace(SUITES[self.suite], **{**per_env, **over})
 
     def env_ids(self) -> tuple[str, ...]:
         envs = tuple(e for x in self.envs for e in str(x).split(",") if e) or SUITE_ENVS[self.suite]
         from dreamlab.data.collect import EnvSpecError, make_env
 
-        known = set(SUITE_ENVS["classic"]) | set(OPTIONAL_ENVS)
+        known = set(SUITE_ENVS["classic"]) | set(SUITE_ENVS["pixels"]) | set(OPTIONAL_ENVS)
         for e in envs:  # a user's own env (module:Class) or another gymnasium id: random logs offline
             if e not in known:
                 try:
@@ -227,18 +255,19 @@ def _base_name(env_id: str) -> str:
     return env_id.rsplit("-v", 1)[0]
 
 
-def _logged_by(env_id: str, eps: float) -> str:
-    from dreamlab.data.behaviour import HEURISTICS
+def _log_epsilon(env_id: str) -> float:
+    """The offline logs' epsilon: the env's mediocre one, or 1.0 (uniformly random) for an env without a
+    heuristic: a user's env, another gymnasium id, or pixels (the heuristics read states)."""
+    from dreamlab.data.pixels import is_pixel_id
 
-    known = _base_name(env_id) in HEURISTICS or _base_name(env_id) == "LunarLander"
-    return f"heuristic, ε {eps}" if known and eps < 1.0 else "uniformly random"
+    return 1.0 if is_pixel_id(env_id) else LOG_EPSILON.get(_base_name(env_id), 1.0)
 
 
 def _behaviour(env_id: str, action_space: Any, epsilon: float, seed: int) -> Any:
     """The env's heuristic with epsilon-random actions (a Policy); uniformly random without one."""
     from dreamlab.data.behaviour import HEURISTICS, HeuristicPolicy, RandomPolicy, make_behaviour
 
-    if _base_name(env_id) not in HEURISTICS and _base_name(env_id) != "LunarLander":
+    if epsilon >= 1.0 or (_base_name(env_id) not in HEURISTICS and _base_name(env_id) != "LunarLander"):
         return RandomPolicy(action_space, seed=seed)
     if _base_name(env_id) != "LunarLander":
         return make_behaviour(env_id, action_space, epsilon, seed)
@@ -260,7 +289,7 @@ def _offline(env_id: str, seed: int, run: Run, b: Budget, cfg: BenchConfig) -> d
     from dreamlab.worldmodel.config import preset
 
     logs, wm_dir, agent_dir = run.out / "logs", run.out / "worldmodel", run.out / "agent"
-    eps = LOG_EPSILON.get(_base_name(env_id), 1.0)  # an env without a heuristic: uniformly random logs
+    eps = _log_epsilon(env_id)
     policy = _behaviour(env_id, make_env(env_id).action_space, eps, seed)
     logs_info = run.stage(
         "collect",
@@ -284,6 +313,7 @@ def _offline(env_id: str, seed: int, run: Run, b: Budget, cfg: BenchConfig) -> d
             b.dream_steps,
             seed=seed,
             save_every=max(1, b.dream_steps // 4),
+            dreamer=cfg.dreamer,
             progress=cfg.progress,
             precision=cfg.precision,
         ),
@@ -315,7 +345,7 @@ def _online(env_id: str, seed: int, run: Run, b: Budget, cfg: BenchConfig) -> di
         seed=seed,
         precision=cfg.precision,
     )
-    run.stage("train", lambda: train_online_agent(env_id, train_dir, ocfg, progress=cfg.progress))
+    run.stage("train", lambda: train_online_agent(env_id, train_dir, ocfg, cfg.dreamer, progress=cfg.progress))
     ev = run.stage(
         "evaluate",
         lambda: evaluate_agent(train_dir / "agent", env_id, b.eval_episodes, seed=EVAL_OFFSET + seed, greedy=True),
@@ -324,7 +354,9 @@ def _online(env_id: str, seed: int, run: Run, b: Budget, cfg: BenchConfig) -> di
 
 
 def run_path(out: Path, env_id: str, mode: str, seed: int) -> Path:
-    return out / env_id / mode / f"seed{seed}"
+    from dreamlab.data.pixels import env_dirname
+
+    return out / env_dirname(env_id) / mode / f"seed{seed}"
 
 
 def _stamp(run: Path, suite: str, b: Budget) -> dict[str, Any]:
@@ -347,7 +379,7 @@ def run_one(env_id: str, mode: str, seed: int, cfg: BenchConfig, sb3: tuple[str,
         _log(f"{name}: finished before, skipping ({done})")
         return json.loads(done.read_text())
     _log(f"{name}: starting ({run})")
-    b = cfg.resolved_budget()
+    b = cfg.resolved_budget(env_id)
     r = Run(
         run, {"bench": asdict(cfg), "env": env_id, "mode": mode, "seed": seed, "budget": asdict(b), "sb3": sb3}, _log
     )
@@ -378,6 +410,7 @@ def run_one(env_id: str, mode: str, seed: int, cfg: BenchConfig, sb3: tuple[str,
         "eval_episodes": ev["episodes"],
         "real_returns": ev["real"]["returns"],
         "dream_returns": ev["dream"]["returns"],
+        "dreamer": {k: v for k, v in asdict(cfg.dreamer).items() if v != getattr(DreamerConfig(), k)},  # not default
         **_stamp(run, cfg.suite, b),
     }
     atomic_write_json(done, result)
@@ -395,116 +428,20 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "bench_config.json", {**asdict(cfg), "resolved_budget": asdict(cfg.resolved_budget())})
-    b, modes = cfg.resolved_budget(), cfg.mode_list()
-    budgets = sb3_budgets(modes, b.online_steps, b.log_steps)
+    per_env = {e: asdict(cfg.resolved_budget(e)) for e in cfg.env_ids()}
+    atomic_write_json(out / "bench_config.json", {**asdict(cfg), "resolved_budget": per_env})
+    modes = cfg.mode_list()
+    budgets = {
+        e: sb3_budgets(modes, cfg.resolved_budget(e).online_steps, cfg.resolved_budget(e).log_steps)
+        for e in cfg.env_ids()
+    }
     results = [
         run_one(env_id, mode, seed, cfg, sb3)
         for env_id in cfg.env_ids()
         for mode in modes
-        for sb3 in (budgets if mode in SB3_MODES else [None])
+        for sb3 in (budgets[env_id] if mode in SB3_MODES else [None])
         for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds)
     ]
+    from dreamlab.bench_report import write_aggregate
+
     return {"runs": results, **write_aggregate(out)}
-
-
-# ------------------------------------------------------------------------------ aggregate
-CSV_FIELDS = tuple(
-    "env mode algo seed suite real_return_mean real_return_std dream_return_mean gap gap_relative real_env_steps "
-    "budget_steps wall_seconds behaviour_return_mean log_epsilon".split()
-)
-
-
-def load_results(out: Path) -> list[dict[str, Any]]:
-    rows = [json.loads(p.read_text()) for p in sorted(out.glob("*/*/seed*/result.json"))]
-    order = {m: i for i, m in enumerate(MODES)}
-    return sorted(rows, key=lambda r: (r["env"], order.get(r["mode"], 9), r.get("budget_steps") or 0, r["seed"]))
-
-
-def _spread(values: list[float], fmt: str = ".1f") -> str:
-    v = np.asarray(values, float)
-    med = format(float(np.median(v)), fmt)
-    return med if len(v) == 1 else f"{med} [{float(v.min()):{fmt}} – {float(v.max()):{fmt}}]"
-
-
-def write_aggregate(out: Path) -> dict[str, Any]:
-    """``OUT/results.csv`` (one row per finished run) and ``OUT/summary.md``."""
-    from dreamlab.baselines import head_to_head, summary_rows
-    from dreamlab.references import SOURCE, references_for
-
-    rows = load_results(out)
-    if not rows:
-        raise BenchError(f"{out}: no finished runs (no */*/seed*/result.json) to summarise")
-    write_csv(out / "results.csv", [{k: r.get(k) for k in CSV_FIELDS} for r in rows])
-    lines = [
-        "# dreamlab bench",
-        "",
-        "Per env × mode: median over seeds, [min – max] when there are several. Real = the agent's "
-        "return in the real env; dream = the same agent in its world model's dream from the same start "
-        "states; gap = dream − real. Real steps = real env steps used for training (offline: the logs). "
-        "Wall = the run's own stages on this machine. SB3 rows: the same real steps, RL Zoo "
-        "hyperparameters (dreamlab.baselines), greedy evaluation on the same episodes.",
-        "",
-    ]
-    first, verdicts = rows[0]["machine"], []
-    hosts = sorted({str(r["machine"].get("platform")) for r in rows})
-    for env_id in dict.fromkeys(r["env"] for r in rows):
-        lines += [
-            f"## {env_id}",
-            "",
-            "| who | seeds | real return | dream return | gap | real steps | wall (s) |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for mode in dict.fromkeys(r["mode"] for r in rows if r["env"] == env_id and r["mode"] not in SB3_MODES):
-            rs = [r for r in rows if r["env"] == env_id and r["mode"] == mode]
-            lines.append(
-                f"| dreamlab {mode} ({rs[0]['suite']}, {rs[0]['config']['preset']}) | {len(rs)} | "
-                f"{_spread([r['real_return_mean'] for r in rs])} | {_spread([r['dream_return_mean'] for r in rs])} | "
-                f"{_spread([r['gap'] for r in rs], '+.1f')} | {_spread([r['real_env_steps'] for r in rs], '.0f')} | "
-                f"{_spread([r['wall_seconds'] for r in rs], '.0f')} |"
-            )
-            if mode == "offline":
-                beh = [r["behaviour_return_mean"] for r in rs if r.get("behaviour_return_mean") is not None]
-                if beh:
-                    lines.append(
-                        f"| logged behaviour ({_logged_by(env_id, rs[0]['log_epsilon'])}) | {len(beh)} | "
-                        f"{_spread(beh)} | | | | |"
-                    )
-        env_rows = [r for r in rows if r["env"] == env_id]
-        lines += summary_rows(env_rows, _spread)
-        refs = references_for(env_id)
-        for ref in refs:
-            name = ref.env_id if ref.env_id != env_id else ""
-            lines.append(
-                f"| RL Zoo {ref.algo.upper()}{' on ' + name if name else ''} [ref] | 1 | "
-                f"{ref.mean_reward:.1f} ± {ref.std_reward:.1f} | | | {ref.n_timesteps} | |"
-            )
-        if not refs:
-            lines.append("| (no RL Zoo reference found for this env) | | | | | | |")
-        h2h, ahead = head_to_head(env_id, env_rows)
-        verdicts += ahead
-        lines += ["", *h2h, ""] if h2h else [""]
-    if verdicts:
-        lines += [
-            f"**Head to head: dreamlab ahead in {sum(verdicts)} of {len(verdicts)} comparisons** (median real return, same real steps).",
-            "",
-        ]
-    cut = [f"{r['env']} {r['mode']} seed {r['seed']}" for r in rows if r.get("wm_cut_short")]
-    if cut:
-        lines += [
-            f"**Cut short by the world model's wall-clock safety net** (fewer steps than the budget): {', '.join(cut)}.",
-            "",
-        ]
-    lines += [
-        "[ref]: RL Baselines3 Zoo, final performance of one trained agent per algorithm "
-        f"(deterministic policy), mean ± std over its evaluation episodes, after the real steps shown: {SOURCE}",
-        "",
-        f"Machine: {first['platform']}, {first['cpu_count']} CPUs, {first.get('torch_threads')} torch thread(s), "
-        f"torch {first.get('torch')}, load average {first.get('load_avg')} when the first run ended "
-        "(the machine may be shared: wall times depend on what else runs)."
-        + (f" The runs ran on {len(hosts)} hosts: {', '.join(hosts)}." if len(hosts) > 1 else ""),
-        "",
-    ]
-    atomic_write_text(out / "summary.md", "\n".join(lines))
-    _log(f"wrote {out / 'results.csv'} ({len(rows)} runs) and {out / 'summary.md'}")
-    return {"csv": str(out / "results.csv"), "summary": str(out / "summary.md"), "rows": len(rows)}

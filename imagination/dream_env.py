@@ -109,7 +109,8 @@ class DreamEnv(VectorEnv):
     # ------------------------------------------------------------------ start states
     @torch.no_grad()
     def start_bank(self) -> State:
-        """Posterior states at random points of the start episodes, built once (chunks of 16 episodes)."""
+        """Posterior states at random points of the start episodes, built once (chunks of 16 episodes,
+        2 of 64x64 images)."""
         if self._bank is not None:
             return self._bank
         if not self.start_episodes:
@@ -133,15 +134,19 @@ class DreamEnv(VectorEnv):
         dev = torch.device(self.device)
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(self.seed0 + 7919)
-            for c in range(0, len(eps), 16):
-                parts.append(self._bank_chunk([eps[i] for i in range(c, min(c + 16, len(eps)))], wanted))
+            frame = int(np.prod(self.start_episodes[eps[0]].obs.shape[1:]))
+            per = 16 if frame <= 4096 else 2  # 64x64 images: 16 long episodes would be ~0.4 GB of frames
+            for c in range(0, len(eps), per):
+                parts.append(self._bank_chunk([eps[i] for i in range(c, min(c + per, len(eps)))], wanted))
         self._bank = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         return self._bank
 
     def _bank_chunk(self, chunk: list[int], wanted: dict[int, list[int]]) -> State:
         """Posterior states at the ``wanted`` points of the episodes ``chunk`` (one batched filter pass)."""
         horizon = max(max(wanted[e]) for e in chunk) + 1
-        obs = np.zeros((len(chunk), horizon) + self.start_episodes[chunk[0]].obs.shape[1:], np.float32)
+        sample = self.start_episodes[chunk[0]].obs
+        dtype = np.uint8 if sample.dtype == np.uint8 else np.float32  # frames stay uint8: the CNN scales them
+        obs = np.zeros((len(chunk), horizon) + sample.shape[1:], dtype)
         act = np.zeros((len(chunk), horizon, self.codec.dim), np.float32)
         first = np.zeros((len(chunk), horizon), bool)
         first[:, 0] = True

@@ -132,6 +132,50 @@ def test_frames_colour_channels_apart() -> None:
     assert np.array_equal(to_rgb(three), three)
 
 
+class _CountingModel:
+    """A stand-in world model whose state is the time step: observe ends at the last context step,
+    each img_step adds one and records the action it was given; a frame is filled with its step."""
+
+    image, obs_shape = True, (64, 64, 1)
+
+    def __init__(self) -> None:
+        from dreamlab.data.spaces import ActionCodec
+
+        self.codec = ActionCodec(gym.spaces.Discrete(40))
+        self.actions: list[int] = []
+
+    def eval(self) -> None:
+        pass
+
+    def observe(self, obs: Any, act: Any, first: Any, mode: bool = False) -> tuple[dict, None]:
+        import torch
+
+        return {"t": torch.arange(obs.shape[1], dtype=torch.float32)[None]}, None
+
+    def img_step(self, state: dict, action: Any, _: Any, mode: bool = False) -> dict:
+        self.actions.append(int(action.argmax()))
+        return {"t": state["t"] + 1}
+
+    def decode(self, state: dict) -> Any:
+        return state["t"].reshape(-1, 1, 1, 1).expand(-1, 64, 64, 1)
+
+
+def test_dreamed_frames_line_up_with_the_real_ones_and_their_actions() -> None:
+    from dreamlab.data.episodes import Episode
+    from dreamlab.frames import dream_frames
+
+    n = 20
+    obs = np.broadcast_to(np.arange(n, dtype=np.uint8).reshape(n, 1, 1, 1), (n, 64, 64, 1)).copy()
+    flags = np.zeros(n, bool)
+    ep = Episode(obs, np.arange(n), np.zeros(n), flags.copy(), flags.copy(), flags.copy())
+    model = _CountingModel()
+    r = dream_frames(model, ep, context=5, horizons=[1, 3, 30])  # 30 is past the end: dropped
+    assert r["steps"] == [0, 1, 3]
+    assert [int(f[0, 0, 0]) for f in r["real"]] == [4, 5, 7]  # the last context frame, then 1 and 3 later
+    assert np.array_equal(r["real"], r["dreamed"])  # the dream's step h is the real frame h steps later
+    assert model.actions == [4, 5, 6]  # the logged action taken at each frame leads to the next
+
+
 def _forget_pixel_ids() -> None:
     """Drop the pixel ids this process registered, as a fresh process would not have them."""
     for name in [n for n in gym.registry if n.endswith("-pixels")]:
@@ -222,3 +266,29 @@ def test_minatar_breakout_through_collect_and_train_wm(tmp_path: Path, capsys: p
 
     model = WorldModel.load(wm / "world_model.ckpt")
     assert model.image and model.obs_shape == (64, 64, 4)
+
+
+@pytest.mark.slow
+def test_bench_on_pixel_cartpole_offline_online_and_sb3_cnn(tmp_path: Path) -> None:
+    """``dreamlab bench --envs CartPole-v1-pixels``: random logs offline, online, SB3 DQN with a CNN and a
+    replay buffer within the budget; the folder name of the env id is the id itself here."""
+    import csv
+
+    from dreamlab.cli import main
+
+    budget = ["--budget.preset", "tiny", "--budget.log-steps", "300", "--budget.wm-steps", "5"]
+    budget += ["--budget.dream-steps", "2", "--budget.online-steps", "200", "--budget.online-prefill", "100"]
+    budget += ["--budget.online-pretrain", "2", "--budget.eval-episodes", "2"]
+    out = tmp_path / "bench"
+    argv = ["bench", "--envs", "CartPole-v1-pixels", "--modes", "offline,online,sb3-dqn-sac", "--seeds", "1"]
+    assert main([*argv, "--out", str(out), "--threads", "1", "--progress", "false", *budget]) == 0
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert sorted(r["mode"] for r in rows) == ["offline", "online", "sb3-dqn-sac", "sb3-dqn-sac"]
+    assert all(float(r["real_return_mean"]) >= 8 for r in rows)  # CartPole: at least 8 steps per episode
+    sb3 = json.loads((out / "CartPole-v1-pixels" / "sb3-dqn-sac-200" / "seed0" / "result.json").read_text())
+    assert sb3["algo"] == "dqn" and sb3["hyperparameters"]["policy"] == "CnnPolicy"
+    assert sb3["hyperparameters"]["buffer_size"] == 200
+    offline = json.loads((out / "CartPole-v1-pixels" / "offline" / "seed0" / "result.json").read_text())
+    assert offline["log_epsilon"] == 1.0
+    summary = (out / "summary.md").read_text()
+    assert "logged behaviour (uniformly random)" in summary and "SB3 DQN (SB3 defaults, CNN" in summary

@@ -62,3 +62,21 @@ def test_datamodule_splits_by_episode(tmp_path: Path) -> None:
     for vb in dm.val_dataloader():
         for row in vb["obs"].numpy().reshape(-1, 4):  # validation windows come only from val episodes
             assert np.any(np.all(val_obs == row, axis=1))
+
+
+def test_uint8_images_stay_uint8_in_the_stream_and_in_batches() -> None:
+    """Frames are not widened to float32 (4× the memory); the world model scales them itself."""
+    import gymnasium as gym
+
+    from dreamlab.data.episodes import Episode
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (21, 64, 64, 3), dtype=np.uint8)
+    ep = Episode.from_transitions(frames, rng.integers(0, 2, 20), np.ones(20), False, np.zeros(20))
+    sampler = SequenceSampler([ep], ActionCodec(gym.spaces.Discrete(2)), length=8, seed=0)
+    assert sampler.stream["obs"].dtype == np.uint8
+    batch = sampler.sample(3)
+    assert batch["obs"].dtype == torch.uint8 and batch["obs"].shape == (3, 8, 64, 64, 3)
+    assert batch["action"].dtype == torch.float32  # everything else as before
+    starts = [int(np.flatnonzero((frames == b[0].numpy()).all(axis=(1, 2, 3)))[0]) for b in batch["obs"]]
+    assert all(torch.equal(batch["obs"][i], torch.from_numpy(frames[s : s + 8])) for i, s in enumerate(starts))

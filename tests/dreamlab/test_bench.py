@@ -90,3 +90,29 @@ def test_bench_rejects_unknown_env_and_mode(tmp_path, capsys):
     assert "envs" in capsys.readouterr().err
     assert main(["bench", "--out", str(tmp_path), "--modes", "offline,sideways"]) == 2
     assert "modes" in capsys.readouterr().err
+
+
+def test_classic_budgets_per_env_and_overrides_win():
+    from dreamlab.bench import BenchConfig, BudgetOverrides
+
+    cfg = BenchConfig(suite="classic")
+    assert cfg.resolved_budget("CartPole-v1").online_steps == 10_000  # the suite's
+    assert cfg.resolved_budget("Acrobot-v1").online_steps == 20_000  # issue 16's target budgets
+    assert cfg.resolved_budget("MountainCarContinuous-v0").online_steps == 50_000
+    assert cfg.resolved_budget("Acrobot-v1").log_steps == 20_000  # the rest stays the suite's
+    over = BenchConfig(suite="classic", budget=BudgetOverrides(online_steps=3_000))
+    assert over.resolved_budget("MountainCarContinuous-v0").online_steps == 3_000
+    assert BenchConfig(suite="quick").resolved_budget("Acrobot-v1").online_steps == 3_000
+
+
+@pytest.mark.slow
+def test_bench_dreamer_settings_reach_the_agent_and_label_the_rows(tmp_path):
+    """An ablation: ``--dreamer.intrinsic 0.5`` reaches the online actor-critic (the agent records it),
+    is recorded in the result and names the summary row."""
+    args = [a if a != "offline,online" else "online" for a in TINY]
+    assert main(["bench", "--out", str(tmp_path), *args, "--dreamer.intrinsic", "0.5", "--threads", "1"]) == 0
+    result = json.loads((tmp_path / "CartPole-v1" / "online" / "seed0" / "result.json").read_text())
+    assert result["dreamer"] == {"intrinsic": 0.5}
+    agent = json.loads((tmp_path / "CartPole-v1" / "online" / "seed0" / "online" / "agent" / "agent.json").read_text())
+    assert agent["dreamer"]["intrinsic"] == 0.5
+    assert "dreamlab online (quick, tiny, intrinsic 0.5)" in (tmp_path / "summary.md").read_text()
