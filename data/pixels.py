@@ -62,6 +62,18 @@ def with_obs(env_id: str, obs: str | None) -> str:
     return env_id if is_pixel_id(env_id) else env_id + PIXELS
 
 
+OBS_HELP = (
+    "observations: state (the env's own) | pixels (64x64 uint8 images: the env's rgb_array render, or an "
+    "image-grid observation such as MinAtar's, resized); recorded as the env id ENV-pixels, which later "
+    "commands read (default: as --env says)"
+)
+
+
+def add_obs_argument(parser: Any, help: str = OBS_HELP) -> None:
+    """``--obs state|pixels`` on a command's argparse parser (collect, train, evaluate)."""
+    parser.add_argument("--obs", choices=OBS_MODES, default=None, help=help)
+
+
 def env_dirname(env_id: str) -> str:
     """``env_id`` as one folder-name component: ``/``, ``\\`` and ``:`` become ``_``."""
     name = env_id.replace("/", "_").replace("\\", "_").replace(":", "_")

@@ -31,8 +31,13 @@ CSV_FIELDS = tuple(
 
 
 def _settings(row: dict[str, Any]) -> str:
-    """The actor-critic settings a run changed from the defaults (``--dreamer.*``), e.g. ``, intrinsic 1.0``."""
-    return "".join(f", {k.replace('_', ' ')} {v}" for k, v in (row.get("dreamer") or {}).items())
+    """What a run changed from the suite: the replay ratio (online) and ``--dreamer.*``, e.g. ``, intrinsic 1.0``."""
+    from dreamlab.bench import SUITES
+
+    suite = SUITES.get(row.get("suite", ""))
+    ratio = (row.get("config") or {}).get("replay_ratio")
+    extra = f", replay ratio {ratio:g}" if suite and row["mode"] == "online" and ratio != suite.replay_ratio else ""
+    return extra + "".join(f", {k.replace('_', ' ')} {v}" for k, v in (row.get("dreamer") or {}).items())
 
 
 def load_results(out: Path) -> list[dict[str, Any]]:

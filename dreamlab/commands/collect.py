@@ -12,7 +12,7 @@ from dreamlab.core.io import check_output_dir
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from dreamlab.data.collect import CollectConfig
-    from dreamlab.data.pixels import OBS_MODES
+    from dreamlab.data.pixels import add_obs_argument
 
     p = subparsers.add_parser(
         "collect",
@@ -22,12 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "dropped). A second run into OUT appends (and says so on stderr).",
     )
     p.add_argument("--env", required=True, help="gymnasium id (CartPole-v1, MinAtar/Breakout-v1) or module:Class")
-    p.add_argument(
-        "--obs",
-        choices=OBS_MODES,
-        default=None,
-        help="observations: state (the env's own) | pixels (64x64 uint8 images: the env's rgb_array render, or an image-grid observation such as MinAtar's, resized); recorded as the env id ENV-pixels, which later commands read (default: as --env says)",
-    )
+    add_obs_argument(p)
     p.add_argument(
         "--policy",
         default="random",

@@ -10,7 +10,7 @@ from typing import Any
 from dreamlab.config import add_run_args, apply_threads
 from dreamlab.core.errors import DreamlabError
 from dreamlab.core.imports import check_code_name
-from dreamlab.data.pixels import OBS_MODES, with_obs
+from dreamlab.data.pixels import add_obs_argument, with_obs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,12 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--agent", type=Path, required=True, help="agent directory (or a train RUN directory)")
     p.add_argument("--env", default=None, help="gymnasium env id or module:Class (default: the agent's own)")
-    p.add_argument(
-        "--obs",
-        choices=OBS_MODES,
-        default=None,
-        help="observations of --env: state | pixels (default: as the env id says)",
-    )
+    add_obs_argument(p, help="observations of --env: state | pixels (default: as the env id says)")
     p.add_argument("--episodes", type=int, default=10, help="episodes (default: 10)")
     p.add_argument("--seed", type=int, default=0, help="first env seed (default: 0)")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dreamlab.config import add_config_args, add_run_args, apply_threads, config_from_args
 from dreamlab.core.io import check_output_dir
-from dreamlab.data.pixels import OBS_MODES, with_obs
+from dreamlab.data.pixels import add_obs_argument, with_obs
 from dreamlab.imagination.dreamer import DreamerConfig
 from dreamlab.imagination.loops import OnlineConfig
 
@@ -35,12 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "running again with the same RUN resumes.",
     )
     p.add_argument("--env", required=True, help="gymnasium env id (CartPole-v1) or your own module:Class")
-    p.add_argument(
-        "--obs",
-        choices=OBS_MODES,
-        default=None,
-        help="observations: state (the env's own) | pixels (64x64 uint8 images: the env's rgb_array render, or an image-grid observation such as MinAtar's, resized); recorded as the env id ENV-pixels, which later commands read (default: as --env says)",
-    )
+    add_obs_argument(p)
     p.add_argument("--out", type=Path, required=True, help="run directory")
     add_run_args(p)
     add_config_args(p, TrainJob, "train")

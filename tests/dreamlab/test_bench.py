@@ -115,4 +115,4 @@ def test_bench_dreamer_settings_reach_the_agent_and_label_the_rows(tmp_path):
     assert result["dreamer"] == {"intrinsic": 0.5}
     agent = json.loads((tmp_path / "CartPole-v1" / "online" / "seed0" / "online" / "agent" / "agent.json").read_text())
     assert agent["dreamer"]["intrinsic"] == 0.5
-    assert "dreamlab online (quick, tiny, intrinsic 0.5)" in (tmp_path / "summary.md").read_text()
+    assert "dreamlab online (quick, tiny, replay ratio 16, intrinsic 0.5)" in (tmp_path / "summary.md").read_text()

@@ -66,7 +66,7 @@ def test_grpo_success_in_the_dream_rises_above_a_random_policy(dream) -> None:
     wm, episodes, env = dream
     torch.manual_seed(1)
     verifier = get_verifier(ENV_ID)
-    cfg = GRPOConfig(iterations=20, groups=8, group_size=8, horizon=100, lr=3e-3, hidden=32, layers=1)
+    cfg = GRPOConfig(iterations=20, groups=16, group_size=8, horizon=100, lr=3e-3, hidden=32, layers=1)
     make = dream_env_factory(wm, episodes, verifier, cfg.horizon, seed=0, max_start_states=512)
     agent = ObsActor.from_episodes(episodes, env.observation_space, env.action_space, cfg.hidden, cfg.layers)
     before = dream_success(make, ObsActorPolicy(agent, greedy=False), verifier, 64, cfg.horizon, seed=123)

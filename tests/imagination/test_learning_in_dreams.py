@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from stable_baselines3 import PPO
+from stable_baselines3.common.logger import Logger
 
 from dreamlab.data.sampling import SequenceSampler
 from dreamlab.imagination.agent import DreamerAgent
@@ -43,6 +44,7 @@ def test_sb3_ppo_trained_in_the_dream_beats_random_in_the_real_env(cartpole_setu
         device="cpu",
         policy_kwargs={"net_arch": [32, 32]},
     )
+    model.set_logger(Logger(folder=None, output_formats=[]))  # no /tmp/SB3-* folder
     model.learn(total_timesteps=4096)
     real = evaluate_real(_SB3Policy(model), ENV_ID, episodes=10, seed=100).mean()
     rand = random_return(ENV_ID, 10, seed=100)
