@@ -207,6 +207,10 @@ class BenchConfig:
         per_env = ENV_BUDGETS.get(self.suite, {}).get(env_id or "", {})
         return dataclasses.replace(SUITES[self.suite], **{**per_env, **over})
 
+    def env_budgets(self) -> dict[str, Budget]:
+        """Each env of the run with its resolved budget."""
+        return {e: self.resolved_budget(e) for e in self.env_ids()}
+
     def env_ids(self) -> tuple[str, ...]:
         envs = tuple(e for x in self.envs for e in str(x).split(",") if e) or SUITE_ENVS[self.suite]
         from dreamlab.data.collect import EnvSpecError, make_env
@@ -428,13 +432,10 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    per_env = {e: asdict(cfg.resolved_budget(e)) for e in cfg.env_ids()}
+    per_env = {e: asdict(b) for e, b in cfg.env_budgets().items()}
     atomic_write_json(out / "bench_config.json", {**asdict(cfg), "resolved_budget": per_env})
     modes = cfg.mode_list()
-    budgets = {
-        e: sb3_budgets(modes, cfg.resolved_budget(e).online_steps, cfg.resolved_budget(e).log_steps)
-        for e in cfg.env_ids()
-    }
+    budgets = {e: sb3_budgets(modes, b.online_steps, b.log_steps) for e, b in cfg.env_budgets().items()}
     results = [
         run_one(env_id, mode, seed, cfg, sb3)
         for env_id in cfg.env_ids()
